@@ -1,0 +1,3 @@
+from azprov.cli import main
+
+main()

@@ -1,0 +1,253 @@
+"""Configuration: one frozen dataclass tree read from INI files.
+
+Files, later wins: `<root>/etc/azprov/azprov.conf`, then
+`<root>/etc/azprov/azprov.conf.d/*.conf` in sorted order, then `--config FILE`.
+An unknown section or key, or a value that does not parse, is an error that
+names the file, the key and the value: a typo must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from azprov.errors import ConfigError
+
+MAIN_FILE = "etc/azprov/azprov.conf"
+DROPIN_DIR = "etc/azprov/azprov.conf.d"
+
+
+@dataclasses.dataclass(frozen=True)
+class WireServerConfig:
+    endpoint: Optional[str] = None  # None: DHCP option 245, else 168.63.129.16
+    total_timeout: float = 1200.0
+    hostplugin_port: int = 32526
+
+
+@dataclasses.dataclass(frozen=True)
+class ImdsConfig:
+    url: str = "http://169.254.169.254/metadata"
+    total_timeout: float = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaConfig:
+    path: Optional[str] = None  # a directory already holding ovf-env.xml
+
+
+@dataclasses.dataclass(frozen=True)
+class ProvisioningConfig:
+    ssh_host_key_types: str = ""  # empty: `ssh-keygen -A` (every default type)
+    user_groups: str = ""  # extra groups for the admin user, comma-separated
+    publish_hostname: bool = True  # renew the DHCP lease so Azure DNS learns the name
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtensionsConfig:
+    lib_dir: str = "/var/lib/waagent"
+    log_dir: str = "/var/log/azure"
+    poll_interval: float = 6.0
+    command_timeout: float = 1200.0  # per command, unless a handler section overrides
+    max_package_bytes: int = 256 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    wireserver: WireServerConfig = WireServerConfig()
+    imds: ImdsConfig = ImdsConfig()
+    media: MediaConfig = MediaConfig()
+    provisioning: ProvisioningConfig = ProvisioningConfig()
+    extensions: ExtensionsConfig = ExtensionsConfig()
+    # Per-extension overrides from sections `[extension NAME]`: NAME -> key -> value.
+    extension_overrides: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    def extension_timeout(self, handler: str, command: str) -> float:
+        """Timeout of one handler command: `[extension NAME] <command>_timeout`,
+        then `[extension NAME] timeout`, then `[extensions] command_timeout`."""
+        for name, values in self.extension_overrides:
+            if name.lower() == handler.lower():
+                found = dict(values)
+                for key in (f"{command}_timeout", "timeout"):
+                    if key in found:
+                        return found[key]
+        return self.extensions.command_timeout
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError("must be a port number from 1 to 65535")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _endpoint(text: str) -> str:
+    from azprov.fabric.endpoints import parse_endpoint
+
+    parse_endpoint(text)  # raises ValueError on a bad host:port
+    return text.strip()
+
+
+def _url(text: str) -> str:
+    value = text.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")) or len(value) < 8:
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _absolute_path(text: str) -> str:
+    if not text.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return text
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+_SECTIONS: dict[str, tuple[type, dict[str, Callable[[str], object]]]] = {
+    "wireserver": (
+        WireServerConfig,
+        {"endpoint": _endpoint, "total_timeout": _positive_float, "hostplugin_port": _port},
+    ),
+    "imds": (ImdsConfig, {"url": _url, "total_timeout": _positive_float}),
+    "media": (MediaConfig, {"path": _absolute_path}),
+    "provisioning": (
+        ProvisioningConfig,
+        {"ssh_host_key_types": _text, "user_groups": _text, "publish_hostname": _boolean},
+    ),
+    "extensions": (
+        ExtensionsConfig,
+        {
+            "lib_dir": _absolute_path,
+            "log_dir": _absolute_path,
+            "poll_interval": _positive_float,
+            "command_timeout": _positive_float,
+            "max_package_bytes": _positive_int,
+        },
+    ),
+}
+_EXTENSION_COMMANDS = ("install", "enable", "disable", "update", "uninstall")
+_EXTENSION_KEYS = {"timeout"} | {f"{c}_timeout" for c in _EXTENSION_COMMANDS}
+
+
+def config_files(root: Path, extra: Path | None) -> list[Path]:
+    """The files to read, in order; missing ones in the root are skipped."""
+    files = []
+    main = root / MAIN_FILE
+    if main.is_file():
+        files.append(main)
+    dropins = root / DROPIN_DIR
+    if dropins.is_dir():
+        files.extend(sorted(p for p in dropins.glob("*.conf") if p.is_file()))
+    if extra is not None:
+        files.append(extra)
+    return files
+
+
+def load_config(root: Path, extra: Path | None = None) -> Config:
+    """Read every config file for `root` (plus `extra`) into one `Config`."""
+    values: dict[str, dict[str, object]] = {name: {} for name in _SECTIONS}
+    overrides: dict[str, dict[str, float]] = {}
+    for path in config_files(root, extra):
+        _read_file(path, values, overrides)
+    built = {
+        name: _SECTIONS[name][0](**section_values) for name, section_values in values.items()
+    }
+    return Config(
+        **built,
+        extension_overrides=tuple(
+            (name, tuple(sorted(keys.items()))) for name, keys in sorted(overrides.items())
+        ),
+    )
+
+
+def _read_file(
+    path: Path, values: dict[str, dict[str, object]], overrides: dict[str, dict[str, float]]
+) -> None:
+    parser = configparser.ConfigParser(interpolation=None, strict=True, empty_lines_in_values=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text") from None
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: {_describe_parse_error(exc)}") from None
+    if parser.defaults():
+        raise ConfigError(f"{path}: section [DEFAULT] is not supported")
+    for section in parser.sections():
+        items = parser.items(section, raw=True)
+        if section.startswith("extension "):
+            name = section[len("extension ") :].strip()
+            target = overrides.setdefault(name, {})
+            for key, raw in items:
+                if key not in _EXTENSION_KEYS:
+                    raise _unknown_key(path, section, key, sorted(_EXTENSION_KEYS))
+                target[key] = _parse_value(path, section, key, raw, _positive_float)  # type: ignore[assignment]
+            continue
+        if section not in _SECTIONS:
+            known = ", ".join(f"[{s}]" for s in [*_SECTIONS, "extension NAME"])
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {known})")
+        keys = _SECTIONS[section][1]
+        for key, raw in items:
+            if key not in keys:
+                raise _unknown_key(path, section, key, keys)
+            values[section][key] = _parse_value(path, section, key, raw, keys[key])
+
+
+def _parse_value(
+    path: Path, section: str, key: str, raw: str, parse: Callable[[str], object]
+) -> object:
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        why = str(exc) if not str(exc).startswith(("could not", "invalid literal")) else ""
+        why = why or "is not valid"
+        raise ConfigError(f"{path}: [{section}] {key} = {raw.strip()!r}: {why}") from None
+
+
+def _unknown_key(path: Path, section: str, key: str, known: Iterable[str]) -> ConfigError:
+    return ConfigError(
+        f"{path}: unknown key {key!r} in [{section}] (known: {', '.join(sorted(known))})"
+    )
+
+
+def _describe_parse_error(exc: configparser.Error) -> str:
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: a key outside any [section]: {exc.line.strip()!r}"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"line {exc.lineno}: key {exc.option!r} repeated in [{exc.section}]"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: section [{exc.section}] repeated"
+    if isinstance(exc, configparser.ParsingError):
+        lineno, line = exc.errors[0]
+        return f"line {lineno}: not a 'key = value' line: {line.strip()!r}"
+    return exc.message.splitlines()[0]

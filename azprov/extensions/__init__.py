@@ -1,0 +1,1 @@
+"""Optional runner for Azure VM extensions."""

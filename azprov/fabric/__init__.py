@@ -1,0 +1,1 @@
+"""Talking to Azure: reads and reports only, never changes the machine."""

@@ -1,0 +1,114 @@
+"""Where the fabric lives: endpoint parsing and the WireServer address from DHCP.
+
+Azure hands the WireServer address to the guest as DHCP option 245 (four
+bytes). Each DHCP client keeps it in its own lease format; we read them all
+(from the target root) and use the newest, else the well-known address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WIRESERVER = "168.63.129.16"
+
+# Lease locations, relative to the target root, newest-first by mtime at read time.
+LEASE_GLOBS = (
+    "var/lib/dhcp/dhclient*.lease*",  # ISC dhclient (Debian, Ubuntu)
+    "var/lib/dhclient/*.lease*",  # ISC dhclient (RHEL, Fedora)
+    "run/systemd/netif/leases/*",  # systemd-networkd
+    "var/lib/NetworkManager/*.lease",  # NetworkManager (internal and dhclient backends)
+)
+
+# dhclient: `option unknown-245 a8:3f:81:10;`  networkd/NM: `OPTION_245=A83F8110`
+_OPTION_245 = re.compile(
+    r"(?:option\s+unknown-245\s+(?P<colon>[0-9a-fA-F:]+)\s*;)|(?:^OPTION_245=(?P<hex>[0-9a-fA-F:]+)\s*$)",
+    re.MULTILINE,
+)
+
+
+def parse_endpoint(text: str) -> tuple[str, int | None]:
+    """Split `host`, `host:port`, `[v6]:port` into (host, port or None)."""
+    value = text.strip()
+    if not value or any(c.isspace() or c in "/?#@" for c in value):
+        raise ValueError("must be a host or host:port")
+    host, port = value, None
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("must be a host or host:port")
+            port = _port(rest[1:])
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+        port = _port(port_text)
+    if not host:
+        raise ValueError("must be a host or host:port")
+    return host, port
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError("port must be a number from 1 to 65535")
+    return int(text)
+
+
+def base_url(endpoint: str, default_port: int) -> str:
+    """`http://host:port` for an endpoint string, using `default_port` when it has none."""
+    host, port = parse_endpoint(endpoint)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port or default_port}"
+
+
+def wireserver_from_leases(root: Path) -> str | None:
+    """The WireServer address from the newest DHCP lease that carries option 245."""
+    candidates: list[tuple[float, Path]] = []
+    for pattern in LEASE_GLOBS:
+        for path in root.glob(pattern):
+            try:
+                candidates.append((path.stat().st_mtime, path))
+            except OSError:
+                continue
+    for _, path in sorted(candidates, reverse=True):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        found = None
+        for match in _OPTION_245.finditer(text):
+            found = match.group("colon") or match.group("hex")  # the last lease in a file wins
+        if found is None:
+            continue
+        address = _address_from_hex(found)
+        if address:
+            log.debug("WireServer address %s from DHCP option 245 in %s", address, path)
+            return address
+        log.warning("ignoring DHCP option 245 %r in %s: not an IPv4 address", found, path)
+    return None
+
+
+def _address_from_hex(text: str) -> str | None:
+    digits = text.replace(":", "")
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 4 or not all(1 <= len(p) <= 2 for p in parts):
+            return None
+        digits = "".join(p.zfill(2) for p in parts)
+    if len(digits) != 8:
+        return None
+    address = ipaddress.IPv4Address(bytes.fromhex(digits))
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        return None
+    return str(address)
+
+
+def wireserver_endpoint(configured: str | None, root: Path) -> str:
+    """The configured endpoint, else DHCP option 245, else the well-known address."""
+    if configured:
+        return configured
+    return wireserver_from_leases(root) or DEFAULT_WIRESERVER

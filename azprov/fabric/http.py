@@ -1,0 +1,252 @@
+"""The one HTTP layer every fabric call goes through: one client, one retry policy.
+
+Why these rules:
+- `trust_env=False`: the fabric must never be reached through a proxy (IMDS
+  refuses proxied requests; a corporate proxy turns every call into a hang).
+- Retry connection errors (refused, ENETUNREACH early in boot, reset),
+  timeouts, 408, 429 and 5xx with capped exponential backoff and jitter,
+  honouring Retry-After, until the logical call's deadline. The cap is a few
+  seconds so a fabric that comes back (p90 maintenance ≈ 3 min) is used at once.
+- Every other 4xx fails fast: retrying a request the server understood and
+  refused only hides the reason for 20 minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import logging
+import random
+import re
+import time
+from typing import IO, Callable, Collection, Mapping, Optional, TypeVar
+
+import httpx
+
+from azprov import AGENT_NAME
+from azprov.errors import FabricError, one_line
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 429} | set(range(500, 600)))
+SUCCESS_STATUS = frozenset(range(200, 300))
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Timing of one logical call: per-request timeouts and the backoff between tries."""
+
+    connect_timeout: float = 3.0
+    read_timeout: float = 30.0
+    first_delay: float = 0.1
+    max_delay: float = 5.0
+    max_retry_after: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before try `attempt + 1`: doubling from first_delay, capped, half-jittered."""
+        ceiling = min(self.max_delay, self.first_delay * (2 ** min(attempt - 1, 30)))
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+class Deadline:
+    """The time a logical call (with all its retries) must finish by."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What a call returned: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+class Retry(Exception):
+    """Raised by a reply parser when the body is unusable but may be fine next time."""
+
+
+_SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|code|token)=[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """Hide SAS signatures and tokens in a URL before it reaches a log or an error."""
+    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=<redacted>", url)
+
+
+def _retry_after(value: str | None, policy: RetryPolicy) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), policy.max_retry_after)
+
+
+class FabricHttp:
+    """An httpx client bound to one retry policy; shared by WireServer, HostGAPlugin and IMDS."""
+
+    def __init__(self, policy: RetryPolicy | None = None) -> None:
+        self.policy = policy or RetryPolicy()
+        self._client = httpx.Client(
+            trust_env=False,
+            follow_redirects=False,
+            timeout=httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout),
+            headers={"User-Agent": AGENT_NAME},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> FabricHttp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(
+        self,
+        what: str,
+        method: str,
+        url: str,
+        deadline: Deadline,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        parse: Optional[Callable[[Reply], T]] = None,
+        accept: Collection[int] = SUCCESS_STATUS,
+        retry_status: Collection[int] = RETRYABLE_STATUS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        sink: IO[bytes] | None = None,
+    ) -> T:
+        """Send one logical request, retrying as the policy says, and parse the reply.
+
+        `what` names the call for messages ("goal state"). A status in `accept`
+        goes to `parse` (which may raise `Retry`); one in `retry_status` is
+        retried; any other fails at once. With `sink`, the body is streamed to
+        it (rewound on each try) instead of kept in memory.
+        """
+        shown = redact_url(url)
+        attempt = 0
+        last = "no attempt made"
+        while True:
+            attempt += 1
+            wait: float | None = None
+            try:
+                reply = self._send(method, url, headers, content, deadline, max_bytes, sink)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                last = _describe_transport_error(exc)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise FabricError(
+                    "http_error",
+                    f"{what}: {method} {shown} failed: {_describe_transport_error(exc)}",
+                    url=shown,
+                ) from None
+            else:
+                if reply.status in accept:
+                    try:
+                        return parse(reply) if parse else reply  # type: ignore[return-value]
+                    except Retry as exc:
+                        last = f"unusable reply: {exc}"
+                elif reply.status in retry_status:
+                    last = f"HTTP {reply.status}"
+                    wait = _retry_after(reply.headers.get("retry-after"), self.policy)
+                else:
+                    raise FabricError(
+                        "http_error",
+                        f"{what}: {method} {shown} answered HTTP {reply.status}: "
+                        f"{_snippet(reply.content)}",
+                        url=shown,
+                        status=reply.status,
+                    )
+            delay = max(self.policy.backoff(attempt), wait or 0.0)
+            remaining = deadline.remaining()
+            if delay >= remaining:
+                raise FabricError(
+                    "fabric_timeout",
+                    f"{what}: no usable answer from {shown} within {deadline.seconds:g} s "
+                    f"({attempt} attempts); last: {last}",
+                    url=shown,
+                    attempts=attempt,
+                    last_error=last,
+                )
+            log.info("%s: %s (attempt %d); retrying in %.1f s", what, last, attempt, delay)
+            time.sleep(delay)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        content: bytes | None,
+        deadline: Deadline,
+        max_bytes: int,
+        sink: IO[bytes] | None,
+    ) -> Reply:
+        # Never let one request outlive the logical call's deadline.
+        remaining = max(deadline.remaining(), 0.05)
+        timeout = httpx.Timeout(
+            min(self.policy.read_timeout, remaining),
+            connect=min(self.policy.connect_timeout, remaining),
+        )
+        if sink is not None:
+            sink.seek(0)
+            sink.truncate()
+        with self._client.stream(
+            method, url, headers=dict(headers or {}), content=content, timeout=timeout
+        ) as response:
+            size = 0
+            chunks: list[bytes] = []
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FabricError(
+                        "reply_too_large",
+                        f"{method} {redact_url(url)}: reply larger than {max_bytes} bytes",
+                        url=redact_url(url),
+                        max_bytes=max_bytes,
+                    )
+                if sink is not None:
+                    sink.write(chunk)
+                else:
+                    chunks.append(chunk)
+            return Reply(
+                status=response.status_code,
+                headers={k.lower(): v for k, v in response.headers.items()},
+                content=b"".join(chunks),
+                url=url,
+            )
+
+
+def _describe_transport_error(exc: Exception) -> str:
+    text = one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    return text
+
+
+def _snippet(content: bytes, limit: int = 200) -> str:
+    text = one_line(content[:limit].decode("utf-8", errors="replace"))
+    return text or "(empty body)"

@@ -1,0 +1,115 @@
+"""The Instance Metadata Service: what the platform says this VM should look like."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+from azprov.errors import InvalidInput
+from azprov.fabric.http import RETRYABLE_STATUS, Deadline, FabricHttp, Reply, Retry
+
+API_VERSION = "2021-08-01"  # osProfile (2020-07-15), disablePasswordAuthentication, userData
+# IMDS answers 404 and 410 while it is still being set up for a new VM.
+IMDS_RETRY_STATUS = frozenset(RETRYABLE_STATUS | {404, 410})
+
+
+@dataclasses.dataclass(frozen=True)
+class ImdsPublicKey:
+    key_data: str
+    path: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceMetadata:
+    """The fields of `compute` that provisioning uses, type-checked but not yet validated."""
+
+    vm_id: Optional[str]
+    name: Optional[str]
+    computer_name: Optional[str]
+    admin_username: Optional[str]
+    disable_password_authentication: Optional[bool]
+    public_keys: tuple[ImdsPublicKey, ...]
+    user_data: Optional[str]
+
+
+def _string(data: dict[str, Any], key: str, field: str) -> Optional[str]:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"imds.{field}", value, "is not a string")
+    return value
+
+
+def _flag(value: object, field: str) -> Optional[bool]:
+    """IMDS sends "true"/"false" strings; accept JSON booleans the same way."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InvalidInput(f"imds.{field}", value, 'is neither "true" nor "false"')
+
+
+def parse_instance_metadata(content: bytes) -> InstanceMetadata:
+    """Parse the `instance` document; a body that is not JSON is worth another try."""
+    try:
+        document = json.loads(content)
+    except ValueError:
+        raise Retry(f"instance metadata is not valid JSON ({len(content)} bytes)") from None
+    compute = document.get("compute") if isinstance(document, dict) else None
+    if not isinstance(compute, dict):
+        raise Retry("instance metadata has no 'compute' object")
+    profile = compute.get("osProfile") or {}
+    if not isinstance(profile, dict):
+        raise InvalidInput("imds.compute.osProfile", profile, "is not an object")
+    raw_keys = compute.get("publicKeys") or []
+    if not isinstance(raw_keys, list):
+        raise InvalidInput("imds.compute.publicKeys", raw_keys, "is not a list")
+    keys = []
+    for index, entry in enumerate(raw_keys):
+        field = f"compute.publicKeys[{index}]"
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"imds.{field}", entry, "is not an object")
+        key_data = _string(entry, "keyData", f"{field}.keyData")
+        if key_data is None:
+            raise InvalidInput(f"imds.{field}.keyData", entry.get("keyData"), "is empty")
+        keys.append(ImdsPublicKey(key_data, _string(entry, "path", f"{field}.path")))
+    return InstanceMetadata(
+        vm_id=_string(compute, "vmId", "compute.vmId"),
+        name=_string(compute, "name", "compute.name"),
+        computer_name=_string(profile, "computerName", "compute.osProfile.computerName"),
+        admin_username=_string(profile, "adminUsername", "compute.osProfile.adminUsername"),
+        disable_password_authentication=_flag(
+            profile.get("disablePasswordAuthentication"),
+            "compute.osProfile.disablePasswordAuthentication",
+        ),
+        public_keys=tuple(keys),
+        user_data=_string(compute, "userData", "compute.userData"),
+    )
+
+
+class Imds:
+    """Reads instance metadata from `url` (…/metadata), retrying as IMDS needs."""
+
+    def __init__(self, http: FabricHttp, url: str, total_timeout: float) -> None:
+        self.http = http
+        self.url = url.rstrip("/")
+        self.total_timeout = total_timeout
+
+    def instance_metadata(self, deadline: Deadline | None = None) -> InstanceMetadata:
+        def parse(reply: Reply) -> InstanceMetadata:
+            return parse_instance_metadata(reply.content)
+
+        result: InstanceMetadata = self.http.call(
+            "instance metadata",
+            "GET",
+            f"{self.url}/instance?api-version={API_VERSION}",
+            deadline or Deadline(self.total_timeout),
+            headers={"Metadata": "true"},
+            parse=parse,
+            retry_status=IMDS_RETRY_STATUS,
+        )
+        return result

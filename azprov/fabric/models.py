@@ -1,0 +1,98 @@
+"""Typed values parsed from the fabric's documents. No I/O here."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from azprov.errors import FabricError
+from azprov.fabric.xmldoc import child, parse_xml, text
+
+
+class Secret:
+    """A value that must never be printed: its repr and str are redacted."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclasses.dataclass(frozen=True)
+class GoalState:
+    """What the WireServer wants of this VM now (the parts every agent needs)."""
+
+    incarnation: str
+    container_id: str
+    instance_id: str
+    role_config_name: Optional[str] = None
+    hosting_environment_url: Optional[str] = None
+    shared_config_url: Optional[str] = None
+    extensions_config_url: Optional[str] = None
+    certificates_url: Optional[str] = None
+
+
+class RoleInstanceMissing(Exception):
+    """The goal state has no RoleInstance yet (normal right after boot): fetch again."""
+
+
+def parse_goal_state(content: bytes) -> GoalState:
+    root = parse_xml(content, "goal state")
+    if root.tag != "GoalState":
+        raise FabricError(
+            "malformed_document",
+            f"goal state: root element is <{root.tag}>, expected <GoalState>",
+            document="goal state",
+        )
+    incarnation = text(root, "Incarnation")
+    if incarnation is None or not incarnation.isdigit():
+        raise FabricError(
+            "malformed_document",
+            f"goal state: Incarnation={incarnation!r} is not a whole number",
+            document="goal state",
+        )
+    container_id = text(root, "Container", "ContainerId")
+    if not container_id:
+        raise FabricError(
+            "malformed_document",
+            "goal state: Container/ContainerId is missing",
+            document="goal state",
+        )
+    role = child(root, "Container", "RoleInstanceList", "RoleInstance")
+    if role is None:
+        raise RoleInstanceMissing()
+    instance_id = text(role, "InstanceId")
+    if not instance_id:
+        raise FabricError(
+            "malformed_document",
+            "goal state: RoleInstance/InstanceId is missing",
+            document="goal state",
+        )
+
+    def config(name: str) -> Optional[str]:
+        return text(role, "Configuration", name)
+
+    return GoalState(
+        incarnation=incarnation,
+        container_id=container_id,
+        instance_id=instance_id,
+        role_config_name=config("ConfigName"),
+        hosting_environment_url=config("HostingEnvironmentConfig"),
+        shared_config_url=config("SharedConfig"),
+        extensions_config_url=config("ExtensionsConfig"),
+        certificates_url=config("Certificates"),
+    )

@@ -1,0 +1,82 @@
+"""Parsing fabric XML safely: no DTDs, no entities, no external references.
+
+A document with a DTD is refused before anything is expanded, so an entity
+bomb costs microseconds, not memory.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
+
+from azprov.errors import FabricError
+
+
+def parse_xml(content: bytes, document: str, *, reason: str = "malformed_document") -> Element:
+    """Parse `content` or raise a FabricError naming the document and the problem."""
+    try:
+        root: Element = SafeET.fromstring(
+            content, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except defusedxml.DTDForbidden:
+        raise FabricError(
+            "hostile_document", f"{document}: refused, it carries a DTD", document=document
+        ) from None
+    except (defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden):
+        raise FabricError(
+            "hostile_document", f"{document}: refused, it declares entities", document=document
+        ) from None
+    except ParseError as exc:
+        raise FabricError(
+            reason, f"{document}: not well-formed XML ({exc})", document=document
+        ) from None
+    return root
+
+
+def local_name(tag: str) -> str:
+    """`{namespace}Name` -> `Name`."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def child(element: Element, *path: str) -> Optional[Element]:
+    """Follow child names, ignoring namespaces; None where one is missing."""
+    node: Optional[Element] = element
+    for name in path:
+        if node is None:
+            return None
+        node = next((c for c in node if local_name(c.tag) == name), None)
+    return node
+
+
+def children(element: Optional[Element], name: str) -> list[Element]:
+    if element is None:
+        return []
+    return [c for c in element if local_name(c.tag) == name]
+
+
+def text(element: Element, *path: str) -> Optional[str]:
+    """The stripped text at `path`, or None when the element is missing or empty."""
+    node = child(element, *path)
+    if node is None or node.text is None:
+        return None
+    value = node.text.strip()
+    return value or None
+
+
+def escape(value: str) -> str:
+    """Escape element text, dropping characters XML 1.0 cannot carry at all."""
+    cleaned = "".join(
+        ch
+        for ch in value
+        if ch in "\t\n\r" or ("\x20" <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd") or ch > "\uffff"
+    )
+    return (
+        cleaned.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&apos;")
+    )

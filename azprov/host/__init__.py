@@ -1,0 +1,1 @@
+"""Changing the machine, always through the target root; never touches the network."""

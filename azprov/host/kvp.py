@@ -1,0 +1,69 @@
+"""Hyper-V KVP: the host-visible key/value pool the platform reads even without a network.
+
+A record is a 512-byte key and a 2048-byte value, UTF-8, NUL-padded; Azure
+reads at most the first 1024 bytes of a value. Writers append under an
+exclusive flock. A pool older than this boot belongs to an earlier boot and is
+emptied first, as the other agents do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+
+from azprov.host.root import TargetRoot
+
+log = logging.getLogger(__name__)
+
+POOL = "/var/lib/hyperv/.kvp_pool_1"
+KEY_SIZE = 512
+VALUE_SIZE = 2048
+VALUE_LIMIT = 1023
+
+
+def encode_record(key: str, value: str) -> bytes:
+    """One record: key and value NUL-padded to their fixed sizes (value cut to 1023 bytes)."""
+    key_bytes = key.encode("utf-8")[: KEY_SIZE - 1]
+    value_bytes = value.encode("utf-8")[:VALUE_LIMIT]
+    return key_bytes.ljust(KEY_SIZE, b"\0") + value_bytes.ljust(VALUE_SIZE, b"\0")
+
+
+def decode_records(data: bytes) -> list[tuple[str, str]]:
+    size = KEY_SIZE + VALUE_SIZE
+    return [
+        (
+            data[i : i + KEY_SIZE].rstrip(b"\0").decode("utf-8", "replace"),
+            data[i + KEY_SIZE : i + size].rstrip(b"\0").decode("utf-8", "replace"),
+        )
+        for i in range(0, len(data) - size + 1, size)
+    ]
+
+
+def _boot_time() -> float:
+    with open("/proc/stat", encoding="ascii") as stat:
+        for line in stat:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return time.time() - time.monotonic()
+
+
+def write_kvp(root: TargetRoot, key: str, value: str) -> bool:
+    """Append one record when the root has /var/lib/hyperv; False when there is no pool."""
+    directory = root / "/var/lib/hyperv"
+    if not directory.is_dir():
+        log.debug("no %s: not writing KVP %s", directory, key)
+        return False
+    path = root / POOL
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if root.live and os.fstat(fd).st_mtime < _boot_time():
+            os.ftruncate(fd, 0)  # written by an earlier boot
+        os.lseek(fd, 0, os.SEEK_END)
+        os.write(fd, encode_record(key, value))
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the lock
+    return True

@@ -1,0 +1,107 @@
+"""The target root: every path azprov touches and every command it runs goes through it.
+
+With the root `/` azprov changes the running system. With any other root
+(a test's temporary directory, `azprov simulate`, a mounted image) it writes
+only below that directory, runs `useradd --prefix` / `systemctl --root`, and
+skips live actions (hostnamectl, reloading sshd, DHCP renew) with a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from azprov.errors import ReportableError, one_line
+
+log = logging.getLogger(__name__)
+
+# Commands run with a fixed, minimal environment: no proxies, a C locale for
+# parseable messages, and a PATH that finds the sbin tools.
+_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+}
+
+
+class HostError(ReportableError):
+    """A change to the machine failed."""
+
+    def __init__(self, message: str, **data: object) -> None:
+        super().__init__("host_change_failed", message, **data)
+
+
+class TargetRoot:
+    """The filesystem tree azprov provisions: `/` for the running system."""
+
+    def __init__(self, path: str | os.PathLike[str] = "/") -> None:
+        self.path = Path(os.path.abspath(path))
+        self.live = self.path == Path("/")
+
+    def __repr__(self) -> str:
+        return f"TargetRoot({str(self.path)!r})"
+
+    def __truediv__(self, absolute: str) -> Path:
+        """`root / "/etc/hostname"` -> the file inside the root."""
+        relative = os.path.normpath("/" + absolute).lstrip("/")
+        return self.path / relative if relative else self.path
+
+    def outside_view(self, inside: Path) -> str:
+        """How a path under the root looks from inside it (`/etc/hostname`)."""
+        return "/" + str(inside.relative_to(self.path)) if inside != self.path else "/"
+
+    def skip_live(self, action: str) -> bool:
+        """True (and say so) when `action` must not run because this is not the live system."""
+        if self.live:
+            return False
+        log.info("skipping %s: the target root is %s, not the running system", action, self.path)
+        return True
+
+    def prefix_args(self) -> list[str]:
+        """`--prefix ROOT` for the shadow tools (useradd, usermod) when not live."""
+        return [] if self.live else ["--prefix", str(self.path)]
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        root_args = [] if self.live else [f"--root={self.path}"]
+        return self.run(["systemctl", *root_args, *args], what=f"systemctl {args[0]}", check=check)
+
+    @staticmethod
+    def has_tool(name: str) -> bool:
+        return shutil.which(name, path=_ENV["PATH"]) is not None
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        what: str,
+        stdin: bytes | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a system tool. Secrets go through `stdin`, never argv; stdin is never logged."""
+        log.debug("running %s", " ".join(argv))
+        try:
+            result = subprocess.run(
+                list(argv),
+                input=stdin if stdin is not None else b"",
+                capture_output=True,
+                env=_ENV,
+                timeout=timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise HostError(f"{what}: {argv[0]} is not installed", tool=argv[0]) from None
+        except subprocess.TimeoutExpired:
+            raise HostError(f"{what}: {argv[0]} did not finish in {timeout:g} s", tool=argv[0]) from None
+        if check and result.returncode != 0:
+            detail = one_line(result.stderr.decode("utf-8", "replace"))[-300:]
+            raise HostError(
+                f"{what}: {argv[0]} exited with status {result.returncode}: {detail or 'no message'}",
+                tool=argv[0],
+                status=result.returncode,
+            )
+        return result
