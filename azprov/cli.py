@@ -155,6 +155,36 @@ def provision_command(options: Options) -> None:
     provision(options.root(), options.config())
 
 
+@cli.command("deprovision")
+@click.option(
+    "--user", "delete_user", is_flag=True, help="Also delete the admin user azprov created."
+)
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be done.")
+@pass_options
+@fail_cleanly
+def deprovision_command(options: Options, delete_user: bool, force: bool, dry_run: bool) -> None:
+    """Prepare this machine (or --root image) for capture: the reverse of provision."""
+    from azprov.deprovision import deprovision
+
+    deprovision(
+        options.root(), options.config(), delete_user=delete_user, force=force, dry_run=dry_run
+    )
+
+
+@cli.command("extensions")
+@click.option(
+    "--once", is_flag=True, help="Run one round and exit (non-zero if a handler failed)."
+)
+@pass_options
+@fail_cleanly
+def extensions_command(options: Options, once: bool) -> None:
+    """Run Azure VM extensions: poll the goal state, install/enable/report handlers."""
+    from azprov.extensions.runner import run_extensions
+
+    sys.exit(run_extensions(options.root(), options.config(), once=once))
+
+
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @pass_options

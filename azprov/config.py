@@ -175,9 +175,7 @@ def load_config(root: Path, extra: Path | None = None) -> Config:
     overrides: dict[str, dict[str, float]] = {}
     for path in config_files(root, extra):
         _read_file(path, values, overrides)
-    built = {
-        name: _SECTIONS[name][0](**section_values) for name, section_values in values.items()
-    }
+    built = {name: _SECTIONS[name][0](**section_values) for name, section_values in values.items()}
     return Config(
         **built,
         extension_overrides=tuple(
@@ -189,7 +187,9 @@ def load_config(root: Path, extra: Path | None = None) -> Config:
 def _read_file(
     path: Path, values: dict[str, dict[str, object]], overrides: dict[str, dict[str, float]]
 ) -> None:
-    parser = configparser.ConfigParser(interpolation=None, strict=True, empty_lines_in_values=False)
+    parser = configparser.ConfigParser(
+        interpolation=None, strict=True, empty_lines_in_values=False
+    )
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     try:
         text = path.read_text(encoding="utf-8")

@@ -95,9 +95,7 @@ def report_line(
     if "reason" in data:
         head.append(f"reason={_clean(data['reason'])}")
     head.append(f"agent={AGENT_NAME}")
-    body = [
-        f"{_clean(k).replace('=', '_')}={_clean(v)}" for k, v in data.items() if k != "reason"
-    ]
+    body = [f"{_clean(k).replace('=', '_')}={_clean(v)}" for k, v in data.items() if k != "reason"]
     tail = [f"vm_id={vm_id or 'unknown'}", f"timestamp={when}"]
     if result == "error":
         tail.append(f"documentation_url={DOCUMENTATION_URL}")

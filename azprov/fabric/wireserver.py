@@ -69,7 +69,7 @@ def health_xml(goal_state: GoalState, health: Health) -> bytes:
         "    </RoleInstanceList>\n"
         "  </Container>\n"
         "</Health>\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 class WireServer:

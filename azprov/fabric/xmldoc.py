@@ -71,7 +71,10 @@ def escape(value: str) -> str:
     cleaned = "".join(
         ch
         for ch in value
-        if ch in "\t\n\r" or ("\x20" <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd") or ch > "\uffff"
+        if ch in "\t\n\r"
+        or ("\x20" <= ch <= "\ud7ff")
+        or ("\ue000" <= ch <= "\ufffd")
+        or ch > "\uffff"
     )
     return (
         cleaned.replace("&", "&amp;")

@@ -115,7 +115,9 @@ def write_atomic(
 def read_at(dir_fd: int, name: str, limit: int = 1 << 20) -> Optional[bytes]:
     """Read a regular file in an open directory without following a symlink; None if absent."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+        fd = os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd
+        )
     except FileNotFoundError:
         return None
     except OSError as exc:

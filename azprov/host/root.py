@@ -96,7 +96,9 @@ class TargetRoot:
         except FileNotFoundError:
             raise HostError(f"{what}: {argv[0]} is not installed", tool=argv[0]) from None
         except subprocess.TimeoutExpired:
-            raise HostError(f"{what}: {argv[0]} did not finish in {timeout:g} s", tool=argv[0]) from None
+            raise HostError(
+                f"{what}: {argv[0]} did not finish in {timeout:g} s", tool=argv[0]
+            ) from None
         if check and result.returncode != 0:
             detail = one_line(result.stderr.decode("utf-8", "replace"))[-300:]
             raise HostError(

@@ -35,7 +35,9 @@ class VmSpec:
     computer_name: str = "simvm"
     admin_username: str = "azureuser"
     public_keys: list[PublicKey] = dataclasses.field(
-        default_factory=lambda: [PublicKey(EXAMPLE_SSH_KEY, "/home/azureuser/.ssh/authorized_keys")]
+        default_factory=lambda: [
+            PublicKey(EXAMPLE_SSH_KEY, "/home/azureuser/.ssh/authorized_keys")
+        ]
     )
     # IMDS sends the string "true"/"false"; a test may set a JSON boolean instead.
     disable_password_authentication: object = "true"
@@ -141,7 +143,9 @@ def imds_instance(spec: VmSpec) -> dict[str, object]:
         "network": {
             "interface": [
                 {
-                    "ipv4": {"ipAddress": [{"privateIpAddress": "10.0.0.4", "publicIpAddress": ""}]},
+                    "ipv4": {
+                        "ipAddress": [{"privateIpAddress": "10.0.0.4", "publicIpAddress": ""}]
+                    },
                     "macAddress": "000D3A000001",
                 }
             ]

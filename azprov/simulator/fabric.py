@@ -263,7 +263,9 @@ class SimulatedFabric:
     def requests_to(self, service: str, route_prefix: str = "") -> list[Request]:
         with self._lock:
             return [
-                r for r in self.requests if r.service == service and r.path.startswith(route_prefix)
+                r
+                for r in self.requests
+                if r.service == service and r.path.startswith(route_prefix)
             ]
 
     def new_incarnation(self) -> int:
