@@ -245,14 +245,17 @@ class SimulatedFabric:
         """The WireServer base URL written into documents (the guest's view in e2e)."""
         return self._advertised_base or self.wireserver.base
 
-    def config_text(self) -> str:
-        """An azprov.conf that points every endpoint at this fabric."""
+    def config_text(self, total_timeout: Optional[float] = None) -> str:
+        """An azprov.conf that points every endpoint at this fabric (optionally short budgets)."""
+        budget = f"total_timeout = {total_timeout:g}\n" if total_timeout else ""
         return (
             "[wireserver]\n"
             f"endpoint = {self.wireserver_endpoint}\n"
             f"hostplugin_port = {self.hostplugin.port}\n"
+            f"{budget}"
             "[imds]\n"
             f"url = {self.imds_url}\n"
+            f"{budget}"
         )
 
     # -- records ---------------------------------------------------------------
