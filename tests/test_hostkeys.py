@@ -1,0 +1,84 @@
+"""SSH host keys: created with the real ssh-keygen in a temporary target root."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from azprov.errors import ConfigError
+from azprov.host.hostkeys import ensure_host_keys, parse_key_types
+from azprov.host.root import TargetRoot
+
+FINGERPRINT = re.compile(r"^\d+ SHA256:[A-Za-z0-9+/]+ \((RSA|ECDSA|ED25519)\)$")
+
+
+def _key_names(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "etc/ssh").iterdir())
+
+
+def test_a_generalized_image_gets_every_default_type(tmp_path: Path) -> None:
+    lines = ensure_host_keys(TargetRoot(tmp_path), "")
+    names = _key_names(tmp_path)
+    for kind in ("rsa", "ecdsa", "ed25519"):
+        assert f"ssh_host_{kind}_key" in names
+        assert f"ssh_host_{kind}_key.pub" in names
+        private = tmp_path / f"etc/ssh/ssh_host_{kind}_key"
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert len(lines) == 3
+    assert all(FINGERPRINT.match(line) for line in lines), lines
+
+
+def test_only_the_configured_types_are_created(tmp_path: Path) -> None:
+    lines = ensure_host_keys(TargetRoot(tmp_path), "ed25519, ecdsa")
+    assert _key_names(tmp_path) == [
+        "ssh_host_ecdsa_key",
+        "ssh_host_ecdsa_key.pub",
+        "ssh_host_ed25519_key",
+        "ssh_host_ed25519_key.pub",
+    ]
+    assert [line.rsplit(" ", 1)[1] for line in lines] == ["(ECDSA)", "(ED25519)"]
+
+
+def test_existing_keys_are_kept_and_only_fingerprinted(tmp_path: Path) -> None:
+    ensure_host_keys(TargetRoot(tmp_path), "ed25519")
+    key = tmp_path / "etc/ssh/ssh_host_ed25519_key"
+    before = key.read_bytes()
+    lines = ensure_host_keys(TargetRoot(tmp_path), "")  # -A would add rsa and ecdsa
+    assert key.read_bytes() == before
+    assert _key_names(tmp_path) == ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+    assert len(lines) == 1 and lines[0].endswith("(ED25519)")
+
+
+def test_the_fingerprint_matches_the_key(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+
+    (line,) = ensure_host_keys(TargetRoot(tmp_path), "ed25519")
+    blob = (tmp_path / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[1]
+    digest = base64.b64encode(hashlib.sha256(base64.b64decode(blob)).digest()).decode()
+    assert line == f"256 SHA256:{digest.rstrip('=')} (ED25519)"
+
+
+def test_nothing_is_written_outside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    root.mkdir()
+    ensure_host_keys(TargetRoot(root), "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image"]
+    assert sorted(p.name for p in root.iterdir()) == ["etc"]
+
+
+@pytest.mark.parametrize("text", ["dsa", "ed25519,foo", "rsa1"])
+def test_an_unknown_type_is_a_config_error_naming_it(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="ssh_host_key_types") as caught:
+        ensure_host_keys(TargetRoot(tmp_path), text)
+    bad = next(t for t in text.split(",") if t not in ("rsa", "ecdsa", "ed25519"))
+    assert repr(bad) in str(caught.value)
+    assert not (tmp_path / "etc/ssh").exists() or not any((tmp_path / "etc/ssh").iterdir())
+
+
+def test_key_type_lists_are_normalised() -> None:
+    assert parse_key_types("") == []
+    assert parse_key_types(" ED25519,rsa  ed25519 ") == ["ed25519", "rsa"]
