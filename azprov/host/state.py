@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 STATE_DIR = "/var/lib/azprov"
 MARKER = f"{STATE_DIR}/provisioned.json"
 LAST_RUN = f"{STATE_DIR}/last-run.json"
+# Written when azprov creates the admin user, before Ready: a re-run after a
+# crash must still know the user was azprov's (deprovision --user relies on it).
+CREATED_USER = f"{STATE_DIR}/created-user.json"
 
 
 def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:
@@ -33,7 +36,7 @@ def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:
 
 
 def _write_json(root: TargetRoot, path: str, value: dict[str, Any]) -> None:
-    data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
+    data = (json.dumps(value, indent=2) + "\n").encode()
     write_atomic(root / path, data, mode=0o600, dir_mode=0o700)
 
 
@@ -48,8 +51,36 @@ def provisioned_record(root: TargetRoot) -> Optional[dict[str, Any]]:
     return _read_json(root, MARKER)
 
 
-def mark_provisioned(root: TargetRoot, vm_id: str, when: str) -> None:
-    _write_json(root, MARKER, {"vm_id": vm_id, "provisioned_at": when})
+def remember_created_user(root: TargetRoot, vm_id: str, user: str, created: bool) -> bool:
+    """True when azprov created `user` for this VM, in this run or an interrupted earlier one."""
+    if created:
+        _write_json(root, CREATED_USER, {"vm_id": vm_id, "admin_user": user})
+        return True
+    earlier = _read_json(root, CREATED_USER)
+    return bool(earlier and earlier.get("vm_id") == vm_id and earlier.get("admin_user") == user)
+
+
+def mark_provisioned(
+    root: TargetRoot,
+    vm_id: str,
+    when: str,
+    admin_user: Optional[str] = None,
+    user_created: bool = False,
+    sudoers_file: Optional[str] = None,
+) -> None:
+    """Record that `vm_id` is provisioned (call only after Ready was acknowledged)."""
+    _write_json(
+        root,
+        MARKER,
+        {
+            "vm_id": vm_id,
+            "provisioned_at": when,
+            "admin_user": admin_user,
+            "user_created": user_created,
+            "sudoers_file": sudoers_file,
+        },
+    )
+    (root / CREATED_USER).unlink(missing_ok=True)
 
 
 def last_run(root: TargetRoot) -> Optional[dict[str, Any]]:

@@ -1,0 +1,76 @@
+"""The host name, and publishing it to Azure's DNS.
+
+Azure's internal DNS learns a VM's name from its DHCP request, so after the
+name changes the lease is renewed through whichever network manager is
+running (systemd-networkd, NetworkManager or dhclient): best effort, logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from azprov.host.files import write_atomic
+from azprov.host.root import HostError, TargetRoot
+
+log = logging.getLogger(__name__)
+
+
+def current_hostname(root: TargetRoot) -> str:
+    try:
+        return (root / "/etc/hostname").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+
+
+def set_hostname(root: TargetRoot, name: str) -> bool:
+    """Set the static host name; returns True when it changed."""
+    changed = current_hostname(root) != name
+    if root.live and root.has_tool("hostnamectl"):
+        root.run(["hostnamectl", "set-hostname", name], what="set the host name")
+    else:
+        write_atomic(root / "/etc/hostname", f"{name}\n".encode(), mode=0o644)
+        if root.live:
+            root.run(["hostname", name], what="set the host name")
+    log.info("host name is %s%s", name, "" if changed else " (unchanged)")
+    return changed
+
+
+def publish_hostname(root: TargetRoot) -> None:
+    """Renew the DHCP lease so Azure DNS learns the new name (best effort)."""
+    if root.skip_live("renewing the DHCP lease to publish the host name"):
+        return
+    interfaces = [name for name in sorted(os.listdir("/sys/class/net")) if name != "lo"]
+    try:
+        if (
+            root.systemctl(
+                "is-active", "--quiet", "systemd-networkd.service", check=False
+            ).returncode
+            == 0
+        ):
+            root.run(["networkctl", "renew", *interfaces], what="networkctl renew", timeout=15)
+            log.info("renewed the DHCP lease through systemd-networkd (%s)", ", ".join(interfaces))
+        elif (
+            root.systemctl(
+                "is-active", "--quiet", "NetworkManager.service", check=False
+            ).returncode
+            == 0
+        ):
+            for interface in interfaces:
+                root.run(
+                    ["nmcli", "device", "reapply", interface],
+                    what="nmcli reapply",
+                    check=False,
+                    timeout=15,
+                )
+            log.info("asked NetworkManager to renew the DHCP lease (%s)", ", ".join(interfaces))
+        elif root.has_tool("dhclient"):
+            for interface in interfaces:
+                root.run(
+                    ["dhclient", "-1", interface], what="dhclient renew", check=False, timeout=30
+                )
+            log.info("renewed the DHCP lease through dhclient (%s)", ", ".join(interfaces))
+        else:
+            log.info("no running DHCP client found; Azure DNS learns the name at the next renewal")
+    except HostError as exc:
+        log.warning("could not publish the host name to Azure DNS: %s", exc)

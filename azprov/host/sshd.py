@@ -1,0 +1,70 @@
+"""sshd's password policy: `PasswordAuthentication yes|no`.
+
+sshd keeps the first value it reads for a keyword. Debian and Fedora include
+`sshd_config.d/*.conf` at the top of sshd_config, so a drop-in named to sort
+first decides; without that Include, the line goes at the top of sshd_config
+itself, replacing any earlier global setting (Match blocks are left alone).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from azprov.host.files import write_atomic
+from azprov.host.root import TargetRoot
+
+log = logging.getLogger(__name__)
+
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+DROPIN = "/etc/ssh/sshd_config.d/00-azprov.conf"
+_INCLUDE = re.compile(r"^\s*Include\s+\S*sshd_config\.d/", re.IGNORECASE | re.MULTILINE)
+_SETTING = re.compile(r"^\s*PasswordAuthentication\s", re.IGNORECASE)
+_MATCH = re.compile(r"^\s*Match\s", re.IGNORECASE)
+
+
+def set_password_authentication(root: TargetRoot, allow: bool) -> bool:
+    """Apply the policy; returns False when the image has no sshd_config."""
+    config = root / SSHD_CONFIG
+    if not config.is_file():
+        log.info(
+            "no %s in the target: sshd is not installed, no password policy written", SSHD_CONFIG
+        )
+        return False
+    value = "yes" if allow else "no"
+    line = f"PasswordAuthentication {value}\n"
+    text = config.read_text(encoding="utf-8", errors="replace")
+    if _INCLUDE.search(text):
+        write_atomic(
+            root / DROPIN,
+            f"# Written by azprov: the VM's password login policy.\n{line}".encode(),
+            mode=0o644,
+        )
+        log.info("wrote %s: PasswordAuthentication %s", DROPIN, value)
+    else:
+        kept: list[str] = []
+        in_match = False
+        for existing in text.splitlines(keepends=True):
+            in_match = in_match or bool(_MATCH.match(existing))
+            if not in_match and _SETTING.match(existing):
+                continue
+            kept.append(existing)
+        new_text = f"# Set by azprov: the VM's password login policy.\n{line}" + "".join(
+            k for k in kept if k != "# Set by azprov: the VM's password login policy.\n"
+        )
+        info = os.stat(config)
+        write_atomic(config, new_text.encode(), mode=info.st_mode & 0o7777)
+        log.info("set PasswordAuthentication %s in %s", value, SSHD_CONFIG)
+    return True
+
+
+def reload_sshd(root: TargetRoot) -> None:
+    """Make a running sshd read the new policy (nothing to do if it is not running yet)."""
+    if root.skip_live("reloading sshd"):
+        return
+    for unit in ("ssh.service", "sshd.service"):
+        if root.systemctl("is-active", "--quiet", unit, check=False).returncode == 0:
+            root.systemctl("reload-or-restart", unit, check=False)
+            log.info("reloaded %s", unit)
+            return

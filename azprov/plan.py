@@ -1,0 +1,206 @@
+"""Deciding what to provision, and validating all of it before anything changes.
+
+IMDS wins for the computer name, the admin user name, the public keys and the
+password policy; ovf-env.xml gives the password and custom data and is the
+fallback for the rest. Every value that will reach the machine is checked
+here, so a bad one fails the whole run before the first change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import logging
+import posixpath
+import re
+import struct
+from typing import Optional
+
+from azprov.errors import InvalidInput
+from azprov.fabric.imds import InstanceMetadata
+from azprov.fabric.media import OvfEnv
+from azprov.fabric.models import Secret
+from azprov.host.users import Accounts
+
+log = logging.getLogger(__name__)
+
+SSH_KEY_TYPES = frozenset(
+    {
+        "ssh-rsa",
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
+MAX_PASSWORD_CHARS = 72  # bcrypt's limit; cloud-init refuses longer ones too
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Debian's and Fedora's default NAME_REGEX, less the trailing '$' for machine accounts.
+_LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+RESERVED_USERS = frozenset({"root", "daemon", "bin", "sys", "nobody", "admin", "sshd"})
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthorizedKey:
+    line: str  # one validated authorized_keys line
+    path: Optional[str]  # where the platform asked for it (checked against the home later)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything provisioning will apply, already validated."""
+
+    hostname: str
+    username: str
+    password: Optional[Secret]
+    keys: tuple[AuthorizedKey, ...]
+    disable_password_auth: bool
+    custom_data: Optional[bytes]
+
+
+def validate_hostname(name: str, field: str) -> str:
+    if len(name) > 64:
+        raise InvalidInput(field, name, "is longer than 64 characters")
+    labels = name.split(".")
+    for label in labels:
+        if not _HOST_LABEL.match(label):
+            raise InvalidInput(
+                field, name, "is not an RFC 1123 host name (letters, digits, inner hyphens)"
+            )
+    return name
+
+
+def validate_username(name: str, field: str, accounts: Accounts) -> str:
+    """A login azprov may create or take over: never root or another system account."""
+    if "/" in name or name in (".", "..") or "\0" in name:
+        raise InvalidInput(field, name, "contains path characters")
+    if not _LOGIN.match(name):
+        raise InvalidInput(
+            field,
+            name,
+            "is not a valid login (lower-case letters, digits, '_' and '-', "
+            "starting with a letter or '_', at most 32)",
+        )
+    if name in RESERVED_USERS:
+        raise InvalidInput(field, name, "is a reserved system account")
+    existing = accounts.users.get(name)
+    if existing is not None and existing.uid < accounts.uid_min:
+        raise InvalidInput(field, name, f"is an existing system account (UID {existing.uid})")
+    return name
+
+
+def validate_ssh_key(raw: str, field: str) -> str:
+    """One authorized_keys line: `TYPE BASE64 [comment]`, the body naming the same type."""
+    line = raw.strip()  # IMDS has been seen sending a trailing \r\n (LP #1910835)
+    if "\n" in line or "\r" in line:
+        raise InvalidInput(field, raw, "contains a line break inside the key")
+    if not line.isprintable():
+        raise InvalidInput(field, raw, "contains control characters")
+    parts = line.split(None, 2)
+    if len(parts) < 2:
+        raise InvalidInput(field, raw, "is not 'TYPE BASE64 [COMMENT]'")
+    key_type, body = parts[0], parts[1]
+    if key_type not in SSH_KEY_TYPES:
+        raise InvalidInput(field, raw, f"has unknown key type {key_type!r}")
+    try:
+        blob = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(field, raw, "key body is not valid base64") from None
+    if len(blob) < 4:
+        raise InvalidInput(field, raw, "key body is too short")
+    (length,) = struct.unpack(">I", blob[:4])
+    if blob[4 : 4 + length] != key_type.encode():
+        raise InvalidInput(field, raw, f"key body does not name the type {key_type!r}")
+    return " ".join(parts)
+
+
+def validate_password(password: Secret, field: str) -> Secret:
+    value = password.reveal()
+    if len(value) > MAX_PASSWORD_CHARS:
+        raise InvalidInput(
+            field, value, f"is longer than {MAX_PASSWORD_CHARS} characters", secret=True
+        )
+    if any(ch in value for ch in "\n\r\0"):
+        raise InvalidInput(field, value, "contains a line break or NUL", secret=True)
+    return password
+
+
+def decide(imds: InstanceMetadata, ovf: Optional[OvfEnv], accounts: Accounts, vm_id: str) -> Plan:
+    """Merge IMDS and ovf-env.xml into a validated Plan, or raise InvalidInput."""
+    if imds.vm_id and imds.vm_id.lower() != vm_id:
+        log.warning("IMDS vmId %s differs from this machine's VM ID %s", imds.vm_id, vm_id)
+
+    if imds.computer_name:
+        hostname = validate_hostname(imds.computer_name, "imds.osProfile.computerName")
+    elif ovf and ovf.hostname:
+        hostname = validate_hostname(ovf.hostname, "ovf-env.HostName")
+    else:
+        raise InvalidInput("computerName", None, "neither IMDS nor ovf-env.xml gives one")
+
+    if imds.admin_username:
+        username = validate_username(imds.admin_username, "imds.osProfile.adminUsername", accounts)
+    elif ovf and ovf.username:
+        username = validate_username(ovf.username, "ovf-env.UserName", accounts)
+    else:
+        raise InvalidInput("adminUsername", None, "neither IMDS nor ovf-env.xml gives one")
+
+    keys: list[AuthorizedKey] = []
+    if imds.public_keys:
+        for index, key in enumerate(imds.public_keys):
+            field = f"imds.publicKeys[{index}].keyData"
+            keys.append(AuthorizedKey(validate_ssh_key(key.key_data, field), key.path))
+    elif ovf:
+        for index, ovf_key in enumerate(ovf.public_keys):
+            if ovf_key.value is None:
+                log.warning(
+                    "ovf-env.xml key %d names only certificate %s; azprov installs keys "
+                    "given by value (IMDS publicKeys), skipping it",
+                    index,
+                    ovf_key.fingerprint,
+                )
+                continue
+            field = f"ovf-env.PublicKey[{index}].Value"
+            keys.append(AuthorizedKey(validate_ssh_key(ovf_key.value, field), ovf_key.path))
+
+    password = None
+    if ovf and ovf.password:
+        password = validate_password(ovf.password, "ovf-env.UserPassword")
+
+    if imds.disable_password_authentication is not None:
+        disable_password_auth = imds.disable_password_authentication
+    elif ovf and ovf.disable_ssh_password_auth is not None:
+        disable_password_auth = ovf.disable_ssh_password_auth
+    else:
+        disable_password_auth = password is None
+
+    if not keys and (password is None or disable_password_auth):
+        raise InvalidInput(
+            "publicKeys",
+            [],
+            "no SSH key, and password login is off or no password was given: nobody could log in",
+        )
+    return Plan(
+        hostname=hostname,
+        username=username,
+        password=password,
+        keys=tuple(keys),
+        disable_password_auth=disable_password_auth,
+        custom_data=ovf.custom_data if ovf else None,
+    )
+
+
+def key_path_inside_home(requested: Optional[str], home: str, field: str) -> str:
+    """The authorized_keys path to use: the requested one only if it stays inside `home`."""
+    default = posixpath.join(home, ".ssh", "authorized_keys")
+    if not requested:
+        return default
+    normalized = posixpath.normpath(requested)
+    if not requested.startswith("/") or not normalized.startswith(home.rstrip("/") + "/"):
+        log.warning(
+            "%s=%r is outside the home %s; using %s instead", field, requested, home, default
+        )
+        return default
+    return normalized

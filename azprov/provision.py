@@ -1,0 +1,223 @@
+"""First boot: gather → decide → apply → report → remember. The only place fabric meets host.
+
+Order matters and is deliberate:
+- everything is validated before the first change, so bad input changes nothing;
+- Ready is posted only after the user, keys and sshd policy are in place;
+- the "provisioned" marker is written only after Ready was acknowledged, so a
+  crash or power loss before that makes the next boot report again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime
+import logging
+import time
+from typing import Any, Iterator, Optional
+
+from azprov.config import Config
+from azprov.errors import AzprovError, ReportableError, report_line
+from azprov.fabric.client import Fabric, open_fabric
+from azprov.fabric.imds import InstanceMetadata
+from azprov.fabric.media import OvfEnv, read_media
+from azprov.fabric.models import GoalState
+from azprov.fabric.wireserver import Health
+from azprov.host import hostkeys, state
+from azprov.host.files import write_atomic
+from azprov.host.hostname import publish_hostname, set_hostname
+from azprov.host.identity import read_vm_id
+from azprov.host.kvp import write_kvp
+from azprov.host.root import TargetRoot
+from azprov.host.ssh import install_keys
+from azprov.host.sshd import reload_sshd, set_password_authentication
+from azprov.host.units import disable_provisioning_unit
+from azprov.host.users import (
+    ensure_user,
+    lock_password,
+    read_accounts,
+    set_password,
+    write_sudoers,
+)
+from azprov.plan import Plan, decide
+
+log = logging.getLogger(__name__)
+
+CUSTOM_DATA = f"{state.STATE_DIR}/custom-data"
+
+
+def provision(root: TargetRoot, config: Config) -> None:
+    """Provision this VM once; raise an AzprovError (after reporting it) on failure."""
+    run = RunRecord()
+    with run.phase("identity"):
+        vm_id = read_vm_id(root)
+    if state.provisioned_vm_id(root) == vm_id:
+        log.info("VM %s is already provisioned; nothing to do", vm_id)
+        disable_provisioning_unit(root)
+        return
+    log.info("provisioning VM %s", vm_id)
+    with open_fabric(config, root.path) as fabric:
+        goal_state: Optional[GoalState] = None
+        try:
+            with run.phase("gather"):
+                goal_state, metadata, media = gather(fabric, root, config, run)
+            with run.phase("validate"):
+                plan = decide(metadata, media, read_accounts(root), vm_id)
+            with run.phase("apply"):
+                applied = apply(root, config, plan, vm_id, run)
+            with run.phase("report"):
+                fabric.wireserver.report_health(Health.ready(), goal_state)
+        except Exception as exc:
+            error = as_reportable(exc)
+            fail(root, fabric, goal_state, vm_id, error, run)
+            raise error from None
+    with run.phase("remember"):
+        state.mark_provisioned(root, vm_id, now_iso(), **applied)
+        disable_provisioning_unit(root)
+        line = report_line("success", {}, vm_id)
+        write_kvp(root, "PROVISIONING_REPORT", line)
+    if config.provisioning.publish_hostname:
+        with run.phase("publish_hostname"):
+            publish_hostname(root)  # after Ready: DNS registration must not delay it
+    run.save(root, vm_id, "success", line)
+    log.info("VM %s provisioned: %s", vm_id, run.summary())
+
+
+def gather(
+    fabric: Fabric, root: TargetRoot, config: Config, run: RunRecord
+) -> tuple[GoalState, InstanceMetadata, Optional[OvfEnv]]:
+    """Goal state, IMDS and the media at the same time; the goal state is kept even if
+    another part fails, so the failure can still be reported for it."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="gather") as pool:
+        goal = pool.submit(run.timed, "goal_state", fabric.wireserver.goal_state)
+        metadata = pool.submit(run.timed, "imds", fabric.imds.instance_metadata)
+        media = pool.submit(run.timed, "media", read_media, root, config.media.path)
+        concurrent.futures.wait([goal, metadata, media])
+    goal_state = goal.result()  # raises if the WireServer never answered
+    try:
+        return goal_state, metadata.result(), media.result()
+    except Exception as exc:
+        raise GatherFailed(goal_state, exc) from exc
+
+
+def apply(
+    root: TargetRoot, config: Config, plan: Plan, vm_id: str, run: RunRecord
+) -> dict[str, Any]:
+    """Make the machine match the plan. Each step is idempotent."""
+    with run.phase("hostname"):
+        set_hostname(root, plan.hostname)
+    with run.phase("user"):
+        account, created = ensure_user(root, plan.username, config.provisioning.user_groups)
+        created = state.remember_created_user(root, vm_id, plan.username, created)
+        if plan.password is not None:
+            set_password(root, plan.username, plan.password)
+        else:
+            lock_password(root, plan.username)
+        sudoers = write_sudoers(root, plan.username, nopasswd=plan.password is None)
+    with run.phase("ssh_keys"):
+        install_keys(root, account, plan.keys)
+    with run.phase("sshd"):
+        set_password_authentication(root, allow=not plan.disable_password_auth)
+        for line in hostkeys.ensure_host_keys(root, config.provisioning.ssh_host_key_types):
+            log.info("SSH host key: %s", line)
+        reload_sshd(root)
+    if plan.custom_data is not None:
+        write_atomic(root / CUSTOM_DATA, plan.custom_data, mode=0o600, dir_mode=0o700)
+        log.info(
+            "saved %d bytes of custom data to %s (not executed)",
+            len(plan.custom_data),
+            CUSTOM_DATA,
+        )
+    return {"admin_user": plan.username, "user_created": created, "sudoers_file": sudoers}
+
+
+def fail(
+    root: TargetRoot,
+    fabric: Fabric,
+    goal_state: Optional[GoalState],
+    vm_id: str,
+    error: ReportableError,
+    run: RunRecord,
+) -> None:
+    """Tell the host (KVP) and the platform (NotReady) why, as far as each can be reached."""
+    line = error.report_line(vm_id)
+    log.error("provisioning failed: %s", error)
+    write_kvp(root, "PROVISIONING_REPORT", line)
+    goal_state = goal_state or getattr(error, "goal_state", None)
+    if goal_state is None:
+        log.error("no goal state: cannot report the failure to the WireServer")
+    else:
+        try:
+            fabric.wireserver.report_health(Health.failed(line), goal_state)
+        except AzprovError as report_error:
+            log.error("could not report the failure: %s", report_error)
+    run.save(root, vm_id, "error", line)
+
+
+class GatherFailed(ReportableError):
+    """IMDS or the media failed after the goal state arrived: keep it for the report."""
+
+    def __init__(self, goal_state: GoalState, cause: Exception) -> None:
+        inner = as_reportable(cause)
+        super().__init__(inner.reason, str(inner), **inner.supporting_data)
+        self.goal_state = goal_state
+
+
+def as_reportable(exc: BaseException) -> ReportableError:
+    """Any failure as a ReportableError with a one-line message (no traceback reaches users)."""
+    if isinstance(exc, GatherFailed):
+        return exc
+    if isinstance(exc, ReportableError):
+        return exc
+    if isinstance(exc, AzprovError):
+        return ReportableError("provisioning_failed", str(exc))
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return ReportableError(
+            "host_change_failed", f"{exc.strerror or exc}{where}", errno=exc.errno or 0
+        )
+    log.debug("unexpected error", exc_info=exc)
+    return ReportableError("internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """How long each phase took, kept for `azprov status`."""
+
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    started_at: str = dataclasses.field(default_factory=now_iso)
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(time.monotonic() - began, 4)
+
+    def timed(self, name: str, func: Any, *args: Any) -> Any:
+        with self.phase(name):
+            return func(*args)
+
+    def summary(self) -> str:
+        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
+
+    def save(self, root: TargetRoot, vm_id: str, result: str, line: str) -> None:
+        state.save_run(
+            root,
+            {
+                "vm_id": vm_id,
+                "result": result,
+                "report": line,
+                "started_at": self.started_at,
+                "finished_at": now_iso(),
+                "seconds": round(time.monotonic() - self.started, 4),
+                "phases": self.phases,
+            },
+        )
