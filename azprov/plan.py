@@ -112,8 +112,11 @@ def validate_ssh_key(raw: str, field: str) -> str:
     if len(blob) < 4:
         raise InvalidInput(field, raw, "key body is too short")
     (length,) = struct.unpack(">I", blob[:4])
-    if blob[4 : 4 + length] != key_type.encode():
+    # The blob starts with the type as a length-prefixed string, then the key material.
+    if length != len(key_type) or blob[4 : 4 + length] != key_type.encode():
         raise InvalidInput(field, raw, f"key body does not name the type {key_type!r}")
+    if len(blob) <= 4 + length + 4:
+        raise InvalidInput(field, raw, "key body holds no key material")
     return " ".join(parts)
 
 
