@@ -208,4 +208,13 @@ def simulate_command(options: Options, keep: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="azprov")
+    """Entry point: click usage errors become one line on stderr, like every other error."""
+    try:
+        code = cli.main(prog_name="azprov", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("azprov: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"azprov: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,54 @@
+"""Command-line errors are one line on stderr with a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_azprov
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--root", "/nonexistent-root", "status"), "'--root'"),
+        (("bogus",), "No such command 'bogus'"),
+        (("report-failure",), "Missing argument 'TEXT'"),
+        (("--config", "/nonexistent.conf", "report-ready"), "'--config'"),
+    ],
+)
+def test_usage_errors_are_one_line(args, expected):
+    run = run_azprov(*args)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("azprov: error:") and expected in lines[0]
+
+
+def test_bad_config_file_names_file_key_and_value(tmp_path):
+    config = tmp_path / "bad.conf"
+    config.write_text("[wireserver]\ntotal_timeout = soon\n")
+    run = run_azprov("--config", str(config), "--root", str(tmp_path), "report-ready")
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"azprov: error: {config}: [wireserver] total_timeout = 'soon': is not valid"
+    )
+
+
+def test_help_and_version_import_nothing_network_related():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, runpy; sys.argv = ['azprov', '--help'];"
+        "import azprov.cli as c\n"
+        "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('httpx', 'defusedxml', 'azprov.fabric.http') if m in sys.modules]\n"
+        "print('LOADED', bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "LOADED []" in out.stdout
+
+
+def test_status_on_an_unprovisioned_root(tmp_path):
+    run = run_azprov("--root", str(tmp_path), "status")
+    assert run.returncode == 0
+    assert "Provisioned:  no" in run.stdout and "unknown" in run.stdout
