@@ -57,17 +57,29 @@ def provision(root: TargetRoot, config: Config) -> None:
         disable_provisioning_unit(root)
         return
     log.info("provisioning VM %s", vm_id)
-    with open_fabric(config, root.path) as fabric:
+    with open_fabric(config, root.path) as fabric, background() as pool:
         goal_state: Optional[GoalState] = None
         try:
             with run.phase("gather"):
                 goal_state, metadata, media = gather(fabric, root, config, run)
             with run.phase("validate"):
                 plan = decide(metadata, media, read_accounts(root), vm_id)
+            # Host keys are CPU-bound (RSA takes seconds on a small VM): make them while
+            # the rest is applied and Ready is posted. The unit runs Before=ssh.service,
+            # so sshd still never starts without them.
+            host_keys = pool.submit(
+                run.timed,
+                "host_keys",
+                hostkeys.ensure_host_keys,
+                root,
+                config.provisioning.ssh_host_key_types,
+            )
             with run.phase("apply"):
                 applied = apply(root, config, plan, vm_id, run)
             with run.phase("report"):
                 fabric.wireserver.report_health(Health.ready(), goal_state)
+            for fingerprint in host_keys.result():
+                log.info("SSH host key: %s", fingerprint)
         except Exception as exc:
             error = as_reportable(exc)
             fail(root, fabric, goal_state, vm_id, error, run)
@@ -84,12 +96,19 @@ def provision(root: TargetRoot, config: Config) -> None:
     log.info("VM %s provisioned: %s", vm_id, run.summary())
 
 
+@contextlib.contextmanager
+def background() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """Threads for the parallel parts of the run; leaving waits for all of them."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="azprov") as pool:
+        yield pool
+
+
 def gather(
     fabric: Fabric, root: TargetRoot, config: Config, run: RunRecord
 ) -> tuple[GoalState, InstanceMetadata, Optional[OvfEnv]]:
     """Goal state, IMDS and the media at the same time; the goal state is kept even if
     another part fails, so the failure can still be reported for it."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="gather") as pool:
+    with background() as pool:
         goal = pool.submit(run.timed, "goal_state", fabric.wireserver.goal_state)
         metadata = pool.submit(run.timed, "imds", fabric.imds.instance_metadata)
         media = pool.submit(run.timed, "media", read_media, root, config.media.path)
@@ -119,8 +138,6 @@ def apply(
         install_keys(root, account, plan.keys)
     with run.phase("sshd"):
         set_password_authentication(root, allow=not plan.disable_password_auth)
-        for line in hostkeys.ensure_host_keys(root, config.provisioning.ssh_host_key_types):
-            log.info("SSH host key: %s", line)
         reload_sshd(root)
     if plan.custom_data is not None:
         write_atomic(root / CUSTOM_DATA, plan.custom_data, mode=0o600, dir_mode=0o700)
