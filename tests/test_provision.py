@@ -400,3 +400,17 @@ def test_simulate_runs_the_whole_flow_and_cleans_up():
         assert heading in run.stdout
     assert "Ready for incarnation 1" in run.stdout
     assert "requests to the fabric: 0" in run.stdout
+
+
+def test_generalized_image_gets_host_keys_and_their_fingerprints_logged(
+    fabric, config_file, image
+):
+    for key in (image / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    run = provision(config_file, image)
+    assert run.returncode == 0, run.stderr
+    private = sorted(p.name for p in (image / "etc/ssh").glob("ssh_host_*_key"))
+    assert "ssh_host_ed25519_key" in private
+    assert all((image / "etc/ssh" / name).stat().st_mode & 0o777 == 0o600 for name in private)
+    assert run.stderr.count("SSH host key: ") == len(private)
+    assert fabric.health_reports[-1].state == "Ready"
