@@ -51,6 +51,9 @@ class ExtensionsConfig:
     poll_interval: float = 6.0
     command_timeout: float = 1200.0  # per command, unless a handler section overrides
     max_package_bytes: int = 256 * 1024 * 1024
+    # Budget of one channel (storage direct, or the HostGAPlugin) before the
+    # other is tried: most VMs have no route to storage, so do not wait long.
+    channel_timeout: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +151,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str], object]]]] = {
             "poll_interval": _positive_float,
             "command_timeout": _positive_float,
             "max_package_bytes": _positive_int,
+            "channel_timeout": _positive_float,
         },
     ),
 }

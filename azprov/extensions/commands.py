@@ -1,0 +1,115 @@
+"""Running one handler command: its own process group, a timeout, output kept.
+
+The command runs through `/bin/sh -c` from the handler folder in a new
+session, so on timeout the whole tree it started is killed with one signal.
+stdout and stderr are appended to `<log_dir>/<Name>/commands.{stdout,stderr}.log`
+(all of it); the tail of each goes into the status message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Mapping
+
+from azprov.host.files import open_directory
+
+log = logging.getLogger(__name__)
+
+TAIL_BYTES = 1600  # per stream; both fit the ~3200 characters a status message carries
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandResult:
+    command: str  # install | enable | disable | update | uninstall
+    exit_code: int | None  # None when it was killed on timeout
+    timeout: float
+    seconds: float
+    output: str  # "[stdout]\n…\n\n[stderr]\n…", tails only, secrets scrubbed
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def describe(self) -> str:
+        if self.exit_code is None:
+            return f"{self.command} timed out after {self.timeout:g} s and was killed"
+        if self.exit_code == 0:
+            return f"{self.command} succeeded"
+        return f"{self.command} failed with exit code {self.exit_code}"
+
+
+def _open_log(dir_fd: int, name: str) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(name, flags, 0o600, dir_fd=dir_fd)
+
+
+def _tail(fd: int, start: int) -> str:
+    end = os.fstat(fd).st_size
+    begin = max(start, end - TAIL_BYTES)
+    data = os.pread(fd, end - begin, begin)
+    return data.decode("utf-8", "replace")
+
+
+def run_command(
+    command: str,
+    shell_command: str,
+    *,
+    handler_dir: Path,
+    log_dir: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    scrub: Callable[[str], str],
+) -> CommandResult:
+    """Run `shell_command` for `command` and wait at most `timeout` seconds."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    header = f"--- {stamp} {handler_dir.name} {command} (timeout {timeout:g} s) ---\n".encode()
+    with open_directory(log_dir, mode=0o755) as dir_fd:
+        out_fd = _open_log(dir_fd, "commands.stdout.log")
+        err_fd = _open_log(dir_fd, "commands.stderr.log")
+    try:
+        for fd in (out_fd, err_fd):
+            os.write(fd, header)
+        starts = (os.fstat(out_fd).st_size, os.fstat(err_fd).st_size)
+        log.info(
+            "%s: running %s (%s), timeout %g s", handler_dir.name, command, shell_command, timeout
+        )
+        began = time.monotonic()
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", shell_command],
+            cwd=handler_dir,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out_fd,
+            stderr=err_fd,
+            start_new_session=True,  # its own process group: killed as one on timeout
+            close_fds=True,
+        )
+        exit_code: int | None
+        try:
+            exit_code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            exit_code = None
+        seconds = time.monotonic() - began
+        output = f"[stdout]\n{scrub(_tail(out_fd, starts[0]))}\n\n[stderr]\n{scrub(_tail(err_fd, starts[1]))}"
+    finally:
+        os.close(out_fd)
+        os.close(err_fd)
+    result = CommandResult(command, exit_code, timeout, seconds, output)
+    level = logging.INFO if result.ok else logging.WARNING
+    log.log(level, "%s: %s in %.1f s", handler_dir.name, result.describe(), seconds)
+    return result
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

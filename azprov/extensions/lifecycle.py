@@ -1,0 +1,234 @@
+"""Bringing one handler to the state the goal asks for: install, enable, disable, update, uninstall.
+
+The sequences follow the extension contract: new handler: install → enable;
+same version, new seqNo: enable; `disabled`: disable; `uninstall`: disable →
+uninstall → remove; version change: disable old → update new → uninstall old
+→ install new (if its updateMode asks) → enable new. A failure ends that
+handler's sequence and becomes its status; it never stops the other handlers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Mapping, Optional
+
+from azprov.config import Config
+from azprov.errors import AzprovError, FabricError
+from azprov.extensions.artifacts import Artifacts
+from azprov.extensions.commands import CommandResult, run_command
+from azprov.extensions.goal import Plugin
+from azprov.extensions.handler import (
+    ENABLED,
+    INSTALLED,
+    NOT_INSTALLED,
+    HandlerFolder,
+    installed_versions,
+)
+from azprov.extensions.manifest import HandlerManifest, PackageVersion, version_key
+from azprov.extensions.packages import install_package, resolve_version
+from azprov.host.root import TargetRoot
+
+log = logging.getLogger(__name__)
+
+_BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "HOME": "/root",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What happened to one handler in the last reconcile, for the status report."""
+
+    name: str
+    version: Optional[str]  # the version now on disk (None: nothing installed)
+    seq_no: int
+    operation: str  # the last step attempted, e.g. "Enable"
+    failure: Optional[str] = None  # one-line reason plus output tails, secrets scrubbed
+    present: bool = True  # False once uninstalled: nothing to report
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+class CommandFailed(Exception):
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__(result.describe())
+        self.result = result
+
+
+class Lifecycle:
+    """Applies plugins one at a time (package managers inside extensions collide)."""
+
+    def __init__(
+        self,
+        root: TargetRoot,
+        config: Config,
+        artifacts: Artifacts,
+        wire_address: str,
+        scrub: Callable[[str], str],
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.artifacts = artifacts
+        self.wire_address = wire_address
+        self.scrub = scrub
+        self._step = ""
+
+    def folder(self, name: str, version: str) -> HandlerFolder:
+        ext = self.config.extensions
+        return HandlerFolder(self.root, ext.lib_dir, ext.log_dir, name, version)
+
+    def current(self, name: str) -> Optional[HandlerFolder]:
+        versions = installed_versions(self.root, self.config.extensions.lib_dir, name)
+        return self.folder(name, versions[-1]) if versions else None
+
+    def apply(self, plugin: Plugin) -> Outcome:
+        seq_no = plugin.seq_no if plugin.seq_no is not None else 0
+        self._step = "Download"
+        version: Optional[str] = None
+        try:
+            if plugin.state == "uninstall":
+                return self._uninstall(plugin, seq_no)
+            if plugin.state == "disabled":
+                return self._disable(plugin, seq_no)
+            version = self._enable(plugin, seq_no)
+            return Outcome(plugin.name, version, seq_no, "Enable")
+        except CommandFailed as exc:
+            failure = f"{exc.result.describe()}\n{exc.result.output}"
+        except (AzprovError, OSError) as exc:
+            failure = self.scrub(str(exc))
+        log.warning("%s: %s failed: %s", plugin.name, self._step, failure.splitlines()[0])
+        current = self.current(plugin.name)
+        return Outcome(
+            plugin.name, current.version if current else version, seq_no, self._step, failure
+        )
+
+    # -- the three goal states ----------------------------------------------
+    def _uninstall(self, plugin: Plugin, seq_no: int) -> Outcome:
+        for version in reversed(
+            installed_versions(self.root, self.config.extensions.lib_dir, plugin.name)
+        ):
+            folder = self.folder(plugin.name, version)
+            manifest = folder.manifest()
+            if folder.state() == ENABLED:
+                self._run(folder, manifest, "disable", seq_no)
+                folder.set_state(INSTALLED)
+            if folder.state() == INSTALLED:
+                self._run(folder, manifest, "uninstall", seq_no)
+                folder.set_state(NOT_INSTALLED)
+            folder.remove()
+            log.info("%s: uninstalled and removed %s", plugin.name, folder.path)
+        return Outcome(plugin.name, None, seq_no, "Uninstall", present=False)
+
+    def _disable(self, plugin: Plugin, seq_no: int) -> Outcome:
+        folder = self.current(plugin.name)
+        if folder is not None and folder.state() == ENABLED:
+            self._run(folder, folder.manifest(), "disable", seq_no)
+            folder.set_state(INSTALLED)
+        return Outcome(plugin.name, folder.version if folder else None, seq_no, "Disable")
+
+    def _enable(self, plugin: Plugin, seq_no: int) -> str:
+        current = self.current(plugin.name)
+        version, package = self._choose(plugin, current)
+        target = self.folder(plugin.name, version)
+        if not target.exists():
+            self._download(plugin, package, target)
+        manifest = target.manifest()
+        target.prepare(seq_no, plugin.settings)
+        if current is not None and current.version != version:
+            self._update(current, target, manifest, seq_no)
+        if target.state() == NOT_INSTALLED:
+            self._run(target, manifest, "install", seq_no)
+            target.set_state(INSTALLED)
+        if target.state() != ENABLED or target.last_seq_no() != seq_no:
+            self._run(target, manifest, "enable", seq_no)
+            target.set_state(ENABLED)
+            target.set_last_seq_no(seq_no)
+        else:
+            log.info("%s %s: seqNo %d already handled", plugin.name, version, seq_no)
+        return version
+
+    def _update(
+        self, old: HandlerFolder, new: HandlerFolder, manifest: HandlerManifest, seq_no: int
+    ) -> None:
+        log.info("%s: updating from %s to %s", new.name, old.version, new.version)
+        tolerate = manifest.continue_on_update_failure
+        old_manifest = old.manifest()
+        if old.state() == ENABLED:
+            self._run(old, old_manifest, "disable", seq_no, tolerate=tolerate)
+            old.set_state(INSTALLED)
+        updating = {"VERSION": new.version, "AZURE_GUEST_AGENT_UPDATING_FROM_VERSION": old.version}
+        self._run(new, manifest, "update", seq_no, updating, tolerate=tolerate)
+        self._run(old, old_manifest, "uninstall", seq_no, tolerate=tolerate)
+        old.remove()
+        # Without UpdateWithInstall the update command did the installing.
+        new.set_state(NOT_INSTALLED if manifest.update_mode == "UpdateWithInstall" else INSTALLED)
+
+    # -- pieces ---------------------------------------------------------------
+    def _choose(
+        self, plugin: Plugin, current: Optional[HandlerFolder]
+    ) -> tuple[str, Optional[PackageVersion]]:
+        """The version to run; the installed one still serves when no manifest is reachable."""
+        try:
+            package = resolve_version(self.artifacts, plugin)
+        except FabricError as exc:
+            prefix = version_key(plugin.version)
+            if current is None or version_key(current.version)[: len(prefix)] != prefix:
+                raise
+            log.warning("%s: %s; keeping the installed %s", plugin.name, exc, current.version)
+            return current.version, None
+        return package.version, package
+
+    def _download(
+        self, plugin: Plugin, package: Optional[PackageVersion], target: HandlerFolder
+    ) -> None:
+        assert package is not None  # a version without a package is always installed
+        target.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        install_package(
+            self.artifacts,
+            plugin.name,
+            package,
+            target.path,
+            self.config.extensions.max_package_bytes,
+        )
+        log.info("%s: unpacked %s into %s", plugin.name, package.version, target.path)
+
+    def _run(
+        self,
+        folder: HandlerFolder,
+        manifest: HandlerManifest,
+        command: str,
+        seq_no: int,
+        extra_env: Mapping[str, str] | None = None,
+        *,
+        tolerate: bool = False,
+    ) -> CommandResult:
+        self._step = command.capitalize()
+        env = {
+            **_BASE_ENV,
+            "ConfigSequenceNumber": str(seq_no),
+            "AZURE_GUEST_AGENT_EXTENSION_PATH": str(folder.path),
+            "AZURE_GUEST_AGENT_EXTENSION_VERSION": folder.version,
+            "AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS": self.wire_address,
+            **(extra_env or {}),
+        }
+        result = run_command(
+            command,
+            manifest.commands[command],
+            handler_dir=folder.path,
+            log_dir=folder.log_dir,
+            env=env,
+            timeout=self.config.extension_timeout(folder.name, command),
+            scrub=self.scrub,
+        )
+        if not result.ok:
+            if not tolerate:
+                raise CommandFailed(result)
+            log.warning(
+                "%s: continuing (continueOnUpdateFailure): %s", folder.name, result.describe()
+            )
+        return result

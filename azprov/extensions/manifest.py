@@ -1,0 +1,110 @@
+"""The two manifests: which versions a handler has (XML), and how to run one (JSON).
+
+No I/O here: bytes in, validated values out, one-line errors naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any, Optional
+
+from azprov.errors import InvalidInput
+from azprov.fabric.xmldoc import child, children, parse_xml, text
+
+COMMANDS = ("install", "enable", "disable", "update", "uninstall")
+UPDATE_MODES = ("UpdateWithInstall", "UpdateWithoutInstall")
+_VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageVersion:
+    version: str
+    uris: tuple[str, ...]
+
+
+def parse_version_manifest(content: bytes, name: str) -> list[PackageVersion]:
+    """The versions a PluginVersionManifest lists (Plugins and InternalPlugins)."""
+    document = f"manifest of {name}"
+    root = parse_xml(content, document)
+    found = []
+    for section in ("Plugins", "InternalPlugins"):
+        for plugin in children(child(root, section), "Plugin"):
+            version = text(plugin, "Version")
+            if version is None or not _VERSION.match(version):
+                raise InvalidInput(f"{document}: Plugin/Version", version, "not a dotted version")
+            uris = tuple(
+                u.text.strip()
+                for u in children(child(plugin, "Uris"), "Uri")
+                if u.text and u.text.strip()
+            )
+            if not uris:
+                raise InvalidInput(f"{document}: Plugin {version} Uris", None, "no package URI")
+            found.append(PackageVersion(version, uris))
+    return found
+
+
+def choose_version(requested: str, available: list[PackageVersion]) -> Optional[PackageVersion]:
+    """The highest version whose leading components equal `requested` ("1.0" → 1.0.x)."""
+    prefix = version_key(requested)
+    matching = [v for v in available if version_key(v.version)[: len(prefix)] == prefix]
+    return max(matching, key=lambda v: version_key(v.version), default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class HandlerManifest:
+    """What HandlerManifest.json says about running a handler."""
+
+    commands: dict[str, str]  # command name -> shell command, relative to the handler folder
+    update_mode: str = "UpdateWithInstall"
+    continue_on_update_failure: bool = False
+    report_heartbeat: bool = False
+
+
+def _flag(field: str, value: Any) -> bool:
+    # The platform's manifests carry booleans as JSON booleans or as "true"/"false".
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InvalidInput(field, value, "expected true or false")
+
+
+def parse_handler_manifest(content: bytes, name: str) -> HandlerManifest:
+    field = f"{name} HandlerManifest.json"
+    try:
+        document = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            field, content[:60].decode("utf-8", "replace"), f"not JSON ({exc})"
+        ) from None
+    if isinstance(document, list) and document:
+        document = document[0]
+    manifest = document.get("handlerManifest") if isinstance(document, dict) else None
+    if not isinstance(manifest, dict):
+        raise InvalidInput(field, type(document).__name__, "no handlerManifest object")
+    commands = {}
+    for command in COMMANDS:
+        value = manifest.get(f"{command}Command")
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(f"{field} {command}Command", value, "missing or not a string")
+        # Commands are relative to the handler folder, even when written with a leading '/'.
+        commands[command] = value.strip().lstrip("/")
+    mode = manifest.get("updateMode") or "UpdateWithInstall"
+    if mode not in UPDATE_MODES:
+        raise InvalidInput(f"{field} updateMode", mode, f"expected {' or '.join(UPDATE_MODES)}")
+    return HandlerManifest(
+        commands=commands,
+        update_mode=mode,
+        continue_on_update_failure=_flag(
+            f"{field} continueOnUpdateFailure", manifest.get("continueOnUpdateFailure")
+        ),
+        report_heartbeat=_flag(f"{field} reportHeartbeat", manifest.get("reportHeartbeat")),
+    )

@@ -1,0 +1,204 @@
+"""Handler packages: choose the version, download it (size-capped), unpack it safely.
+
+A package is unpacked into a hidden sibling folder and renamed into place
+only when every entry was checked and written, so a refused or broken zip
+leaves nothing behind. Refused: paths that are absolute or climb with `..`,
+links that point outside the package, device files, FIFOs and sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import secrets
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import IO
+
+from azprov.errors import FabricError, InvalidInput
+from azprov.extensions.artifacts import Artifacts
+from azprov.extensions.goal import Plugin
+from azprov.extensions.manifest import PackageVersion, choose_version, parse_version_manifest
+from azprov.host.files import open_directory
+
+log = logging.getLogger(__name__)
+
+MANIFEST_MAX_BYTES = 1024 * 1024
+UNPACKED_PER_PACKED = 8  # an unpacked package may be this many times its size cap
+_COPY_CHUNK = 256 * 1024
+
+
+def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
+    """The highest manifest version matching the requested prefix (location → failover → …)."""
+    failures = []
+    for url in plugin.manifest_urls:
+        try:
+            content = artifacts.fetch(
+                f"manifest of {plugin.name}", url, max_bytes=MANIFEST_MAX_BYTES
+            )
+            available = parse_version_manifest(content, plugin.name)
+        except (FabricError, InvalidInput) as exc:
+            failures.append(str(exc))
+            continue
+        chosen = choose_version(plugin.version, available)
+        if chosen is None:
+            listed = ", ".join(v.version for v in available) or "none"
+            raise InvalidInput(
+                f"{plugin.name} version",
+                plugin.version,
+                f"not in the manifest (it lists {listed})",
+            )
+        return chosen
+    raise FabricError(
+        "manifest_unavailable",
+        f"no usable manifest for {plugin.name}: {' | '.join(failures) or 'no location given'}",
+        handler=plugin.name,
+    )
+
+
+def install_package(
+    artifacts: Artifacts, name: str, package: PackageVersion, target: Path, max_bytes: int
+) -> None:
+    """Download `package` (trying each URI) and unpack it as the folder `target`."""
+    failures = []
+    with tempfile.TemporaryFile(dir=target.parent) as download:
+        for uri in package.uris:
+            try:
+                artifacts.fetch(
+                    f"package {name} {package.version}", uri, max_bytes=max_bytes, sink=download
+                )
+            except FabricError as exc:
+                if exc.reason == "reply_too_large":
+                    raise
+                failures.append(str(exc))
+                continue
+            download.seek(0)
+            unpack_zip(download, target, max_unpacked=max_bytes * UNPACKED_PER_PACKED, name=name)
+            return
+    raise FabricError(
+        "package_unavailable",
+        f"cannot download {name} {package.version}: {' | '.join(failures)}",
+        handler=name,
+    )
+
+
+def _member_path(field: str, raw: str) -> str:
+    """The member's path relative to the package root, or a refusal naming it."""
+    if "\\" in raw or "\0" in raw:
+        raise InvalidInput(field, raw, "has a backslash or NUL in its path")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise InvalidInput(field, raw, "is an absolute path")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidInput(field, raw, "climbs out of the package with '..'")
+    return "/".join(parts)
+
+
+def _check_members(
+    archive: zipfile.ZipFile, name: str, max_unpacked: int
+) -> list[tuple[zipfile.ZipInfo, str, str | None]]:
+    """Check every entry before writing any: (entry, relative path, link target or None)."""
+    checked: list[tuple[zipfile.ZipInfo, str, str | None]] = []
+    total = 0
+    for info in archive.infolist():
+        field = f"package {name} entry"
+        relative = _member_path(field, info.filename)
+        mode = info.external_attr >> 16 if info.create_system == 3 else 0
+        kind = stat.S_IFMT(mode)
+        link = None
+        if kind == stat.S_IFLNK:
+            link = archive.read(info).decode("utf-8", "replace")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relative), link))
+            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                raise InvalidInput(
+                    f"{field} {info.filename} link", link, "points outside the package"
+                )
+        elif kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise InvalidInput(field, info.filename, "is a device, FIFO or socket")
+        total += info.file_size
+        if total > max_unpacked:
+            raise InvalidInput(
+                f"package {name}", f"{total} bytes", f"unpacks to more than {max_unpacked}"
+            )
+        if relative:
+            checked.append((info, relative, link))
+    return checked
+
+
+def unpack_zip(source: IO[bytes], target: Path, *, max_unpacked: int, name: str) -> None:
+    """Unpack the zip in `source` as `target` (which must not exist yet), all or nothing."""
+    staging = target.parent / f".{target.name}.azprov-unpack-{secrets.token_hex(4)}"
+    os.mkdir(staging, 0o755)
+    try:
+        try:
+            with zipfile.ZipFile(source) as archive:
+                members = _check_members(archive, name, max_unpacked)
+                for info, relative, link in sorted(members, key=lambda m: m[2] is not None):
+                    _write_member(archive, info, staging, relative, link, max_unpacked)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+            raise InvalidInput(
+                f"package {name}", "zip", f"is not a usable zip file ({exc})"
+            ) from None
+        _lift_handler_manifest(staging, name)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_member(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    staging: Path,
+    relative: str,
+    link: str | None,
+    cap: int,
+) -> None:
+    parent, _, leaf = relative.rpartition("/")
+    is_dir = info.is_dir() and link is None
+    folder = staging / (relative if is_dir else parent)
+    # Links are created last and directories are opened without following links,
+    # so no entry can be written through a link the package planted.
+    with open_directory(folder, trusted=staging, mode=0o755) as dir_fd:
+        if is_dir:
+            return
+        try:
+            if link is not None:
+                os.symlink(link, leaf, dir_fd=dir_fd)
+                return
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(leaf, flags, 0o755, dir_fd=dir_fd)
+        except FileExistsError:
+            raise InvalidInput("package entry", relative, "appears twice") from None
+        with os.fdopen(fd, "wb") as out, archive.open(info) as member:
+            written = 0
+            while True:
+                chunk = member.read(_COPY_CHUNK)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > cap:
+                    raise InvalidInput(
+                        f"package entry {relative}", f"{written} bytes", "is larger than declared"
+                    )
+                out.write(chunk)
+            os.fchmod(out.fileno(), 0o755)  # handlers are scripts: mark every file executable
+
+
+def _lift_handler_manifest(staging: Path, name: str) -> None:
+    """Copy a HandlerManifest.json found in a sub-folder to the package root."""
+    top = staging / "HandlerManifest.json"
+    if top.is_file() and not top.is_symlink():
+        return
+    for found in sorted(staging.rglob("HandlerManifest.json")):
+        if found.is_file() and not found.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                top.unlink()
+            shutil.copyfile(found, top)
+            return
+    raise InvalidInput(f"package {name}", "HandlerManifest.json", "is not in the package")

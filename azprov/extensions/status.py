@@ -1,0 +1,154 @@
+"""The aggregate status document, built from the handlers' `.status` files and our outcomes.
+
+A handler's status file is its own to write, so it is read defensively: at
+most 128 KB, messages cut to 1 KB, a missing file is `transitioning`, and a
+malformed one is reported as an error for that handler, never a crash.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any, Optional
+
+from azprov import __version__
+from azprov.extensions.handler import ENABLED, HandlerFolder, read_capped
+from azprov.extensions.lifecycle import Outcome
+from azprov.host.root import TargetRoot
+
+STATUS_FILE_MAX_BYTES = 128 * 1024
+MESSAGE_MAX_CHARS = 1024
+FAILURE_MAX_CHARS = 3200
+_STATUSES = ("transitioning", "warning", "error", "success")
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _message(text: str, limit: int = MESSAGE_MAX_CHARS) -> dict[str, str]:
+    return {"lang": "en-US", "message": text if len(text) <= limit else text[: limit - 3] + "..."}
+
+
+def _settings_status(
+    name: str, operation: str, status: str, code: int, message: str, limit: int = MESSAGE_MAX_CHARS
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "operation": operation,
+        "status": status,
+        "code": code,
+        "formattedMessage": _message(message, limit),
+    }
+
+
+def _capped_message(value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(value.get("message"), str):
+        return {**value, **_message(value["message"])}
+    return value
+
+
+def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
+    """The `status` object of element 0 of `status/<seqNo>.status`, checked and capped."""
+    name = f"{seq_no}.status"
+    raw = read_capped(folder.status_file(seq_no), STATUS_FILE_MAX_BYTES)
+    if raw is None:
+        return _settings_status(folder.name, "", "transitioning", 0, f"{name} not written yet")
+    if len(raw) > STATUS_FILE_MAX_BYTES:
+        why = f"{name} is larger than {STATUS_FILE_MAX_BYTES // 1024} KB"
+        return _settings_status(folder.name, "", "error", 1, why)
+    try:
+        document = json.loads(raw)
+        status = document[0]["status"]
+        if not isinstance(status, dict) or status.get("status") not in _STATUSES:
+            raise ValueError(
+                f"status.status is {status.get('status') if isinstance(status, dict) else status!r}"
+            )
+        code = status.get("code", 0)
+        if not isinstance(code, int):
+            raise ValueError(f"status.code is {code!r}")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        why = f"{name} is malformed: {str(exc)[:200]}"
+        return _settings_status(folder.name, "", "error", 1, why)
+    cleaned = {
+        k: v
+        for k, v in status.items()
+        if k in ("name", "operation", "status", "code", "formattedMessage", "substatus")
+    }
+    cleaned["formattedMessage"] = _capped_message(
+        status.get("formattedMessage") or {"lang": "en-US", "message": ""}
+    )
+    if isinstance(status.get("substatus"), list):
+        cleaned["substatus"] = [
+            {**s, "formattedMessage": _capped_message(s.get("formattedMessage"))}
+            if isinstance(s, dict)
+            else s
+            for s in status["substatus"]
+        ]
+    return cleaned
+
+
+def handler_status(
+    root: TargetRoot, outcome: Outcome, folder: Optional[HandlerFolder]
+) -> dict[str, Any]:
+    """One entry of handlerAggregateStatus."""
+    settings: Optional[dict[str, Any]]
+    if outcome.failure is not None:
+        settings = _settings_status(
+            outcome.name, outcome.operation, "error", 1, outcome.failure, FAILURE_MAX_CHARS
+        )
+        ready, message = False, f"{outcome.operation} failed: {outcome.failure.splitlines()[0]}"
+    elif folder is not None and folder.state() == ENABLED:
+        settings = read_status_file(folder, outcome.seq_no)
+        ready, message = True, "Plugin enabled"
+    else:
+        settings = read_status_file(folder, outcome.seq_no) if folder is not None else None
+        ready, message = False, "Plugin disabled" if folder is not None else "Plugin not installed"
+    entry: dict[str, Any] = {
+        "handlerName": outcome.name,
+        "handlerVersion": outcome.version or "",
+        "status": "Ready" if ready else "NotReady",
+        "code": 0 if outcome.failure is None else 1,
+        "useExactVersion": True,
+        "formattedMessage": _message(message),
+    }
+    if settings is not None:
+        entry["runtimeSettingsStatus"] = {
+            "sequenceNumber": outcome.seq_no,
+            "settingsStatus": {"timestampUTC": utc_now(), "version": 1.0, "status": settings},
+        }
+    return entry
+
+
+def _os_info(root: TargetRoot) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    raw = read_capped(root / "/etc/os-release", 16 * 1024) or b""
+    for line in raw.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition("=")
+        fields[key.strip()] = value.strip().strip('"')
+    hostname = (read_capped(root / "/etc/hostname", 256) or b"").decode("utf-8", "replace").strip()
+    return {
+        "computerName": hostname,
+        "osName": fields.get("ID", "linux"),
+        "osVersion": fields.get("VERSION_ID", ""),
+        "version": __version__,
+    }
+
+
+def aggregate_status(root: TargetRoot, entries: list[dict[str, Any]]) -> bytes:
+    """The document uploaded to the status blob."""
+    document = {
+        "version": "1.1",
+        "timestampUTC": utc_now(),
+        "aggregateStatus": {
+            "guestAgentStatus": {
+                "version": __version__,
+                "status": "Ready",
+                "formattedMessage": _message("Guest Agent is running"),
+            },
+            "handlerAggregateStatus": entries,
+        },
+        "guestOSInfo": _os_info(root),
+        "supportedFeatures": [],
+    }
+    return json.dumps(document, separators=(",", ":")).encode()

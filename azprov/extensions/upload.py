@@ -1,0 +1,88 @@
+"""Uploading the status document to its blob: through the HostGAPlugin, else directly.
+
+A BlockBlob is one PUT. A PageBlob is created with its size rounded up to
+512 bytes, then written as one page range. Through the HostGAPlugin the same
+requests travel wrapped in `PUT /status`, so both channels share one recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import logging
+
+from azprov.errors import FabricError
+from azprov.fabric.hostplugin import HostPlugin
+from azprov.fabric.http import Deadline, FabricHttp
+from azprov.fabric.models import GoalState
+
+log = logging.getLogger(__name__)
+
+BLOB_API_VERSION = "2014-02-14"
+PAGE = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class BlobRequest:
+    url: str
+    headers: dict[str, str]
+    content: bytes
+
+
+def blob_requests(sas_url: str, blob_type: str, document: bytes) -> list[BlobRequest]:
+    """The PUTs that store `document` in the blob at `sas_url`."""
+    common = {"x-ms-date": email.utils.formatdate(usegmt=True), "x-ms-version": BLOB_API_VERSION}
+    if blob_type == "BlockBlob":
+        return [BlobRequest(sas_url, {**common, "x-ms-blob-type": "BlockBlob"}, document)]
+    padded = document + b"\0" * (-len(document) % PAGE)
+    create = {
+        **common,
+        "x-ms-blob-type": "PageBlob",
+        "x-ms-blob-content-length": str(len(padded)),
+        "Content-Length": "0",
+    }
+    page = {**common, "x-ms-range": f"bytes=0-{len(padded) - 1}", "x-ms-page-write": "update"}
+    separator = "&" if "?" in sas_url else "?"
+    return [
+        BlobRequest(sas_url, create, b""),
+        BlobRequest(f"{sas_url}{separator}comp=page", page, padded),
+    ]
+
+
+def upload_status(
+    http: FabricHttp,
+    hostplugin: HostPlugin,
+    goal_state: GoalState,
+    sas_url: str,
+    blob_type: str,
+    document: bytes,
+) -> str:
+    """Store `document`; returns the channel that worked. FabricError if neither did."""
+    requests = blob_requests(sas_url, blob_type, document)
+    failures = []
+    if hostplugin.usable():
+        try:
+            for request in requests:
+                hostplugin.put_status(request.url, request.headers, request.content, goal_state)
+            return "HostGAPlugin"
+        except FabricError as exc:
+            log.info("status upload through the HostGAPlugin failed: %s", exc)
+            failures.append(f"HostGAPlugin: {exc}")
+    else:
+        failures.append("HostGAPlugin: not usable")
+    try:
+        for request in requests:
+            http.call(
+                f"status upload ({blob_type})",
+                "PUT",
+                request.url,
+                Deadline(hostplugin.channel_timeout),
+                headers=request.headers,
+                content=request.content,
+            )
+    except FabricError as exc:
+        failures.append(f"storage: {exc}")
+        raise FabricError(
+            "status_upload_failed", f"status upload failed: {'; '.join(failures)}"
+        ) from None
+    return "storage"

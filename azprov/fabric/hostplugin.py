@@ -1,0 +1,143 @@
+"""The HostGAPlugin (WireServer address, port 32526): artifacts and status through the host.
+
+Most VMs have no route to Azure storage; the HostGAPlugin fetches manifests
+and packages and uploads the status blob on the guest's behalf. Every call
+names the container and the role config, so a stale goal state is refused
+(400 InvalidContainerConfiguration or 410): the caller fetches the goal state
+again and retries once. Only reads from and reports to Azure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import IO, Mapping
+
+from azprov.errors import FabricError
+from azprov.fabric.http import SUCCESS_STATUS, Deadline, FabricHttp, Reply, redact_url
+from azprov.fabric.models import GoalState
+
+log = logging.getLogger(__name__)
+
+HOSTPLUGIN_VERSION = "2015-09-01"
+# Status codes that mean "this container id / config name is stale".
+_STALE_STATUS = frozenset({400, 410})
+
+
+class StaleContainer(FabricError):
+    """The HostGAPlugin no longer knows our container: fetch the goal state again."""
+
+
+class HostPlugin:
+    """Talks to the HostGAPlugin at `base` (http://host:port) through `http`."""
+
+    def __init__(self, http: FabricHttp, base: str, channel_timeout: float) -> None:
+        self.http = http
+        self.base = base
+        self.channel_timeout = channel_timeout
+        self._usable = False
+
+    def deadline(self) -> Deadline:
+        return Deadline(self.channel_timeout)
+
+    def usable(self) -> bool:
+        """True when `GET /versions` lists the protocol version we speak (remembered once true)."""
+        if self._usable:
+            return True
+
+        def parse(reply: Reply) -> bool:
+            try:
+                versions = json.loads(reply.content)
+            except ValueError:
+                return False
+            return isinstance(versions, list) and HOSTPLUGIN_VERSION in versions
+
+        try:
+            self._usable = self.http.call(
+                "HostGAPlugin versions",
+                "GET",
+                f"{self.base}/versions",
+                self.deadline(),
+                parse=parse,
+            )
+        except FabricError as exc:
+            log.info("the HostGAPlugin is not usable: %s", exc)
+            return False
+        if not self._usable:
+            log.info("the HostGAPlugin does not list protocol version %s", HOSTPLUGIN_VERSION)
+        return self._usable
+
+    def _headers(self, goal_state: GoalState, extra: Mapping[str, str]) -> dict[str, str]:
+        return {
+            "x-ms-version": HOSTPLUGIN_VERSION,
+            "x-ms-containerid": goal_state.container_id,
+            "x-ms-host-config-name": goal_state.role_config_name or "",
+            **extra,
+        }
+
+    def _checked(self, what: str, reply: Reply, goal_state: GoalState) -> Reply:
+        if reply.status in SUCCESS_STATUS:
+            return reply
+        body = reply.text
+        if reply.status == 410 or "InvalidContainerConfiguration" in body:
+            raise StaleContainer(
+                "stale_container",
+                f"{what}: the HostGAPlugin refused container {goal_state.container_id} "
+                f"(HTTP {reply.status}); the goal state moved on",
+                status=reply.status,
+            )
+        raise FabricError(
+            "http_error",
+            f"{what}: the HostGAPlugin answered HTTP {reply.status}: {body[:200].strip()}",
+            status=reply.status,
+        )
+
+    def fetch_artifact(
+        self,
+        what: str,
+        url: str,
+        goal_state: GoalState,
+        *,
+        max_bytes: int,
+        sink: IO[bytes] | None = None,
+    ) -> Reply:
+        """GET the storage `url` through the host; the body goes to `sink` if given."""
+        reply: Reply = self.http.call(
+            f"{what} via the HostGAPlugin",
+            "GET",
+            f"{self.base}/extensionArtifact",
+            self.deadline(),
+            headers=self._headers(goal_state, {"x-ms-artifact-location": url}),
+            accept=SUCCESS_STATUS | _STALE_STATUS,
+            max_bytes=max_bytes,
+            sink=sink,
+        )
+        log.debug("fetched %s via the HostGAPlugin", redact_url(url))
+        return self._checked(what, reply, goal_state)
+
+    def put_status(
+        self,
+        request_uri: str,
+        blob_headers: Mapping[str, str],
+        content: bytes,
+        goal_state: GoalState,
+    ) -> None:
+        """Have the host PUT `content` to the SAS `request_uri` with `blob_headers`."""
+        body = json.dumps(
+            {
+                "requestUri": request_uri,
+                "headers": [{"headerName": k, "headerValue": v} for k, v in blob_headers.items()],
+                "content": base64.b64encode(content).decode("ascii"),
+            }
+        ).encode()
+        reply: Reply = self.http.call(
+            "status upload via the HostGAPlugin",
+            "PUT",
+            f"{self.base}/status",
+            self.deadline(),
+            headers=self._headers(goal_state, {"Content-Type": "application/json"}),
+            content=body,
+            accept=SUCCESS_STATUS | _STALE_STATUS,
+        )
+        self._checked("status upload", reply, goal_state)

@@ -1,0 +1,428 @@
+"""The extension side of the simulated fabric: ExtensionsConfig, storage, HostGAPlugin, Certificates.
+
+`SimulatedExtensions(fabric)` adds to a `SimulatedFabric`:
+- the ExtensionsConfig and Certificates documents on the WireServer;
+- a fourth service, `storage`, holding manifests, packages and the status
+  blob (BlockBlob and PageBlob semantics); by default it refuses direct
+  access (403), as storage does for most VMs, so the HostGAPlugin is needed;
+- the HostGAPlugin's `GET /extensionArtifact` and `PUT /status`.
+Certificates and protected settings are encrypted with the real openssl CLI:
+the Certificates to the agent's transport certificate (from its request
+header), holding one tenant certificate; protected settings to that tenant
+certificate. `extension_zip()` builds the test extension package.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import subprocess
+import tempfile
+import textwrap
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import quoteattr
+
+from azprov.simulator.fabric import Answer, Request, Service, SimulatedFabric
+
+STATUS_SIG = "SIMULATEDSASSIGNATURE0123456789"
+
+
+def _openssl(*args: str, stdin: bytes = b"") -> bytes:
+    return subprocess.run(
+        ["openssl", *args], input=stdin, capture_output=True, check=True, timeout=60
+    ).stdout
+
+
+@dataclasses.dataclass
+class PluginSpec:
+    """One plugin in the simulated ExtensionsConfig; tests change fields between incarnations."""
+
+    name: str
+    version: str
+    state: str = "enabled"
+    seq_no: Optional[int] = 0
+    public_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    protected_settings: Optional[dict[str, Any]] = None
+    dependency_level: int = 0
+    depends_on: tuple[str, ...] = ()
+    failover: bool = False  # list a failover manifest location (the primary then 404s)
+
+
+class TenantCertificate:
+    """A self-signed tenant certificate and key, as the platform would hold for a VM."""
+
+    def __init__(self, folder: Path) -> None:
+        self.key = folder / "tenant.key"
+        self.cert = folder / "tenant.crt"
+        _openssl(
+            "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-subj", "/CN=SimulatedTenant",
+            "-days", "30", "-keyout", str(self.key), "-out", str(self.cert),
+        )  # fmt: skip
+        self.thumbprint = (
+            _openssl("x509", "-in", str(self.cert), "-noout", "-fingerprint", "-sha1")
+            .decode()
+            .split("=", 1)[1]
+            .strip()
+            .replace(":", "")
+            .upper()
+        )
+
+    def encrypt(self, plaintext: bytes) -> str:
+        """CMS-encrypt to this certificate, base64 DER: how protected settings arrive."""
+        der = _openssl(
+            "cms", "-encrypt", "-aes256", "-outform", "DER", str(self.cert), stdin=plaintext
+        )
+        return base64.b64encode(der).decode()
+
+    def pfx(self) -> bytes:
+        return _openssl(
+            "pkcs12",
+            "-export",
+            "-inkey",
+            str(self.key),
+            "-in",
+            str(self.cert),
+            "-password",
+            "pass:",
+        )
+
+
+class SimulatedExtensions:
+    """Extension routes for `fabric`; call `start()` (starts storage) and `stop()`."""
+
+    def __init__(self, fabric: SimulatedFabric, workdir: Path) -> None:
+        self.fabric = fabric
+        self.workdir = workdir
+        self.storage = Service("storage", fabric)
+        self.storage_reachable = False
+        self.plugins: list[PluginSpec] = []
+        self.status_blob_type = "BlockBlob"
+        self.required_features: list[str] = []
+        self.blobs: dict[str, bytes] = {}
+        self.blob_types: dict[str, str] = {}
+        self.status_uploads: list[tuple[str, str]] = []  # (channel, request kind)
+        self._versions: dict[str, list[str]] = {}
+        self._tenant: Optional[TenantCertificate] = None
+        self._encrypted: dict[tuple[str, Optional[int], str], str] = {}
+        self._lock = threading.Lock()
+        fabric.spec.extensions_enabled = True
+        self._install_routes()
+
+    def start(self) -> SimulatedExtensions:
+        self.storage.start()
+        return self
+
+    def stop(self) -> None:
+        self.storage.stop()
+
+    # -- what the platform holds -------------------------------------------------
+    @property
+    def tenant(self) -> TenantCertificate:
+        if self._tenant is None:
+            folder = self.workdir / "tenant"
+            folder.mkdir(parents=True, exist_ok=True)
+            self._tenant = TenantCertificate(folder)
+        return self._tenant
+
+    def publish(self, name: str, version: str, package: bytes) -> None:
+        """Put a package in storage and list it in the handler's manifest."""
+        self.blobs[f"/packages/{name}-{version}.zip"] = package
+        self._versions.setdefault(name, []).append(version)
+        self.blobs[f"/manifests/{name}.xml"] = self.manifest_xml(name)
+
+    def manifest_xml(self, name: str) -> bytes:
+        plugins = "".join(
+            f"<Plugin><Version>{v}</Version><Uris><Uri>{xml_escape(self.storage.base)}"
+            f"/packages/{name}-{v}.zip</Uri></Uris></Plugin>"
+            for v in self._versions.get(name, [])
+        )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?>\n<PluginVersionManifest>'
+            f"<Plugins>{plugins}</Plugins><InternalPlugins/></PluginVersionManifest>"
+        ).encode()
+
+    @property
+    def status_blob_url(self) -> str:
+        return f"{self.storage.base}/status/vm.status?sv=2018-03-28&sr=b&sp=rw&sig={STATUS_SIG}"
+
+    def _protected(self, plugin: PluginSpec) -> Optional[str]:
+        if plugin.protected_settings is None:
+            return None
+        plaintext = json.dumps(plugin.protected_settings, sort_keys=True)
+        key = (plugin.name, plugin.seq_no, plaintext)
+        with self._lock:
+            if key not in self._encrypted:
+                self._encrypted[key] = self.tenant.encrypt(plaintext.encode())
+            return self._encrypted[key]
+
+    def extensions_config_xml(self) -> bytes:
+        base = self.storage.base
+        plugins, settings = [], []
+        for p in self.plugins:
+            location = f"{base}/manifests/{p.name}.xml"
+            failover = ""
+            if p.failover:
+                failover, location = location, f"{base}/missing/{p.name}.xml"
+            plugins.append(
+                f"<Plugin name={quoteattr(p.name)} version={quoteattr(p.version)} "
+                f"location={quoteattr(location)} failoverlocation={quoteattr(failover)} "
+                f'state="{p.state}" autoUpgrade="false" runAsStartupTask="false" isJson="true" />'
+            )
+            handler: dict[str, Any] = {"publicSettings": p.public_settings}
+            protected = self._protected(p)
+            if protected is not None:
+                handler["protectedSettings"] = protected
+                handler["protectedSettingsCertThumbprint"] = self.tenant.thumbprint
+            depends = ""
+            if p.dependency_level:
+                depends = (
+                    f'<DependsOn dependencyLevel="{p.dependency_level}">'
+                    + "".join(
+                        f"<DependsOnExtension handler={quoteattr(d)} />" for d in p.depends_on
+                    )
+                    + "</DependsOn>"
+                )
+            runtime = ""
+            if p.seq_no is not None:
+                body = xml_escape(json.dumps({"runtimeSettings": [{"handlerSettings": handler}]}))
+                runtime = f'<RuntimeSettings seqNo="{p.seq_no}">{body}</RuntimeSettings>'
+            settings.append(
+                f"<Plugin name={quoteattr(p.name)} version={quoteattr(p.version)}>{depends}{runtime}</Plugin>"
+            )
+        features = "".join(
+            f"<RequiredFeature><Name>{xml_escape(f)}</Name><Value>1.0</Value></RequiredFeature>"
+            for f in self.required_features
+        )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?>\n'
+            f'<Extensions version="1.0.0.0" goalStateIncarnation="{self.fabric.spec.incarnation}">'
+            "<GuestAgentExtension><GAFamilies/></GuestAgentExtension>"
+            f"<Plugins>{''.join(plugins)}</Plugins><PluginSettings>{''.join(settings)}</PluginSettings>"
+            + (f"<RequiredFeatures>{features}</RequiredFeatures>" if features else "")
+            + f'<StatusUploadBlob statusBlobType="{self.status_blob_type}">'
+            f"{xml_escape(self.status_blob_url)}</StatusUploadBlob></Extensions>"
+        ).encode()
+
+    def certificates_xml(self, transport_header: str) -> bytes:
+        body = "\n".join(textwrap.wrap(transport_header, 64))
+        transport = self.workdir / "transport-seen.pem"
+        transport.write_text(f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
+        envelope = _openssl(
+            "cms",
+            "-encrypt",
+            "-aes128",
+            "-outform",
+            "DER",
+            str(transport),
+            stdin=self.tenant.pfx(),
+        )
+        data = base64.b64encode(envelope).decode()
+        return (
+            '<?xml version="1.0" encoding="utf-8"?>\n<CertificateFile><Version>2012-11-30</Version>'
+            f"<Incarnation>{self.fabric.spec.incarnation}</Incarnation>"
+            f"<Format>Pkcs7BlobWithPfxContents</Format><Data>{data}</Data></CertificateFile>"
+        ).encode()
+
+    # -- the status blob ------------------------------------------------------------
+    def status_document(self) -> dict[str, Any]:
+        """The last uploaded status, decoded (page-blob padding removed)."""
+        return json.loads(self.blobs["/status/vm.status"].rstrip(b"\0"))  # type: ignore[no-any-return]
+
+    def _put_blob(self, url: str, headers: dict[str, str], body: bytes, channel: str) -> Answer:
+        parts = urlsplit(url)
+        path, query = parts.path, parts.query
+        headers = {k.lower(): v for k, v in headers.items()}
+        if headers.get("x-ms-version") is None:
+            return Answer(400, b"<Error><Code>MissingRequiredHeader</Code></Error>")
+        if f"sig={STATUS_SIG}" not in query:
+            return Answer(403, b"<Error><Code>AuthenticationFailed</Code></Error>")
+        with self._lock:
+            if "comp=page" in query:
+                if self.blob_types.get(path) != "PageBlob":
+                    return Answer(400, b"<Error><Code>InvalidBlobType</Code></Error>")
+                first, _, last = (
+                    headers.get("x-ms-range", "").removeprefix("bytes=").partition("-")
+                )
+                start, end = int(first), int(last)
+                size = len(self.blobs[path])
+                if start % 512 or (end + 1) % 512 or end >= size or len(body) != end - start + 1:
+                    return Answer(416, b"<Error><Code>InvalidPageRange</Code></Error>")
+                self.blobs[path] = self.blobs[path][:start] + body + self.blobs[path][end + 1 :]
+                kind = "PageBlob page"
+            elif headers.get("x-ms-blob-type") == "BlockBlob":
+                self.blobs[path], self.blob_types[path], kind = body, "BlockBlob", "BlockBlob"
+            elif headers.get("x-ms-blob-type") == "PageBlob":
+                length = int(headers.get("x-ms-blob-content-length", "-1"))
+                if length < 0 or length % 512 or body:
+                    return Answer(400, b"<Error><Code>InvalidHeaderValue</Code></Error>")
+                self.blobs[path], self.blob_types[path], kind = (
+                    b"\0" * length,
+                    "PageBlob",
+                    "PageBlob create",
+                )
+            else:
+                return Answer(400, b"<Error><Code>MissingRequiredHeader</Code></Error>")
+            self.status_uploads.append((channel, kind))
+        return Answer(201)
+
+    # -- routes -----------------------------------------------------------------------
+    def _install_routes(self) -> None:
+        spec = self.fabric.spec
+        machine = f"/machine/{spec.container_id}/{spec.role_name}"
+        ws = self.fabric.wireserver
+        ws.route("GET", f"{machine}?comp=config&type=extensionsConfig", self._extensions_config)
+        ws.route("GET", f"{machine}?comp=certificates", self._certificates)
+        self.storage.route("GET", "/", self._storage_get)
+        self.storage.route("PUT", "/", self._storage_put)
+        self.fabric.hostplugin.route("GET", "/extensionArtifact", self._artifact)
+        self.fabric.hostplugin.route("PUT", "/status", self._hostplugin_status)
+
+    def _extensions_config(self, request: Request) -> Answer:
+        if request.headers.get("x-ms-version") != "2012-11-30":
+            return Answer(400, b"<Error><Code>MissingOrInvalidVersionHeader</Code></Error>")
+        return Answer(200, self.extensions_config_xml())
+
+    def _certificates(self, request: Request) -> Answer:
+        header = request.headers.get("x-ms-guest-agent-public-x509-cert")
+        if not header or request.headers.get("x-ms-cipher-name") != "AES128_CBC":
+            return Answer(400, b"<Error><Code>MissingTransportCertificate</Code></Error>")
+        return Answer(200, self.certificates_xml(header))
+
+    def _blob(self, path: str) -> Answer:
+        content = self.blobs.get(path)
+        if content is None:
+            return Answer(404, b"<Error><Code>BlobNotFound</Code></Error>")
+        return Answer(200, content, {"Content-Type": "application/octet-stream"})
+
+    def _storage_get(self, request: Request) -> Answer:
+        if not self.storage_reachable:
+            return Answer(403, b"<Error><Code>AuthorizationFailure</Code></Error>")
+        return self._blob(request.route)
+
+    def _storage_put(self, request: Request) -> Answer:
+        if not self.storage_reachable:
+            return Answer(403, b"<Error><Code>AuthorizationFailure</Code></Error>")
+        return self._put_blob(request.path, request.headers, request.body, "storage")
+
+    def _hostplugin_refusal(self, request: Request) -> Optional[Answer]:
+        if request.headers.get("x-ms-version") != "2015-09-01":
+            return Answer(400, b"<Error><Code>MissingOrInvalidVersionHeader</Code></Error>")
+        if request.headers.get(
+            "x-ms-containerid"
+        ) != self.fabric.spec.container_id or not request.headers.get("x-ms-host-config-name"):
+            return Answer(400, b"<Error><Code>InvalidContainerConfiguration</Code></Error>")
+        return None
+
+    def _artifact(self, request: Request) -> Answer:
+        refusal = self._hostplugin_refusal(request)
+        if refusal is not None:
+            return refusal
+        location = request.headers.get("x-ms-artifact-location", "")
+        if not location.startswith(self.storage.base):
+            return Answer(400, b"<Error><Code>InvalidArtifactLocation</Code></Error>")
+        return self._blob(urlsplit(location).path)
+
+    def _hostplugin_status(self, request: Request) -> Answer:
+        refusal = self._hostplugin_refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            body = json.loads(request.body)
+            headers = {h["headerName"]: h["headerValue"] for h in body["headers"]}
+            content = base64.b64decode(body["content"], validate=True)
+            url = body["requestUri"]
+        except (ValueError, KeyError, TypeError):
+            return Answer(400, b"<Error><Code>InvalidStatusRequest</Code></Error>")
+        answer = self._put_blob(url, headers, content, "HostGAPlugin")
+        return Answer(200) if answer.status == 201 else answer
+
+
+# -- the test extension ---------------------------------------------------------------
+
+HANDLER_SH = """#!/bin/sh
+# The test extension's entry point: a shell script handing over to Python.
+exec python3 "$(dirname "$0")/handler.py" "$@"
+"""
+
+HANDLER_PY = r'''
+"""A test extension: does what its public settings say, writes real status files."""
+import base64, json, os, subprocess, sys, time
+
+op = sys.argv[1]
+here = os.getcwd()
+lib_dir = os.path.dirname(here)
+environment = json.load(open("HandlerEnvironment.json"))[0]["handlerEnvironment"]
+name = json.load(open("HandlerManifest.json"))[0]["name"]
+seq = os.environ["ConfigSequenceNumber"]
+text = open(os.path.join(environment["configFolder"], seq + ".settings")).read()
+handler = json.loads(text)["runtimeSettings"][0]["handlerSettings"] if text.strip() else {}
+behaviour = (handler.get("publicSettings") or {}).get(op, {})
+record = {"op": op, "seq": seq, "version": os.environ["AZURE_GUEST_AGENT_EXTENSION_VERSION"],
+          "cwd": here, "own_group": os.getpgid(0) == os.getsid(0),
+          "env": {k: v for k, v in os.environ.items() if k.startswith(("AZURE_", "VERSION", "Config"))}}
+with open(os.path.join(lib_dir, name + ".ops.log"), "a") as log:
+    log.write(json.dumps(record) + "\n")
+if op == "enable" and handler.get("protectedSettings"):
+    thumb = handler["protectedSettingsCertThumbprint"]
+    plain = subprocess.run(
+        ["openssl", "cms", "-decrypt", "-inform", "DER", "-inkey", os.path.join(lib_dir, thumb + ".prv"),
+         "-recip", os.path.join(lib_dir, thumb + ".crt")],
+        input=base64.b64decode(handler["protectedSettings"]), capture_output=True, check=True).stdout
+    fd = os.open("decrypted.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, plain)
+    os.close(fd)
+if behaviour.get("child"):
+    child = subprocess.Popen(["sleep", "300"])
+    open(os.path.join(lib_dir, name + ".child.pid"), "w").write(str(child.pid))
+print(behaviour.get("stdout", op + " says hello"))
+print(behaviour.get("stderr", op + " on stderr"), file=sys.stderr)
+sys.stdout.flush()
+time.sleep(behaviour.get("sleep", 0))
+status_path = os.path.join(environment["statusFolder"], seq + ".status")
+if "raw_status" in behaviour:
+    open(status_path, "w").write(behaviour["raw_status"])
+elif op in ("enable", "disable"):
+    status = {"name": name, "operation": op, "status": behaviour.get("status", "success"), "code": 0,
+              "formattedMessage": {"lang": "en-US", "message": op + " done for seqNo " + seq}}
+    json.dump([{"version": 1.0, "timestampUTC": "2026-01-01T00:00:00Z", "status": status}], open(status_path, "w"))
+sys.exit(behaviour.get("exit", 0))
+'''
+
+
+def handler_manifest(name: str, version: str, **overrides: Any) -> bytes:
+    commands = {
+        f"{c}Command": f"bin/handler.sh {c}"
+        for c in ("install", "uninstall", "update", "enable", "disable")
+    }
+    manifest = {**commands, "rebootAfterInstall": False, "reportHeartbeat": False,
+                "updateMode": "UpdateWithInstall", **overrides}  # fmt: skip
+    return json.dumps([{"name": name, "version": version, "handlerManifest": manifest}]).encode()
+
+
+def extension_zip(
+    name: str, version: str, *, subfolder: str = "", **manifest_overrides: Any
+) -> bytes:
+    """The test extension as a package: HandlerManifest.json and shell/Python scripts."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            f"{subfolder}HandlerManifest.json",
+            handler_manifest(name, version, **manifest_overrides),
+        )
+        archive.writestr(
+            "bin/handler.sh", HANDLER_SH
+        )  # mode bits unset: the agent marks it executable
+        archive.writestr("bin/handler.py", HANDLER_PY)
+    return buffer.getvalue()
+
+
+def scratch_dir() -> Path:
+    """A folder for the simulator's own files (tenant key, certificates it saw)."""
+    return Path(tempfile.mkdtemp(prefix="azprov-sim-ext-"))
