@@ -171,8 +171,10 @@ class FabricHttp:
                     except Retry as exc:
                         last = f"unusable reply: {exc}"
                 elif reply.status in retry_status:
-                    last = f"HTTP {reply.status}"
                     wait = _retry_after(reply.headers.get("retry-after"), self.policy)
+                    last = f"HTTP {reply.status}"
+                    if wait:
+                        last += f" with Retry-After {wait:g} s"
                 else:
                     raise FabricError(
                         "http_error",
@@ -187,7 +189,7 @@ class FabricHttp:
                 raise FabricError(
                     "fabric_timeout",
                     f"{what}: no usable answer from {shown} within {deadline.seconds:g} s "
-                    f"({attempt} attempts); last: {last}",
+                    f"({attempt} attempt{'' if attempt == 1 else 's'}); last: {last}",
                     url=shown,
                     attempts=attempt,
                     last_error=last,

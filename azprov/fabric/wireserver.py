@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Mapping, Optional
 
 from azprov import AGENT_NAME
+from azprov.errors import FabricError
 from azprov.fabric.endpoints import base_url, parse_endpoint
 from azprov.fabric.http import Deadline, FabricHttp, Reply, Retry
 from azprov.fabric.models import GoalState, RoleInstanceMissing, parse_goal_state
@@ -129,6 +131,7 @@ class WireServer:
         """
         deadline = deadline or self.deadline()
         goal_state = goal_state or self.goal_state(deadline)
+        gone = 0
         while True:
             reply: Reply = self.http.call(
                 f"health report ({health.state})",
@@ -147,11 +150,31 @@ class WireServer:
                     goal_state.instance_id,
                 )
                 return goal_state
+            gone += 1
             log.info(
                 "health report: incarnation %s is gone (HTTP 410); fetching the goal state again",
                 goal_state.incarnation,
             )
+            if gone > 1:
+                # The first 410 is the goal state moving on; more in a row mean the
+                # WireServer is not settled yet: back off as for any retry.
+                self._wait_after_gone(health, goal_state, gone, deadline)
             goal_state = self.goal_state(deadline)
+
+    def _wait_after_gone(
+        self, health: Health, goal_state: GoalState, gone: int, deadline: Deadline
+    ) -> None:
+        delay = self.http.policy.backoff(gone - 1)
+        if delay >= deadline.remaining():
+            raise FabricError(
+                "fabric_timeout",
+                f"health report ({health.state}): the WireServer answered HTTP 410 (gone) "
+                f"{gone} times in a row, last for incarnation {goal_state.incarnation}, "
+                f"within {deadline.seconds:g} s",
+                attempts=gone,
+                last_error="HTTP 410",
+            )
+        time.sleep(delay)
 
     def fetch_document(
         self,

@@ -82,4 +82,6 @@ def escape(value: str) -> str:
         .replace(">", "&gt;")
         .replace('"', "&quot;")
         .replace("'", "&apos;")
+        # A parser turns a raw CR (and CR LF) into LF; a reference keeps it as sent.
+        .replace("\r", "&#13;")
     )

@@ -59,18 +59,17 @@ def goal_state_xml(spec: VmSpec, base: str) -> bytes:
     """A goal state like the WireServer's; config URLs point at `base` (the WireServer)."""
     inc = spec.incarnation
     query = f"incarnation={inc}"
+    machine = escape(f"{base}/machine/{spec.container_id}/{spec.role_name}")
     optional = ""
     if spec.extensions_enabled:
         optional += (
             "\n          <ExtensionsConfig>"
-            f"{escape(base)}/machine/{spec.container_id}/{spec.role_name}"
+            f"{machine}"
             f"?comp=config&amp;type=extensionsConfig&amp;{query}</ExtensionsConfig>"
         )
     if spec.certificates:
         optional += (
-            "\n          <Certificates>"
-            f"{escape(base)}/machine/{spec.container_id}/{spec.role_name}"
-            f"?comp=certificates&amp;{query}</Certificates>"
+            f"\n          <Certificates>{machine}?comp=certificates&amp;{query}</Certificates>"
         )
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <GoalState xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="goalstate10.xsd">
@@ -91,9 +90,9 @@ def goal_state_xml(spec: VmSpec, base: str) -> bytes:
         <InstanceId>{escape(spec.instance_id)}</InstanceId>
         <State>Started</State>
         <Configuration>
-          <HostingEnvironmentConfig>{escape(base)}/machine/{spec.container_id}/{spec.role_name}?comp=config&amp;type=hostingEnvironmentConfig&amp;{query}</HostingEnvironmentConfig>
-          <SharedConfig>{escape(base)}/machine/{spec.container_id}/{spec.role_name}?comp=config&amp;type=sharedConfig&amp;{query}</SharedConfig>{optional}
-          <FullConfig>{escape(base)}/machine/{spec.container_id}/{spec.role_name}?comp=config&amp;type=fullConfig&amp;{query}</FullConfig>
+          <HostingEnvironmentConfig>{machine}?comp=config&amp;type=hostingEnvironmentConfig&amp;{query}</HostingEnvironmentConfig>
+          <SharedConfig>{machine}?comp=config&amp;type=sharedConfig&amp;{query}</SharedConfig>{optional}
+          <FullConfig>{machine}?comp=config&amp;type=fullConfig&amp;{query}</FullConfig>
           <ConfigName>{escape(spec.container_id)}.0.{escape(spec.container_id)}.0.{escape(spec.role_name)}.1.xml</ConfigName>
         </Configuration>
       </RoleInstance>

@@ -94,6 +94,9 @@ class Service:
 
         class _Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY the
+            # second waits for the client's delayed ACK (40 ms a reply).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -219,8 +222,12 @@ class SimulatedFabric:
         return self
 
     def stop(self) -> None:
-        for service in self.services:
-            service.stop()
+        # In parallel: each listener takes up to one poll interval to notice.
+        stoppers = [threading.Thread(target=service.stop) for service in self.services]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
 
     def __enter__(self) -> SimulatedFabric:
         return self.start()

@@ -1,0 +1,127 @@
+"""Network faults for tests that no simulated service can produce by itself.
+
+- `ConnectionRecorder`: a loopback listener that records every connection made
+  to it (the "proxy" in the proxy tests: it must see nothing).
+- `isolated_fabric()`: a SimulatedFabric whose listeners live in a fresh
+  network namespace whose loopback is down, so a client that joins the
+  namespace gets a real ENETUNREACH until `bring_up()` is called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from typing import Optional
+
+from azprov.simulator import SimulatedFabric
+
+CLONE_NEWNET = 0x40000000
+
+
+class ConnectionRecorder:
+    """Accepts TCP connections on 127.0.0.1, records what arrived, then closes them."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.05)
+        self.port: int = self._sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(0.5)
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    data = b""
+                self.received.append(data)
+                # A plain error, in case the client really did use us as a proxy.
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+
+class IsolatedFabric:
+    """A SimulatedFabric listening inside its own network namespace (loopback down)."""
+
+    def __init__(self, fabric: SimulatedFabric, ns_fd: int) -> None:
+        self.fabric = fabric
+        self.ns_fd = ns_fd
+
+    def nsenter(self) -> list[str]:
+        """The argv prefix that runs a command inside the namespace (pass `ns_fd` to it)."""
+        return ["nsenter", f"--net=/proc/self/fd/{self.ns_fd}"]
+
+    def bring_up(self) -> None:
+        """Bring the namespace's loopback up: 127.0.0.1 becomes routable."""
+        subprocess.run(
+            [*self.nsenter(), "ip", "link", "set", "lo", "up"],
+            pass_fds=[self.ns_fd],
+            check=True,
+            timeout=10,
+        )
+
+    def close(self) -> None:
+        self.fabric.stop()
+        os.close(self.ns_fd)
+
+
+def isolated_fabric() -> Optional[IsolatedFabric]:
+    """Start a fabric in a new network namespace, or None where namespaces are not allowed.
+
+    unshare(CLONE_NEWNET) changes only the calling thread, so a short-lived
+    thread enters the new namespace and creates the listening sockets there; a
+    socket stays in the namespace it was created in. The rest of the test
+    process keeps the host's network.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    box: dict[str, object] = {}
+
+    def enter() -> None:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            box["error"] = os.strerror(ctypes.get_errno())
+            return
+        box["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        box["fabric"] = SimulatedFabric().start()
+
+    thread = threading.Thread(target=enter)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        return None
+    fd = box["fd"]
+    fabric = box["fabric"]
+    assert isinstance(fd, int) and isinstance(fabric, SimulatedFabric)
+    return IsolatedFabric(fabric, fd)
+
+
+def tools_for_namespaces() -> bool:
+    """nsenter and ip are installed (util-linux and iproute2)."""
+    path = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])
+    return all(shutil.which(tool, path=path) for tool in ("nsenter", "ip"))

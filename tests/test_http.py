@@ -1,0 +1,356 @@
+"""The one HTTP layer, over real loopback HTTP against the simulated fabric.
+
+Every retry class of the policy (refused for N s, ENETUNREACH, 503 with
+Retry-After, 429, 500, timeouts), fast failure on other 4xx, the call's
+deadline, and proxies in the environment being ignored.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from azprov.errors import FabricError
+from azprov.fabric.http import Deadline, FabricHttp, Reply, RetryPolicy, redact_url
+from azprov.simulator import Answer, SimulatedFabric
+from azprov.simulator.documents import goal_state_xml
+from tests.netfaults import ConnectionRecorder, isolated_fabric, tools_for_namespaces
+
+WIRE = {"x-ms-version": "2012-11-30"}
+FAST = RetryPolicy(
+    connect_timeout=1.0, read_timeout=2.0, first_delay=0.05, max_delay=0.4, max_retry_after=5.0
+)
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+
+
+@pytest.fixture
+def http() -> Iterator[FabricHttp]:
+    with FabricHttp(FAST) as client:
+        yield client
+
+
+def goal_state_url(fabric: SimulatedFabric) -> str:
+    return f"{fabric.wireserver.base}/machine/?comp=goalstate"
+
+
+def get_goal_state(http: FabricHttp, fabric: SimulatedFabric, budget: float = 10.0) -> Reply:
+    reply: Reply = http.call(
+        "goal state", "GET", goal_state_url(fabric), Deadline(budget), headers=WIRE
+    )
+    return reply
+
+
+def gaps(fabric: SimulatedFabric) -> list[float]:
+    times = [r.at for r in fabric.requests_to("wireserver")]
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def retry_logs(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "azprov.fabric.http")
+
+
+# -- connection-level failures -------------------------------------------------
+
+
+def test_refused_for_a_second_is_retried_until_the_listener_is_back(
+    http: FabricHttp, fabric: SimulatedFabric, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    fabric.wireserver.down_for(1.0)
+    started = time.monotonic()
+    reply = get_goal_state(http, fabric)
+    elapsed = time.monotonic() - started
+    assert reply.status == 200
+    assert b"<Incarnation>1</Incarnation>" in reply.content
+    assert elapsed >= 0.9, "the listener was down for 1 s: the first tries must have failed"
+    assert "refused" in retry_logs(caplog).lower()
+    # Refused connections never reach the server: exactly one request was served.
+    assert len(fabric.requests_to("wireserver")) == 1
+
+
+def test_network_unreachable_is_retried_injected_at_the_socket(
+    http: FabricHttp,
+    fabric: SimulatedFabric,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Loopback cannot produce ENETUNREACH by itself (the real thing is
+    # test_network_unreachable_is_retried_for_real, which needs network
+    # namespaces). Here only the first 3 connect() calls fail as the kernel
+    # would early in boot; everything after them is the real socket and the
+    # real fabric.
+    calls: list[object] = []
+    real_connect = socket.socket.connect
+
+    def unreachable_then_real(sock: socket.socket, address: object) -> None:
+        calls.append(address)
+        if len(calls) <= 3:
+            raise OSError(errno.ENETUNREACH, os.strerror(errno.ENETUNREACH))
+        real_connect(sock, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", unreachable_then_real)
+    caplog.set_level(logging.INFO)
+    reply = get_goal_state(http, fabric)
+    assert reply.status == 200
+    assert len(calls) == 4
+    assert retry_logs(caplog).count("Network is unreachable") == 3
+    assert len(fabric.requests_to("wireserver")) == 1
+
+
+@pytest.mark.skipif(not tools_for_namespaces(), reason="needs nsenter and ip")
+def test_network_unreachable_is_retried_for_real(tmp_path: Path) -> None:
+    """azprov in a network namespace whose loopback is down: a real ENETUNREACH."""
+    import subprocess
+
+    isolated = isolated_fabric()
+    if isolated is None:
+        pytest.skip("cannot create a network namespace here (needs CAP_SYS_ADMIN)")
+    try:
+        config = tmp_path / "azprov.conf"
+        config.write_text(isolated.fabric.config_text(total_timeout=15), encoding="utf-8")
+        process = subprocess.Popen(
+            [
+                *isolated.nsenter(),
+                sys.executable,
+                "-m",
+                "azprov",
+                "--config",
+                str(config),
+                "--root",
+                str(tmp_path),
+                "report-ready",
+            ],
+            pass_fds=[isolated.ns_fd],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        time.sleep(1.0)
+        assert process.poll() is None, "azprov must still be retrying while the network is down"
+        isolated.bring_up()
+        _, stderr = process.communicate(timeout=20)
+        assert process.returncode == 0, stderr
+        assert "Network is unreachable" in stderr
+        assert [(r.state, r.incarnation) for r in isolated.fabric.health_reports] == [
+            ("Ready", "1")
+        ]
+    finally:
+        isolated.close()
+
+
+# -- HTTP statuses that are retried ------------------------------------------------
+
+
+def test_503_with_retry_after_waits_as_told(http: FabricHttp, fabric: SimulatedFabric) -> None:
+    fabric.wireserver.script([Answer(503, headers={"Retry-After": "1"})], "/machine")
+    reply = get_goal_state(http, fabric)
+    assert reply.status == 200
+    assert [r.status for r in fabric.requests_to("wireserver")] == [503, 200]
+    # The backoff alone is at most 0.4 s here: only Retry-After explains a 1-s gap.
+    assert gaps(fabric)[0] >= 0.95
+
+
+def test_retry_after_as_an_http_date(http: FabricHttp, fabric: SimulatedFabric) -> None:
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: 1-2 s away
+    fabric.wireserver.script([Answer(503, headers={"Retry-After": when})], "/machine")
+    assert get_goal_state(http, fabric).status == 200
+    assert 0.9 <= gaps(fabric)[0] <= 2.6
+
+
+def test_retry_after_is_capped(fabric: SimulatedFabric) -> None:
+    policy = RetryPolicy(first_delay=0.01, max_delay=0.05, max_retry_after=0.3)
+    fabric.wireserver.script([Answer(429, headers={"Retry-After": "3600"})], "/machine")
+    with FabricHttp(policy) as http:
+        assert get_goal_state(http, fabric).status == 200
+    assert 0.28 <= gaps(fabric)[0] < 1.0
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_retryable_statuses_are_retried(
+    http: FabricHttp, fabric: SimulatedFabric, status: int
+) -> None:
+    fabric.wireserver.script([Answer(status), Answer(status)], "/machine")
+    reply = get_goal_state(http, fabric)
+    assert reply.status == 200
+    assert [r.status for r in fabric.requests_to("wireserver")] == [status, status, 200]
+
+
+def test_backoff_grows_between_tries(http: FabricHttp, fabric: SimulatedFabric) -> None:
+    fabric.wireserver.script([Answer(500)] * 5, "/machine")
+    assert get_goal_state(http, fabric).status == 200
+    spaced = gaps(fabric)
+    assert len(spaced) == 5
+    # Doubling from 0.05 s, half-jittered, capped at 0.4 s.
+    assert spaced[0] < 0.15 and spaced[-1] >= 0.19
+    assert all(gap <= 0.4 + 0.15 for gap in spaced)
+
+
+def test_slow_reply_times_out_and_is_retried(
+    fabric: SimulatedFabric, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    body = goal_state_xml(fabric.spec, fabric.advertised_base)
+    fabric.wireserver.script([Answer(200, body, delay=1.5)], "/machine")
+    policy = RetryPolicy(connect_timeout=0.5, read_timeout=0.4, first_delay=0.05, max_delay=0.1)
+    started = time.monotonic()
+    with FabricHttp(policy) as http:
+        assert get_goal_state(http, fabric).status == 200
+    assert time.monotonic() - started < 1.4, "the slow reply must not have been waited for"
+    assert "timed out" in retry_logs(caplog)
+    assert len(fabric.requests_to("wireserver")) == 2
+
+
+def test_one_slow_request_cannot_outlive_the_deadline(fabric: SimulatedFabric) -> None:
+    fabric.wireserver.delay = 5.0
+    started = time.monotonic()
+    with FabricHttp(RetryPolicy(read_timeout=30.0)) as http, pytest.raises(FabricError) as caught:
+        get_goal_state(http, fabric, budget=1.0)
+    assert time.monotonic() - started < 1.6
+    assert caught.value.reason == "fabric_timeout"
+    assert "timed out" in str(caught.value)
+
+
+# -- statuses that fail at once ------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 409, 413])
+def test_other_4xx_fail_fast_with_the_status_and_body(
+    http: FabricHttp, fabric: SimulatedFabric, status: int
+) -> None:
+    fabric.wireserver.script(
+        [Answer(status, b"<Error><Code>Nope</Code>\n<Message>no such thing</Message></Error>")],
+        "/machine",
+    )
+    started = time.monotonic()
+    with pytest.raises(FabricError) as caught:
+        get_goal_state(http, fabric)
+    assert time.monotonic() - started < 0.5
+    assert len(fabric.requests_to("wireserver")) == 1
+    message = str(caught.value)
+    assert f"HTTP {status}" in message and "<Code>Nope</Code>" in message
+    assert "\n" not in message
+    assert caught.value.reason == "http_error"
+    assert caught.value.supporting_data["status"] == str(status)
+
+
+# -- budget ----------------------------------------------------------------------------
+
+
+def test_budget_exhaustion_names_attempts_and_last_error(
+    http: FabricHttp, fabric: SimulatedFabric
+) -> None:
+    fabric.wireserver.stop()
+    started = time.monotonic()
+    with pytest.raises(FabricError) as caught:
+        get_goal_state(http, fabric, budget=1.5)
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed <= 1.5 + 0.5
+    error = caught.value
+    assert error.reason == "fabric_timeout"
+    message = str(error)
+    assert message.startswith("goal state: no usable answer from http://127.0.0.1:")
+    assert "within 1.5 s" in message
+    assert "refused" in message.lower()
+    attempts = int(error.supporting_data["attempts"])
+    assert attempts >= 3 and f"({attempts} attempts)" in message
+    assert "refused" in error.supporting_data["last_error"].lower()
+
+
+def test_retry_after_beyond_the_budget_gives_up_with_the_reason(
+    http: FabricHttp, fabric: SimulatedFabric
+) -> None:
+    fabric.wireserver.script([Answer(503, headers={"Retry-After": "4"})], "/machine")
+    started = time.monotonic()
+    with pytest.raises(FabricError) as caught:
+        get_goal_state(http, fabric, budget=1.0)
+    assert time.monotonic() - started < 1.5
+    assert "HTTP 503" in str(caught.value)
+    assert "Retry-After" in str(caught.value)
+
+
+# -- proxies and sizes ---------------------------------------------------------------
+
+
+def test_proxies_in_the_environment_are_ignored(
+    fabric: SimulatedFabric, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ConnectionRecorder()
+    try:
+        for name in PROXY_VARIABLES:
+            monkeypatch.setenv(name, proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        # Control: a client that honours the environment does reach the recorder,
+        # so the recorder would notice if azprov's client did the same.
+        with httpx.Client(trust_env=True) as honouring:
+            honouring.get(goal_state_url(fabric), headers=WIRE)
+        assert len(proxy.received) == 1 and goal_state_url(fabric).encode() in proxy.received[0]
+        assert fabric.requests_to("wireserver") == []
+
+        with FabricHttp(FAST) as http:
+            assert get_goal_state(http, fabric).status == 200
+        assert len(proxy.received) == 1, "azprov's client went through the proxy"
+        assert len(fabric.requests_to("wireserver")) == 1
+    finally:
+        proxy.close()
+
+
+def test_reply_larger_than_max_bytes_is_refused_not_retried(
+    http: FabricHttp, fabric: SimulatedFabric
+) -> None:
+    fabric.wireserver.script([Answer(200, b"x" * 10_000)], "/machine")
+    with pytest.raises(FabricError) as caught:
+        http.call(
+            "goal state", "GET", goal_state_url(fabric), Deadline(5), headers=WIRE, max_bytes=1000
+        )
+    assert caught.value.reason == "reply_too_large"
+    assert len(fabric.requests_to("wireserver")) == 1
+
+
+def test_sink_receives_the_body_of_the_last_try_only(
+    http: FabricHttp, fabric: SimulatedFabric, tmp_path: Path
+) -> None:
+    fabric.wireserver.script([Answer(500, b"partial garbage " * 100)], "/machine")
+    with open(tmp_path / "body", "w+b") as sink:
+        http.call(
+            "goal state", "GET", goal_state_url(fabric), Deadline(5), headers=WIRE, sink=sink
+        )
+    assert (tmp_path / "body").read_bytes() == goal_state_xml(fabric.spec, fabric.advertised_base)
+
+
+def test_secrets_in_urls_are_redacted() -> None:
+    url = "https://blob.example/x?sv=2020&sig=SECRET%2B&se=1&token=T0K&code=abc"
+    shown = redact_url(url)
+    assert "SECRET" not in shown and "T0K" not in shown and "abc" not in shown
+    assert "sv=2020" in shown and "se=1" in shown
+
+
+def test_errors_name_the_redacted_url(http: FabricHttp, fabric: SimulatedFabric) -> None:
+    fabric.wireserver.script([Answer(404)], "/machine")
+    with pytest.raises(FabricError) as caught:
+        http.call(
+            "artifact",
+            "GET",
+            f"{fabric.wireserver.base}/machine?comp=x&sig=TOPSECRET",
+            Deadline(5),
+        )
+    assert "TOPSECRET" not in str(caught.value)
+    assert "sig=<redacted>" in str(caught.value)
