@@ -253,5 +253,16 @@ def _describe_parse_error(exc: configparser.Error) -> str:
         return f"line {exc.lineno}: section [{exc.section}] repeated"
     if isinstance(exc, configparser.ParsingError):
         lineno, line = exc.errors[0]
-        return f"line {lineno}: not a 'key = value' line: {line.strip()!r}"
+        return f"line {lineno}: not a 'key = value' line: {_unrepr(line).strip()!r}"
     return exc.message.splitlines()[0]
+
+
+def _unrepr(text: str) -> str:
+    """configparser keeps a bad line as its repr(); show the line itself."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return value if isinstance(value, str) else text

@@ -84,26 +84,36 @@ def report_line(
     vm_id: str | None,
     now: datetime.datetime | None = None,
 ) -> str:
-    """Render `result=…|k=v…|agent=…|vm_id=…|timestamp=…[|documentation_url=…]`.
+    """Render `result=…|reason=…|agent=…|k=v…|vm_id=…|timestamp=…[|documentation_url=…]`.
 
     The line is cut to REPORT_MAX_BYTES of UTF-8 by shortening the supporting
-    data, never the identity fields at the end, so support can always find
-    the VM and the time.
+    data (then, if still needed, the reason), never the identity fields at the
+    end, so support can always find the VM and the time.
     """
     when = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    head = [f"result={result}"]
-    if "reason" in data:
-        head.append(f"reason={_clean(data['reason'])}")
-    head.append(f"agent={AGENT_NAME}")
-    body = [f"{_clean(k).replace('=', '_')}={_clean(v)}" for k, v in data.items() if k != "reason"]
     tail = [f"vm_id={vm_id or 'unknown'}", f"timestamp={when}"]
     if result == "error":
         tail.append(f"documentation_url={DOCUMENTATION_URL}")
+    agent = f"agent={AGENT_NAME}"
+    head = [f"result={result}"]
+    if "reason" in data:
+        # `report-failure TEXT` makes the user's text the reason: it may be long.
+        others = len("|".join([*head, agent, *tail]).encode())
+        room = REPORT_MAX_BYTES - others - len("|reason=")
+        head.append(f"reason={_cut(_clean(data['reason']), room)}")
+    head.append(agent)
+    body = [f"{_clean(k).replace('=', '_')}={_clean(v)}" for k, v in data.items() if k != "reason"]
     fixed = "|".join(head + tail)
-    room = REPORT_MAX_BYTES - len(fixed.encode()) - 1
-    middle = "|".join(body)
-    if len(middle.encode()) > room:
-        cut = middle.encode()[: max(room - 3, 0)].decode("utf-8", "ignore")
-        middle = cut + "..." if room >= 3 else ""
+    middle = _cut("|".join(body), REPORT_MAX_BYTES - len(fixed.encode()) - 1)
     parts = head + ([middle] if middle else []) + tail
     return "|".join(parts)
+
+
+def _cut(text: str, room: int) -> str:
+    """`text` in at most `room` bytes of UTF-8, marked with "..." when shortened."""
+    encoded = text.encode()
+    if len(encoded) <= room:
+        return text
+    if room < 3:
+        return ""
+    return encoded[: room - 3].decode("utf-8", "ignore") + "..."

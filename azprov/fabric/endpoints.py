@@ -24,11 +24,16 @@ LEASE_GLOBS = (
     "var/lib/NetworkManager/*.lease",  # NetworkManager (internal and dhclient backends)
 )
 
-# dhclient: `option unknown-245 a8:3f:81:10;`  networkd/NM: `OPTION_245=A83F8110`
+# dhclient: `option unknown-245 a8:3f:81:10;`, or `option unknown-245 "ABCD";` when
+# all four bytes happen to be printable (dhclient then writes a string, with
+# backslash escapes);  networkd/NM: `OPTION_245=A83F8110`
 _OPTION_245 = re.compile(
-    r"(?:option\s+unknown-245\s+(?P<colon>[0-9a-fA-F:]+)\s*;)|(?:^OPTION_245=(?P<hex>[0-9a-fA-F:]+)\s*$)",
+    r"(?:option\s+unknown-245\s+(?P<colon>[0-9a-fA-F:]+)\s*;)"
+    r'|(?:option\s+unknown-245\s+"(?P<quoted>(?:[^"\\\n]|\\.)*)"\s*;)'
+    r"|(?:^OPTION_245=(?P<hex>[0-9a-fA-F:]+)\s*$)",
     re.MULTILINE,
 )
+_ESCAPE = re.compile(r"\\([0-7]{3}|.)", re.DOTALL)
 
 
 def parse_endpoint(text: str) -> tuple[str, int | None]:
@@ -79,12 +84,17 @@ def wireserver_from_leases(root: Path) -> str | None:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        found = None
+        last = None
         for match in _OPTION_245.finditer(text):
-            found = match.group("colon") or match.group("hex")  # the last lease in a file wins
-        if found is None:
+            last = match  # the last lease in a file wins
+        if last is None:
             continue
-        address = _address_from_hex(found)
+        if last.group("quoted") is not None:
+            found = f'"{last.group("quoted")}"'
+            address = _address_from_bytes(_unescape(last.group("quoted")))
+        else:
+            found = last.group("colon") or last.group("hex")
+            address = _address_from_hex(found)
         if address:
             log.debug("WireServer address %s from DHCP option 245 in %s", address, path)
             return address
@@ -101,8 +111,26 @@ def _address_from_hex(text: str) -> str | None:
         digits = "".join(p.zfill(2) for p in parts)
     if len(digits) != 8:
         return None
-    address = ipaddress.IPv4Address(bytes.fromhex(digits))
+    return _address_from_bytes(bytes.fromhex(digits))
+
+
+def _unescape(quoted: str) -> bytes:
+    """The bytes of a dhclient string: `\\ooo` is an octal byte, `\\c` the character c."""
+
+    def byte(match: re.Match[str]) -> str:
+        escaped = match.group(1)
+        return chr(int(escaped, 8)) if len(escaped) == 3 else escaped
+
+    return _ESCAPE.sub(byte, quoted).encode("latin-1", errors="replace")
+
+
+def _address_from_bytes(raw: bytes) -> str | None:
+    if len(raw) != 4:
+        return None
+    address = ipaddress.IPv4Address(raw)
     if address.is_unspecified or address.is_multicast or address.is_loopback:
+        return None
+    if address.is_reserved:  # 240.0.0.0/4, with the broadcast address
         return None
     return str(address)
 
