@@ -1,0 +1,179 @@
+"""Boot a disk under qemu (TCG) against a simulated fabric on the host's loopback.
+
+The guest reaches nothing but qemu's forwards (`restrict=on`): 10.0.2.100:80
+and :32526 go to the fabric's WireServer and HostGAPlugin, 10.0.2.101:80 to
+its IMDS, each through a socat that qemu starts per connection. The console
+(ttyS0) and the probe's port (ttyS1) are files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+from urllib.parse import parse_qs, urlsplit
+
+from azprov.simulator import Answer, Request, SimulatedFabric, VmSpec
+from tests.e2e.image import BootFiles
+
+AZURE_ASSET_TAG = "7783-7084-3265-9085-8269-3286-77"
+BOOT_TIMEOUT = 420.0  # a TCG boot takes about 40-60 s; this is for a wedged guest
+
+
+def vm_id_for(smbios_uuid: str) -> str:
+    """The vmId IMDS reports for a Generation 1 VM with this SMBIOS UUID (fields byte-swapped)."""
+    return str(uuid.UUID(bytes=uuid.UUID(smbios_uuid).bytes_le))
+
+
+@dataclasses.dataclass
+class Boot:
+    """What one boot left behind: the fabric's records, the console and the probe's report."""
+
+    fabric: SimulatedFabric
+    console: str
+    probe: dict[str, str]
+    sections: dict[str, str]
+    started: float  # host time.monotonic() when qemu was started
+    seconds: float
+
+    def guest_to_host(self, guest_us: int) -> float:
+        """A guest CLOCK_MONOTONIC reading (µs) as host time.monotonic()."""
+        samples = [
+            r.at - int(parse_qs(urlsplit(r.path).query)["mono_us"][0]) / 1e6
+            for r in self.fabric.requests_to("wireserver", "/e2e/clock")
+        ]
+        if not samples:
+            raise AssertionError("the probe sent no clock samples:\n" + self.console_tail())
+        # The smallest offset is the sample that spent least time in transit.
+        return guest_us / 1e6 + min(samples)
+
+    def unit_time(self, unit: str, prop: str) -> Optional[float]:
+        value = self.probe.get(f"{unit}:{prop}", "")
+        return self.guest_to_host(int(value)) if value.isdigit() and int(value) else None
+
+    def agent_requests(self) -> list[Request]:
+        """Requests from anything but the probe."""
+        return [r for r in self.fabric.requests if not r.path.startswith("/e2e/")]
+
+    def console_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.console.splitlines()[-lines:])
+
+    def describe(self) -> str:
+        """Everything needed to see why an assertion failed."""
+        return (
+            f"--- probe ---\n{json.dumps(self.probe, indent=1)}\n"
+            + "".join(f"--- {name} ---\n{text}\n" for name, text in self.sections.items())
+            + "--- fabric ---\n"
+            + "\n".join(self.fabric.transcript())
+            + f"\n--- console (tail) ---\n{self.console_tail()}"
+        )
+
+
+def clock_route(fabric: SimulatedFabric) -> None:
+    fabric.wireserver.route("GET", "/e2e/clock", lambda request: Answer(200, b"ok\n"))
+
+
+def boot(
+    files: BootFiles,
+    disk: Path,
+    spec: VmSpec,
+    smbios_uuid: str,
+    workdir: Path,
+    *,
+    name: str,
+    extra_cmdline: str = "",
+) -> Boot:
+    """Boot `disk` once, until the probe powers the guest off; return the records."""
+    fabric = SimulatedFabric(spec=spec, advertised_base="http://168.63.129.16")
+    clock_route(fabric)
+    console = workdir / f"{name}.console.log"
+    probe = workdir / f"{name}.probe.log"
+    with fabric:
+        ws, hp, imds = (service.port for service in fabric.services)
+
+        def forward(address: str, port: int) -> str:
+            return f"guestfwd=tcp:{address}-cmd:socat - TCP:127.0.0.1:{port}"
+
+        netdev = ",".join(
+            [
+                "user,id=n0,restrict=on",
+                forward("10.0.2.100:80", ws),
+                forward("10.0.2.100:32526", hp),
+                forward("10.0.2.101:80", imds),
+            ]
+        )
+        argv = [
+            "qemu-system-x86_64",
+            "-machine", "accel=tcg",
+            "-m", "1024",
+            "-smp", "2",
+            "-display", "none",
+            "-monitor", "none",
+            "-no-reboot",
+            "-kernel", str(files.kernel),
+            "-initrd", str(files.initrd),
+            "-append", f"root=/dev/vda rw console=ttyS0 quiet {extra_cmdline}".strip(),
+            "-drive", f"file={disk},format=raw,if=virtio",
+            "-netdev", netdev,
+            "-device", "virtio-net-pci,netdev=n0",
+            "-smbios", f"type=1,uuid={smbios_uuid}",
+            "-smbios", f"type=3,asset={AZURE_ASSET_TAG}",
+            "-serial", f"file:{console}",
+            "-serial", f"file:{probe}",
+        ]  # fmt: skip
+        started = time.monotonic()
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            _, stderr = process.communicate(timeout=BOOT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise AssertionError(
+                f"{name}: the guest did not power off within {BOOT_TIMEOUT:g} s\n" + _tail(console)
+            ) from None
+        seconds = time.monotonic() - started
+    if process.returncode != 0:
+        raise AssertionError(
+            f"{name}: qemu exited with {process.returncode}: "
+            + stderr.decode("utf-8", "replace")[-2000:]
+        )
+    report, sections = parse_probe(probe.read_text("utf-8", "replace"))
+    return Boot(fabric, _read(console), report, sections, started, seconds)
+
+
+def parse_probe(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """`PROBE key=value` lines and `PROBE-SECTION name` blocks from the probe's port."""
+    values: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current: Optional[str] = None
+    for line in text.replace("\r", "").splitlines():
+        if line.startswith("PROBE "):
+            key, _, value = line[len("PROBE ") :].partition("=")
+            values[key] = value
+            current = None
+        elif line.startswith("PROBE-SECTION "):
+            current = line.split(" ", 1)[1].strip()
+            if current == "end":
+                current = None
+            else:
+                sections[current] = []
+        elif line.startswith("PROBE-"):
+            values[line] = ""
+            current = None
+        elif current is not None:
+            sections[current].append(line)
+    return values, {name: "\n".join(lines) for name, lines in sections.items()}
+
+
+def _read(path: Path) -> str:
+    return path.read_text("utf-8", "replace") if path.exists() else ""
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    return "\n".join(_read(path).splitlines()[-lines:])
