@@ -98,17 +98,23 @@ def fetch_certificates(wireserver: WireServer, url: str, cert_path: Path) -> byt
 
 def decrypt_pfx(root: TargetRoot, data: bytes, key_path: Path, cert_path: Path) -> bytes:
     """Decrypt the CMS envelope and unpack the PKCS#12 inside: PEM blocks, keys unencrypted."""
-    wrapped = b"\n".join(data[i : i + 64] for i in range(0, len(data), 64))
-    smime = (
-        b"MIME-Version:1.0\n"
-        b'Content-Disposition: attachment; filename="Certificates.p7m"\n'
-        b'Content-Type: application/x-pkcs7-mime; name="Certificates.p7m"\n'
-        b"Content-Transfer-Encoding: base64\n\n" + wrapped + b"\n"
-    )
+    # The document's base64 is the DER envelope; decoding it here (rather than
+    # wrapping it as S/MIME) keeps openssl from treating the PKCS#12 as text.
     pfx = root.run(
-        ["openssl", "cms", "-decrypt", "-inkey", str(key_path), "-recip", str(cert_path)],
+        [
+            "openssl",
+            "cms",
+            "-decrypt",
+            "-binary",
+            "-inform",
+            "DER",
+            "-inkey",
+            str(key_path),
+            "-recip",
+            str(cert_path),
+        ],
         what="decrypt the Certificates",
-        stdin=smime,
+        stdin=base64.b64decode(data),
     ).stdout
     unpack = ["openssl", "pkcs12", "-nodes", "-password", "pass:"]
     try:

@@ -77,7 +77,14 @@ class TenantCertificate:
     def encrypt(self, plaintext: bytes) -> str:
         """CMS-encrypt to this certificate, base64 DER: how protected settings arrive."""
         der = _openssl(
-            "cms", "-encrypt", "-aes256", "-outform", "DER", str(self.cert), stdin=plaintext
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-aes256",
+            "-outform",
+            "DER",
+            str(self.cert),
+            stdin=plaintext,
         )
         return base64.b64encode(der).decode()
 
@@ -100,6 +107,7 @@ class SimulatedExtensions:
     def __init__(self, fabric: SimulatedFabric, workdir: Path) -> None:
         self.fabric = fabric
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.storage = Service("storage", fabric)
         self.storage_reachable = False
         self.plugins: list[PluginSpec] = []
@@ -136,6 +144,10 @@ class SimulatedExtensions:
         self.blobs[f"/packages/{name}-{version}.zip"] = package
         self._versions.setdefault(name, []).append(version)
         self.blobs[f"/manifests/{name}.xml"] = self.manifest_xml(name)
+
+    def publish_test_extension(self, name: str, version: str, **manifest: Any) -> None:
+        """Publish the test extension (see `extension_zip`) as `name` `version`."""
+        self.publish(name, version, extension_zip(name, version, **manifest))
 
     def manifest_xml(self, name: str) -> bytes:
         plugins = "".join(
@@ -217,6 +229,7 @@ class SimulatedExtensions:
         envelope = _openssl(
             "cms",
             "-encrypt",
+            "-binary",
             "-aes128",
             "-outform",
             "DER",
@@ -233,7 +246,8 @@ class SimulatedExtensions:
     # -- the status blob ------------------------------------------------------------
     def status_document(self) -> dict[str, Any]:
         """The last uploaded status, decoded (page-blob padding removed)."""
-        return json.loads(self.blobs["/status/vm.status"].rstrip(b"\0"))  # type: ignore[no-any-return]
+        document: dict[str, Any] = json.loads(self.blobs["/status/vm.status"].rstrip(b"\0"))
+        return document
 
     def _put_blob(self, url: str, headers: dict[str, str], body: bytes, channel: str) -> Answer:
         parts = urlsplit(url)
@@ -364,7 +378,7 @@ seq = os.environ["ConfigSequenceNumber"]
 text = open(os.path.join(environment["configFolder"], seq + ".settings")).read()
 handler = json.loads(text)["runtimeSettings"][0]["handlerSettings"] if text.strip() else {}
 behaviour = (handler.get("publicSettings") or {}).get(op, {})
-record = {"op": op, "seq": seq, "version": os.environ["AZURE_GUEST_AGENT_EXTENSION_VERSION"],
+record = {"op": op, "seq": seq, "at": time.time(), "version": os.environ["AZURE_GUEST_AGENT_EXTENSION_VERSION"],
           "cwd": here, "own_group": os.getpgid(0) == os.getsid(0),
           "env": {k: v for k, v in os.environ.items() if k.startswith(("AZURE_", "VERSION", "Config"))}}
 with open(os.path.join(lib_dir, name + ".ops.log"), "a") as log:

@@ -12,7 +12,7 @@ from azprov.config import load_config
 from azprov.extensions.runner import run_extensions
 from azprov.host.root import TargetRoot
 from azprov.simulator import SimulatedFabric
-from azprov.simulator.extensions import SimulatedExtensions
+from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
 
 LIB = "var/lib/waagent"
 
@@ -80,3 +80,11 @@ def agent(target: Path, ext_config: Path) -> Agent:
 def handler_entries(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     entries = document["aggregateStatus"]["handlerAggregateStatus"]
     return {e["handlerName"]: e for e in entries}
+
+
+def enable_test_extension(ext: SimulatedExtensions, agent: Agent, name: str) -> None:
+    """Publish the test extension 1.0.0, ask for "1.0" at seqNo 1, and run a round that enables it."""
+    ext.publish_test_extension(name, "1.0.0")
+    ext.plugins = [PluginSpec(name, "1.0", seq_no=1)]
+    assert agent.once() == 0
+    assert [o["op"] for o in agent.ops(name)][-1] == "enable"
