@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -159,6 +160,9 @@ def install_certificates(
         raise FabricError("certificates_undecryptable", f"Certificates: {exc}") from None
     found = split_certificates(root, pem)
     target = root / lib_dir
+    # Private keys land here: the folder is root's alone, whoever created it.
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(target, 0o700)
     for thumb, (cert, key) in sorted(found.items()):
         write_atomic(target / f"{thumb}.crt", cert, mode=0o600, dir_mode=0o700)
         if key is not None:

@@ -103,9 +103,9 @@ class Lifecycle:
             failure = self.scrub(str(exc))
         log.warning("%s: %s failed: %s", plugin.name, self._step, failure.splitlines()[0])
         current = self.current(plugin.name)
-        return Outcome(
-            plugin.name, current.version if current else version, seq_no, self._step, failure
-        )
+        # Nothing on disk yet (a first download failed): report the version asked for.
+        shown = current.version if current else version or plugin.version
+        return Outcome(plugin.name, shown, seq_no, self._step, failure)
 
     # -- the three goal states ----------------------------------------------
     def _uninstall(self, plugin: Plugin, seq_no: int) -> Outcome:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MANIFEST_MAX_BYTES = 1024 * 1024
 UNPACKED_PER_PACKED = 8  # an unpacked package may be this many times its size cap
 _COPY_CHUNK = 256 * 1024
+LINK_MAX_BYTES = 4096  # a link target is a path (PATH_MAX), read before the size checks
 
 
 def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
@@ -112,6 +113,10 @@ def _check_members(
         kind = stat.S_IFMT(mode)
         link = None
         if kind == stat.S_IFLNK:
+            if info.file_size > LINK_MAX_BYTES:
+                raise InvalidInput(
+                    f"{field} {info.filename} link", f"{info.file_size} bytes", "is too long"
+                )
             link = archive.read(info).decode("utf-8", "replace")
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relative), link))
             if link.startswith("/") or resolved == ".." or resolved.startswith("../"):

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from azprov.config import load_config
 from azprov.extensions.certificates import TRANSPORT_CERT, TRANSPORT_KEY, certificate_header
+from azprov.extensions.runner import Runner
+from azprov.fabric.client import open_fabric
+from azprov.host.root import TargetRoot
+from azprov.simulator import Answer
 from azprov.simulator.extensions import STATUS_SIG, PluginSpec, SimulatedExtensions
 from tests.extensions.conftest import Agent, handler_entries
 
@@ -28,6 +33,7 @@ def test_extension_decrypts_its_protected_settings_with_the_files_the_agent_wrot
     fabric.spec.certificates = True
     ext.publish_test_extension(NAME, "1.0.0")
     ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1, protected_settings=SECRET)]
+    agent.lib().mkdir(mode=0o755, parents=True)  # an image that already has the folder
 
     assert agent.once() == 0
 
@@ -79,8 +85,6 @@ def test_undecryptable_certificates_are_reported_and_handlers_without_secrets_st
 ) -> None:
     fabric.spec.certificates = True
     machine = f"/machine/{fabric.spec.container_id}/{fabric.spec.role_name}?comp=certificates"
-    from azprov.simulator import Answer
-
     fabric.wireserver.script(
         [
             Answer(
@@ -104,8 +108,6 @@ def test_certificates_document_in_an_unknown_format_is_refused_by_name(
     ext: SimulatedExtensions, agent: Agent, fabric, caplog: pytest.LogCaptureFixture
 ) -> None:
     fabric.spec.certificates = True
-    from azprov.simulator import Answer
-
     fabric.wireserver.script(
         [
             Answer(
@@ -118,3 +120,32 @@ def test_certificates_document_in_an_unknown_format_is_refused_by_name(
     assert (
         "Certificates Format='Pkcs12' is invalid: expected Pkcs7BlobWithPfxContents" in caplog.text
     )
+
+
+def test_an_unusable_certificates_document_is_not_fetched_again_every_round(
+    ext: SimulatedExtensions, agent: Agent, fabric
+) -> None:
+    fabric.spec.certificates = True
+    fabric.wireserver.script(
+        [
+            Answer(
+                200,
+                b"<CertificateFile><Format>Pkcs7BlobWithPfxContents</Format><Data>AAAA</Data></CertificateFile>",
+            )
+        ],
+        f"/machine/{fabric.spec.container_id}/{fabric.spec.role_name}?comp=certificates",
+    )
+    with open_fabric(load_config(agent.root, agent.config), agent.root) as clients:
+        runner = Runner(
+            TargetRoot(agent.root),
+            load_config(agent.root, agent.config),
+            clients.http,
+            clients.wireserver,
+        )
+        assert runner.round() == 1
+        assert runner.round() == 0
+        fabric.new_incarnation()  # a new Certificates URL: fetched (and usable) again
+        assert runner.round() == 0
+    fetched = [r for r in fabric.requests if "comp=certificates" in r.path]
+    assert len(fetched) == 2
+    assert agent.lib(f"{ext.tenant.thumbprint}.prv").is_file()

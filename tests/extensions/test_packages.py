@@ -45,6 +45,7 @@ def _zip(*entries: tuple[str, bytes, int]) -> io.BytesIO:
         (("out", b"/etc/shadow", stat.S_IFLNK | 0o777), "points outside the package"),
         (("bin/out", b"../../x", stat.S_IFLNK | 0o777), "points outside the package"),
         (("dev", b"", stat.S_IFCHR | 0o600), "is a device, FIFO or socket"),
+        (("long", b"a/" * 3000, stat.S_IFLNK | 0o777), "is too long"),
         (("pipe", b"", stat.S_IFIFO | 0o600), "is a device, FIFO or socket"),
     ],
 )
@@ -177,3 +178,4 @@ def test_requested_version_missing_from_the_manifest(
         "Sim.TestExtension version='2.1' is invalid: not in the manifest (it lists 1.0.0)"
         in message
     )
+    assert handler_entries(ext.status_document())[NAME]["handlerVersion"] == "2.1"

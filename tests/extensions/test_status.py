@@ -147,3 +147,12 @@ def test_unsupported_required_feature_fails_every_handler_but_status_is_uploaded
     assert agent.ops(NAME) == []
     message = handler_entries(ext.status_document())[NAME]["formattedMessage"]["message"]
     assert "requires unsupported feature(s): MultipleExtensionsPerHandler" in message
+
+
+def test_no_extensions_config_means_nothing_to_run_or_report(
+    ext: SimulatedExtensions, agent: Agent, fabric
+) -> None:
+    fabric.spec.extensions_enabled = False
+    assert agent.once() == 0
+    assert ext.status_uploads == []
+    assert not agent.lib().exists()
