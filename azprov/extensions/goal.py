@@ -38,6 +38,7 @@ class Plugin:
     protected: tuple[str, ...] = ()  # encrypted protected settings: kept out of every log
     dependency_level: int = 0
     depends_on: tuple[str, ...] = ()
+    unsupported: Optional[str] = None  # why azprov cannot run this handler at all
 
     def __repr__(self) -> str:  # settings never reach a log, even through a repr
         return f"Plugin({self.name} {self.version} {self.state} seqNo={self.seq_no})"
@@ -123,9 +124,9 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
     if settings is None:
         return Plugin(name, version, state, manifest_urls)
     if children(settings, "ExtensionRuntimeSettings"):
-        raise InvalidInput(
-            f"Plugin {name} ExtensionRuntimeSettings", "multi-config", "not supported by azprov"
-        )
+        # One handler azprov cannot run must not stop the others: it fails alone.
+        why = "multi-config handlers (ExtensionRuntimeSettings) are not supported by azprov"
+        return Plugin(name, version, state, manifest_urls, unsupported=why)
     level, depends_on = _dependencies(name, settings)
     runtime = child(settings, "RuntimeSettings")
     if runtime is None:

@@ -120,7 +120,7 @@ class Runner:
         failed: list[Outcome] = []
         levels = {p.name.lower(): p.dependency_level for p in goal.plugins}
         for plugin in _order(goal.plugins):
-            reason = None
+            reason = plugin.unsupported
             if unsupported:
                 reason = (
                     f"the goal state requires unsupported feature(s): {', '.join(unsupported)}"

@@ -85,6 +85,10 @@ def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
             else s
             for s in status["substatus"]
         ]
+    # When the extension wrote it: lifted out into settingsStatus by handler_status.
+    stamp = document[0].get("timestampUTC")
+    if isinstance(stamp, str) and len(stamp) <= 40:
+        cleaned["timestampUTC"] = stamp
     return cleaned
 
 
@@ -115,7 +119,11 @@ def handler_status(
     if settings is not None:
         entry["runtimeSettingsStatus"] = {
             "sequenceNumber": outcome.seq_no,
-            "settingsStatus": {"timestampUTC": utc_now(), "version": 1.0, "status": settings},
+            "settingsStatus": {
+                "timestampUTC": settings.pop("timestampUTC", None) or utc_now(),
+                "version": 1.0,
+                "status": settings,
+            },
         }
     return entry
 

@@ -53,6 +53,7 @@ class PluginSpec:
     dependency_level: int = 0
     depends_on: tuple[str, ...] = ()
     failover: bool = False  # list a failover manifest location (the primary then 404s)
+    multi_config: bool = False  # send settings as a multi-config handler's, named "first"
 
 
 class TenantCertificate:
@@ -205,6 +206,11 @@ class SimulatedExtensions:
             if p.seq_no is not None:
                 body = xml_escape(json.dumps({"runtimeSettings": [{"handlerSettings": handler}]}))
                 runtime = f'<RuntimeSettings seqNo="{p.seq_no}">{body}</RuntimeSettings>'
+                if p.multi_config:
+                    runtime = (
+                        f'<ExtensionRuntimeSettings seqNo="{p.seq_no}" name="first" '
+                        f'state="enabled">{body}</ExtensionRuntimeSettings>'
+                    )
             settings.append(
                 f"<Plugin name={quoteattr(p.name)} version={quoteattr(p.version)}>{depends}{runtime}</Plugin>"
             )

@@ -109,13 +109,6 @@ def test_extensions_config_is_parsed() -> None:
             "Plugin Pub.Ext RuntimeSettings=<redacted> is invalid: not JSON",
         ),
         (
-            _config(
-                PLUGIN,
-                '<Plugin name="Pub.Ext"><ExtensionRuntimeSettings seqNo="1" name="a"/></Plugin>',
-            ),
-            "multi-config",
-        ),
-        (
             _config().replace(b'statusBlobType="PageBlob"', b'statusBlobType="AppendBlob"'),
             "statusBlobType='AppendBlob'",
         ),
@@ -227,3 +220,16 @@ def test_extension_config_keys(tmp_path: Path) -> None:
     conf.write_text("[extensions]\nchanel_timeout = 1\n")
     with pytest.raises(ConfigError, match="unknown key 'chanel_timeout'"):
         load_config(tmp_path, conf)
+
+
+def test_a_multi_config_plugin_is_marked_unsupported_alone() -> None:
+    other = PLUGIN.replace("Pub.Ext", "Pub.Other")
+    goal = parse_extensions_config(
+        _config(
+            PLUGIN + other,
+            '<Plugin name="Pub.Ext"><ExtensionRuntimeSettings seqNo="1" name="a"/></Plugin>',
+        )
+    )
+    multi, plain = goal.plugins
+    assert multi.unsupported is not None and "multi-config" in multi.unsupported
+    assert plain.unsupported is None

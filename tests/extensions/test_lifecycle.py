@@ -30,6 +30,8 @@ def test_install_then_enable_and_success_status_through_the_hostplugin(
     assert entry["status"] == "Ready"
     assert entry["handlerVersion"] == "1.0.0"
     assert entry["runtimeSettingsStatus"]["sequenceNumber"] == 3
+    settings_status = entry["runtimeSettingsStatus"]["settingsStatus"]
+    assert settings_status["timestampUTC"] == "2026-01-01T00:00:00Z"  # as the extension wrote it
     status = _settings_status(ext.status_document())
     assert status["status"] == "success"
     assert status["formattedMessage"]["message"] == "enable done for seqNo 3"

@@ -156,3 +156,17 @@ def test_no_extensions_config_means_nothing_to_run_or_report(
     assert agent.once() == 0
     assert ext.status_uploads == []
     assert not agent.lib().exists()
+
+
+def test_a_multi_config_handler_fails_alone(ext: SimulatedExtensions, agent: Agent) -> None:
+    ext.publish_test_extension(NAME, "1.0.0")
+    ext.publish_test_extension("Sim.Multi", "1.0.0")
+    ext.plugins = [
+        PluginSpec("Sim.Multi", "1.0", seq_no=1, multi_config=True),
+        PluginSpec(NAME, "1.0", seq_no=1),
+    ]
+    assert agent.once() == 1
+    assert agent.ops("Sim.Multi") == []
+    entries = handler_entries(ext.status_document())
+    assert entries[NAME]["status"] == "Ready"
+    assert "multi-config handlers" in entries["Sim.Multi"]["formattedMessage"]["message"]
