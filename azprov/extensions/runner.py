@@ -61,6 +61,7 @@ class Runner:
         self.redactor = Redactor()
         self._seen_goal: Optional[tuple[str, Optional[str]]] = None
         self._seen_certificates: Optional[str] = None
+        self._upload_error: Optional[str] = None
 
     def round(self) -> int:
         """One poll; returns how many handlers (or the upload) failed in it."""
@@ -178,8 +179,14 @@ class Runner:
                 document,
             )
         except AzprovError as exc:
-            log.error("%s", exc)
+            # Every poll fails the same way while the fabric is down: say it once.
+            level = logging.DEBUG if str(exc) == self._upload_error else logging.ERROR
+            log.log(level, "%s", exc)
+            self._upload_error = str(exc)
             return 1
+        if self._upload_error is not None:
+            log.info("status uploaded through %s again", channel)
+            self._upload_error = None
         log.debug("status uploaded through %s (%d bytes)", channel, len(document))
         return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -9,7 +10,8 @@ from typing import Any, Iterator
 import pytest
 
 from azprov.config import load_config
-from azprov.extensions.runner import run_extensions
+from azprov.extensions.runner import Runner, run_extensions
+from azprov.fabric.client import open_fabric
 from azprov.host.root import TargetRoot
 from azprov.simulator import SimulatedFabric
 from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
@@ -57,6 +59,13 @@ class Agent:
         return run_extensions(
             TargetRoot(self.root), load_config(self.root, self.config), once=True
         )
+
+    @contextlib.contextmanager
+    def runner(self) -> Iterator[Runner]:
+        """One runner kept across rounds, as the long-running loop keeps it."""
+        config = load_config(self.root, self.config)
+        with open_fabric(config, self.root) as clients:
+            yield Runner(TargetRoot(self.root), config, clients.http, clients.wireserver)
 
     def lib(self, *parts: str) -> Path:
         return self.root.joinpath(LIB, *parts)

@@ -9,11 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from azprov.config import load_config
 from azprov.extensions.certificates import TRANSPORT_CERT, TRANSPORT_KEY, certificate_header
-from azprov.extensions.runner import Runner
-from azprov.fabric.client import open_fabric
-from azprov.host.root import TargetRoot
 from azprov.simulator import Answer
 from azprov.simulator.extensions import STATUS_SIG, PluginSpec, SimulatedExtensions
 from tests.extensions.conftest import Agent, handler_entries
@@ -135,13 +131,7 @@ def test_an_unusable_certificates_document_is_not_fetched_again_every_round(
         ],
         f"/machine/{fabric.spec.container_id}/{fabric.spec.role_name}?comp=certificates",
     )
-    with open_fabric(load_config(agent.root, agent.config), agent.root) as clients:
-        runner = Runner(
-            TargetRoot(agent.root),
-            load_config(agent.root, agent.config),
-            clients.http,
-            clients.wireserver,
-        )
+    with agent.runner() as runner:
         assert runner.round() == 1
         assert runner.round() == 0
         fabric.new_incarnation()  # a new Certificates URL: fetched (and usable) again

@@ -78,6 +78,19 @@ def test_upload_failing_everywhere_is_a_failed_round(
     assert STATUS_SIG not in caplog.text
 
 
+def test_a_lasting_upload_failure_is_logged_once_and_its_end_too(
+    ext: SimulatedExtensions, agent: Agent, fabric, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    fabric.hostplugin.stop()
+    with agent.runner() as runner:
+        assert [runner.round(), runner.round()] == [1, 1]
+        assert caplog.text.count("status upload failed") == 1
+        ext.storage_reachable = True
+        assert runner.round() == 0
+    assert "status uploaded through storage again" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
