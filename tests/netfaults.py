@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.server
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
+from pathlib import Path
 from typing import Optional
 
 from azprov.simulator import SimulatedFabric
@@ -125,3 +128,62 @@ def tools_for_namespaces() -> bool:
     """nsenter and ip are installed (util-linux and iproute2)."""
     path = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])
     return all(shutil.which(tool, path=path) for tool in ("nsenter", "ip"))
+
+
+class TlsServer:
+    """A one-route HTTPS server on 127.0.0.1 with a throwaway self-signed certificate."""
+
+    def __init__(self, directory: Path) -> None:
+        self.certificate = directory / "server.crt"
+        key = directory / "server.key"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(self.certificate),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.certificate, key)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
-from azprov.config import Config
 from azprov.fabric.endpoints import wireserver_endpoint
 from azprov.fabric.http import FabricHttp, RetryPolicy
-from azprov.fabric.imds import Imds
 from azprov.fabric.wireserver import WireServer
 
+if TYPE_CHECKING:
+    from azprov.config import Config
+    from azprov.fabric.imds import Imds
 
-@dataclasses.dataclass
+
 class Fabric:
-    http: FabricHttp
-    wireserver: WireServer
-    imds: Imds
+    """The WireServer and IMDS clients of one run, sharing one HTTP client.
+
+    The IMDS client is built on first use: `report-ready` never talks to IMDS
+    and should not pay for importing it.
+    """
+
+    def __init__(
+        self,
+        http: FabricHttp,
+        wireserver: WireServer,
+        imds: Optional[Imds] = None,
+        *,
+        imds_url: str = "",
+        imds_timeout: float = 0.0,
+    ) -> None:
+        self.http = http
+        self.wireserver = wireserver
+        self._imds = imds
+        self._imds_settings = (imds_url, imds_timeout)
+
+    @property
+    def imds(self) -> Imds:
+        if self._imds is None:
+            from azprov.fabric.imds import Imds
+
+            self._imds = Imds(self.http, *self._imds_settings)
+        return self._imds
 
     def close(self) -> None:
         self.http.close()
@@ -37,5 +62,6 @@ def open_fabric(config: Config, root: Path, policy: RetryPolicy | None = None) -
         wireserver=WireServer(
             http, endpoint, config.wireserver.total_timeout, config.wireserver.hostplugin_port
         ),
-        imds=Imds(http, config.imds.url, config.imds.total_timeout),
+        imds_url=config.imds.url,
+        imds_timeout=config.imds.total_timeout,
     )
