@@ -74,7 +74,11 @@ def test_deb_config_is_a_conffile_and_units_are_never_started(deb: Path, tmp_pat
     if EXTENSIONS_UNIT.exists():
         files = run("dpkg-deb", "--contents", str(deb))
         assert "./lib/systemd/system/azprov-extensions.service" in files
-        assert "enable 'azprov-extensions.service'" not in postinst
+        # --no-enable: enabled again on upgrade only if the admin had enabled it
+        # (the e2e boot checks a fresh install leaves it disabled).
+        guarded = postinst.split("deb-systemd-helper debian-installed 'azprov-extensions.service'")
+        assert len(guarded) == 2, postinst
+        assert "enable 'azprov-extensions.service'" not in guarded[0]
 
 
 def _unpacked_root(deb: Path, tmp_path: Path) -> Path:
