@@ -266,7 +266,12 @@ def _plain_http_transport() -> tuple[httpx.HTTPTransport, bool]:
     """
     no_ca = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
     try:
-        return httpx.HTTPTransport(verify=no_ca, trust_env=False, socket_options=_NODELAY), False
+        transport = httpx.HTTPTransport(
+            verify=no_ca,
+            trust_env=False,
+            socket_options=_NODELAY,  # type: ignore[call-arg,unused-ignore]
+        )
+        return transport, False
     except TypeError:  # httpx < 0.25 has no socket_options
         return httpx.HTTPTransport(verify=no_ca, trust_env=False), True
 
@@ -274,7 +279,10 @@ def _plain_http_transport() -> tuple[httpx.HTTPTransport, bool]:
 def _verified_https_transport() -> httpx.HTTPTransport:
     """https:// (storage downloads): full verification against the default CA bundle."""
     try:
-        return httpx.HTTPTransport(trust_env=False, socket_options=_NODELAY)
+        return httpx.HTTPTransport(
+            trust_env=False,
+            socket_options=_NODELAY,  # type: ignore[call-arg,unused-ignore]
+        )
     except TypeError:  # httpx < 0.25
         return httpx.HTTPTransport(trust_env=False)
 

@@ -1,0 +1,213 @@
+"""Benchmark: `azprov report-ready` against the seed's stdlib sample, on a simulated fabric.
+
+Run with the project's interpreter (both sides use the same one):
+
+    .venv/bin/python bench/report_ready.py [--rounds 11]
+
+Every case runs as a fresh process against one in-process SimulatedFabric on
+loopback. Cases alternate within a round (and the order rotates between
+rounds), so drift in machine load hits all of them alike. Each run must exit 0
+and leave exactly one new health report, so no case can get faster by doing
+less. Prints per-case medians, each azprov case's ratio to the baseline, and
+the `-X importtime` top entries of report-ready's import path.
+
+Adding a case: append a `Case` in `cases()`; `prepare(round_dir)` may build a
+fresh target root per run, and `argv(round_dir)` returns the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from azprov.simulate import prepare_root  # noqa: E402
+from azprov.simulator import SimulatedFabric  # noqa: E402
+
+BASELINE = "baseline (seed sample: http.client + ElementTree)"
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    argv: Callable[[Path], list[str]]
+    prepare: Optional[Callable[[Path], None]] = None
+    health_reports: int = 1  # health POSTs the fabric must have accepted per run
+
+
+@dataclasses.dataclass
+class Bench:
+    fabric: SimulatedFabric
+    workdir: Path
+    python: str
+    config: Path
+
+    def azprov_module(self, *args: str) -> Callable[[Path], list[str]]:
+        return lambda root: [
+            self.python,
+            "-m",
+            "azprov",
+            "--config",
+            str(self.config),
+            "--root",
+            str(root),
+            *args,
+        ]
+
+    def azprov_script(self, *args: str) -> Callable[[Path], list[str]]:
+        script = str(Path(self.python).parent / "azprov")
+        return lambda root: [script, "--config", str(self.config), "--root", str(root), *args]
+
+
+def cases(bench: Bench) -> list[Case]:
+    baseline = str(REPO / "bench" / "baseline_report_ready.py")
+    endpoint = bench.fabric.wireserver_endpoint
+    found = [
+        Case(BASELINE, lambda _root: [bench.python, baseline, endpoint]),
+        Case("azprov report-ready (.venv/bin/azprov)", bench.azprov_script("report-ready")),
+        Case("azprov report-ready (python -m azprov)", bench.azprov_module("report-ready")),
+    ]
+    # -- more cases go here: a fresh target root per run comes from `prepare` ----------
+    vm_id = bench.fabric.spec.vm_id
+    found.append(
+        Case(
+            "azprov provision (.venv/bin/azprov)",
+            bench.azprov_script("provision"),
+            prepare=lambda root: prepare_root(root, vm_id),
+        )
+    )
+    return found
+
+
+def run_once(bench: Bench, case: Case, run_dir: Path) -> float:
+    root = run_dir / "root"
+    root.mkdir(parents=True)
+    if case.prepare is not None:
+        case.prepare(root)
+    argv = case.argv(root)
+    before = len(bench.fabric.health_reports)
+    started = time.perf_counter()
+    result = subprocess.run(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=bench.workdir,
+        env=clean_environment(),
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{case.name} failed ({result.returncode}): {result.stderr.decode()}")
+    posted = len(bench.fabric.health_reports) - before
+    if posted != case.health_reports:
+        raise SystemExit(f"{case.name}: {posted} health reports, expected {case.health_reports}")
+    shutil.rmtree(run_dir)
+    return elapsed
+
+
+def clean_environment() -> dict[str, str]:
+    """The caller's environment without proxies or Python start-up tweaks."""
+    dropped = {"PYTHONPATH", "PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE"}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in dropped and not k.lower().endswith("_proxy")
+    }
+
+
+def import_breakdown(bench: Bench, top: int) -> list[str]:
+    """`-X importtime` of one report-ready run: top cumulative entries and self time by package."""
+    root = bench.workdir / "importtime-root"
+    root.mkdir(exist_ok=True)
+    argv = bench.azprov_module("report-ready")(root)
+    result = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]],
+        capture_output=True,
+        text=True,
+        cwd=bench.workdir,
+        env=clean_environment(),
+        check=True,
+    )
+    rows: list[tuple[int, int, str]] = []
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        self_text, cumulative_text, name = line[len("import time:") :].split("|")
+        rows.append((int(self_text), int(cumulative_text), name.strip()))
+    by_package: dict[str, int] = {}
+    for own_us, _, name in rows:
+        package = name.split(".")[0]
+        by_package[package] = by_package.get(package, 0) + own_us
+    total = sum(row[0] for row in rows)
+    lines = [f"imports: {total / 1000:.1f} ms in {len(rows)} modules (self time, summed)"]
+    lines.append("  by top-level package (self ms):")
+    for package, us in sorted(by_package.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"    {us / 1000:7.1f}  {package}")
+    lines.append("  top cumulative entries (ms):")
+    for _, cumulative_us, name in sorted(rows, key=lambda row: -row[1])[:top]:
+        lines.append(f"    {cumulative_us / 1000:7.1f}  {name}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=11, help="timed rounds (at least 7)")
+    parser.add_argument("--top", type=int, default=15, help="import-time entries to show")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only cases whose name contains this (the baseline always runs)",
+    )
+    args = parser.parse_args()
+    if args.rounds < 7:
+        parser.error("--rounds must be at least 7")
+
+    with tempfile.TemporaryDirectory(prefix="azprov-bench-") as tmp, SimulatedFabric() as fabric:
+        workdir = Path(tmp)
+        config = workdir / "azprov.conf"
+        config.write_text(fabric.config_text(total_timeout=30), encoding="utf-8")
+        bench = Bench(fabric, workdir, sys.executable, config)
+        selected = [c for c in cases(bench) if c.name == BASELINE or args.only in c.name]
+        times: dict[str, list[float]] = {case.name: [] for case in selected}
+
+        for index, case in enumerate(selected):  # warm-up: page cache, .pyc files
+            run_once(bench, case, workdir / f"warm-{index}")
+        for round_number in range(args.rounds):
+            shift = round_number % len(selected)
+            for offset, case in enumerate(selected[shift:] + selected[:shift]):
+                run_dir = workdir / f"r{round_number}-{offset}"
+                times[case.name].append(run_once(bench, case, run_dir))
+
+        print(f"python: {sys.executable} ({sys.version.split()[0]})")
+        print(f"rounds: {args.rounds} (alternating, order rotated each round; 1 warm-up)")
+        width = max(len(name) for name in times)
+        base = statistics.median(times[BASELINE])
+        for name, samples in times.items():
+            median = statistics.median(samples)
+            ratio = "" if name == BASELINE else f"   ratio {median / base:.2f}x"
+            print(
+                f"{name:<{width}}  median {median * 1000:6.1f} ms"
+                f"  (min {min(samples) * 1000:6.1f}, max {max(samples) * 1000:6.1f}){ratio}"
+            )
+        print(
+            "goal: report-ready <= 1.6x the baseline (the .venv/bin/azprov line is the one reported)"
+        )
+        print()
+        for line in import_breakdown(bench, args.top):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
