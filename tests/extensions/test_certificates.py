@@ -100,22 +100,39 @@ def test_undecryptable_certificates_are_reported_and_handlers_without_secrets_st
     assert agent.op_names(NAME) == ["install@1.0.0", "enable@1.0.0"]
 
 
-def test_certificates_document_in_an_unknown_format_is_refused_by_name(
-    ext: SimulatedExtensions, agent: Agent, fabric, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("fmt", "data", "message"),
+    [
+        (
+            "Pkcs12",
+            "AAAA",
+            "Certificates Format='Pkcs12' is invalid: expected Pkcs7BlobWithPfxContents",
+        ),
+        (
+            "Pkcs7BlobWithPfxContents",
+            "not*base64",
+            "Certificates Data='not*base64' is invalid: not base64",
+        ),
+        ("Pkcs7BlobWithPfxContents", "", "Certificates Data='' is invalid: is empty"),
+    ],
+)
+def test_an_unusable_certificates_document_is_refused_by_name(
+    ext: SimulatedExtensions,
+    agent: Agent,
+    fabric,
+    caplog: pytest.LogCaptureFixture,
+    fmt: str,
+    data: str,
+    message: str,
 ) -> None:
     fabric.spec.certificates = True
+    document = f"<CertificateFile><Format>{fmt}</Format><Data>{data}</Data></CertificateFile>"
     fabric.wireserver.script(
-        [
-            Answer(
-                200, b"<CertificateFile><Format>Pkcs12</Format><Data>AAAA</Data></CertificateFile>"
-            )
-        ],
+        [Answer(200, document.encode())],
         f"/machine/{fabric.spec.container_id}/{fabric.spec.role_name}?comp=certificates",
     )
     assert agent.once() == 1
-    assert (
-        "Certificates Format='Pkcs12' is invalid: expected Pkcs7BlobWithPfxContents" in caplog.text
-    )
+    assert message in caplog.text
 
 
 def test_an_unusable_certificates_document_is_not_fetched_again_every_round(

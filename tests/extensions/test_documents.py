@@ -42,6 +42,12 @@ def _config(plugin: str = "", settings: str = "", extra: str = "") -> bytes:
     ).encode()
 
 
+def _settings(runtime: str) -> str:
+    return (
+        f'<Plugin name="Pub.Ext"><RuntimeSettings seqNo="1">{runtime}</RuntimeSettings></Plugin>'
+    )
+
+
 PLUGIN = (
     '<Plugin name="Pub.Ext" version="1.2" location="https://m/1" failoverlocation="https://m/2" '
     'state="enabled"><additionalLocations><additionalLocation>https://m/3</additionalLocation>'
@@ -115,6 +121,34 @@ def test_extensions_config_is_parsed() -> None:
         (b"<Extensions><Plugins>", "not well-formed XML"),
         (b'<!DOCTYPE x [<!ENTITY a "b">]><Extensions/>', "refused, it carries a DTD"),
         (b"<GoalState/>", "ExtensionsConfig root='GoalState' is invalid"),
+        (
+            _config(PLUGIN, _settings("{}")),
+            "RuntimeSettings=<redacted> is invalid: no runtimeSettings list",
+        ),
+        (
+            _config(PLUGIN, _settings('{"runtimeSettings": [{"publicSettings": {}}]}')),
+            "an entry has no handlerSettings object",
+        ),
+        (
+            _config(PLUGIN, _settings(SETTINGS.replace("AB" * 20, "not-a-thumbprint"))),
+            "protectedSettingsCertThumbprint='not-a-thumbprint' is invalid",
+        ),
+        (
+            _config(PLUGIN, '<Plugin name="Pub.Ext"><DependsOn dependencyLevel="high"/></Plugin>'),
+            "DependsOn@dependencyLevel='high' is invalid",
+        ),
+        (
+            _config(
+                PLUGIN.replace(
+                    'location="https://m/1" failoverlocation="https://m/2" ', ""
+                ).replace("<additionalLocation>https://m/3</additionalLocation>", "")
+            ),
+            "Plugin Pub.Ext @location=None is invalid: no manifest location",
+        ),
+        (
+            _config().replace(b"https://s.blob/x?sig=abc", b"ftp://s/x?sig=abc"),
+            "StatusUploadBlob=<redacted>",
+        ),
     ],
 )
 def test_bad_extensions_config_is_refused_in_one_line(document: bytes, message: str) -> None:
@@ -191,6 +225,8 @@ def test_handler_manifest() -> None:
         )
     with pytest.raises(InvalidInput, match="not JSON"):
         parse_handler_manifest(b"{", "P")
+    with pytest.raises(InvalidInput, match="no handlerManifest object"):
+        parse_handler_manifest(b'[{"name": "P"}]', "P")
 
 
 def test_redactor_hides_protected_settings_keys_and_signatures() -> None:

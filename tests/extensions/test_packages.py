@@ -179,3 +179,23 @@ def test_requested_version_missing_from_the_manifest(
         in message
     )
     assert handler_entries(ext.status_document())[NAME]["handlerVersion"] == "2.1"
+
+
+def test_a_package_missing_from_storage_is_reported(
+    ext: SimulatedExtensions, agent: Agent
+) -> None:
+    ext.publish_test_extension(NAME, "1.0.0")
+    del ext.blobs[f"/packages/{NAME}-1.0.0.zip"]
+    ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1)]
+    assert agent.once() == 1
+    message = handler_entries(ext.status_document())[NAME]["formattedMessage"]["message"]
+    assert message.startswith(f"Download failed: cannot download {NAME} 1.0.0:")
+    assert "HTTP 404" in message
+
+
+def test_a_duplicate_entry_is_refused(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        package = _zip(("a.sh", b"1", 0), ("a.sh", b"2", 0))
+    with pytest.raises(InvalidInput, match=r"package entry='a\.sh' is invalid: appears twice"):
+        unpack_zip(package, tmp_path / "P.E-1", max_unpacked=1000, name="P.E")
+    assert list(tmp_path.iterdir()) == []
