@@ -83,8 +83,21 @@ class Lifecycle:
         return HandlerFolder(self.root, ext.lib_dir, ext.log_dir, name, version)
 
     def current(self, name: str) -> Optional[HandlerFolder]:
-        versions = installed_versions(self.root, self.config.extensions.lib_dir, name)
-        return self.folder(name, versions[-1]) if versions else None
+        """The version in service: the highest one installed, else the highest on disk."""
+        folders = [
+            self.folder(name, v)
+            for v in installed_versions(self.root, self.config.extensions.lib_dir, name)
+        ]
+        installed = [f for f in folders if f.state() != NOT_INSTALLED]
+        return (installed or folders or [None])[-1]
+
+    def _remove_leftovers(self, name: str, keep: str) -> None:
+        """Drop other versions that never installed (a failed upgrade): nothing to undo."""
+        for version in installed_versions(self.root, self.config.extensions.lib_dir, name):
+            folder = self.folder(name, version)
+            if version != keep and folder.state() == NOT_INSTALLED:
+                log.info("%s: removing %s, which never installed", name, folder.path)
+                folder.remove()
 
     def apply(self, plugin: Plugin) -> Outcome:
         seq_no = plugin.seq_no if plugin.seq_no is not None else 0
@@ -114,6 +127,7 @@ class Lifecycle:
         ):
             folder = self.folder(plugin.name, version)
             manifest = folder.manifest()
+            folder.prepare(seq_no, plugin.settings)
             if folder.state() == ENABLED:
                 self._run(folder, manifest, "disable", seq_no)
                 folder.set_state(INSTALLED)
@@ -127,6 +141,7 @@ class Lifecycle:
     def _disable(self, plugin: Plugin, seq_no: int) -> Outcome:
         folder = self.current(plugin.name)
         if folder is not None and folder.state() == ENABLED:
+            folder.prepare(seq_no, plugin.settings)
             self._run(folder, folder.manifest(), "disable", seq_no)
             folder.set_state(INSTALLED)
         return Outcome(plugin.name, folder.version if folder else None, seq_no, "Disable")
@@ -140,7 +155,7 @@ class Lifecycle:
         manifest = target.manifest()
         target.prepare(seq_no, plugin.settings)
         if current is not None and current.version != version:
-            self._update(current, target, manifest, seq_no)
+            self._update(current, target, manifest, plugin)
         if target.state() == NOT_INSTALLED:
             self._run(target, manifest, "install", seq_no)
             target.set_state(INSTALLED)
@@ -148,22 +163,31 @@ class Lifecycle:
             self._run(target, manifest, "enable", seq_no)
             target.set_state(ENABLED)
             target.set_last_seq_no(seq_no)
+            self._remove_leftovers(plugin.name, version)
         else:
             log.info("%s %s: seqNo %d already handled", plugin.name, version, seq_no)
         return version
 
     def _update(
-        self, old: HandlerFolder, new: HandlerFolder, manifest: HandlerManifest, seq_no: int
+        self, old: HandlerFolder, new: HandlerFolder, manifest: HandlerManifest, plugin: Plugin
     ) -> None:
+        seq_no = plugin.seq_no or 0
         log.info("%s: updating from %s to %s", new.name, old.version, new.version)
         tolerate = manifest.continue_on_update_failure
         old_manifest = old.manifest()
+        # The old version is stopped with the settings it last ran with (it has
+        # those files); one never enabled gets the current ones written first.
+        old_seq = old.last_seq_no()
+        if old_seq is None:
+            old_seq = seq_no
+            old.prepare(seq_no, plugin.settings)
         if old.state() == ENABLED:
-            self._run(old, old_manifest, "disable", seq_no, tolerate=tolerate)
+            self._run(old, old_manifest, "disable", old_seq, tolerate=tolerate)
             old.set_state(INSTALLED)
         updating = {"VERSION": new.version, "AZURE_GUEST_AGENT_UPDATING_FROM_VERSION": old.version}
         self._run(new, manifest, "update", seq_no, updating, tolerate=tolerate)
-        self._run(old, old_manifest, "uninstall", seq_no, tolerate=tolerate)
+        if old.state() != NOT_INSTALLED:  # an old install that failed has nothing to undo
+            self._run(old, old_manifest, "uninstall", old_seq, tolerate=tolerate)
         old.remove()
         # Without UpdateWithInstall the update command did the installing.
         new.set_state(NOT_INSTALLED if manifest.update_mode == "UpdateWithInstall" else INSTALLED)

@@ -255,3 +255,31 @@ def test_dependency_order_runs_lower_levels_first(ext: SimulatedExtensions, agen
     assert agent.once() == 0
     # Everything NAME did happened before OTHER (which depends on it) started.
     assert agent.ops(NAME)[-1]["at"] < agent.ops(OTHER)[0]["at"]
+
+
+def test_a_failed_update_stops_the_upgrade_unless_the_manifest_says_continue(
+    ext: SimulatedExtensions, agent: Agent, fabric
+) -> None:
+    enable_test_extension(ext, agent, NAME)
+    failing_update = {"update": {"exit": 4}}
+    ext.publish_test_extension(NAME, "1.0.1")
+    ext.plugins = [PluginSpec(NAME, "1.0", seq_no=2, public_settings=failing_update)]
+    fabric.new_incarnation()
+    assert agent.once() == 1
+    assert agent.op_names(NAME)[2:] == ["disable@1.0.0", "update@1.0.1"]
+    assert (
+        "Update failed: update failed with exit code 4"
+        in (handler_entries(ext.status_document())[NAME]["formattedMessage"]["message"])
+    )
+
+    ext.publish_test_extension(NAME, "1.0.2", continueOnUpdateFailure="true")
+    fabric.new_incarnation()
+    assert agent.once() == 0
+    # 1.0.0 was the version in service (1.0.1 never installed): it is the one undone.
+    assert agent.op_names(NAME)[4:] == [
+        "update@1.0.2",
+        "uninstall@1.0.0",
+        "install@1.0.2",
+        "enable@1.0.2",
+    ]
+    assert sorted(p.name for p in agent.lib().glob(f"{NAME}-*")) == [f"{NAME}-1.0.2"]
