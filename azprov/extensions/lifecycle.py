@@ -89,7 +89,8 @@ class Lifecycle:
             for v in installed_versions(self.root, self.config.extensions.lib_dir, name)
         ]
         installed = [f for f in folders if f.state() != NOT_INSTALLED]
-        return (installed or folders or [None])[-1]
+        in_service = installed or folders
+        return in_service[-1] if in_service else None
 
     def _remove_leftovers(self, name: str, keep: str) -> None:
         """Drop other versions that never installed (a failed upgrade): nothing to undo."""
