@@ -65,6 +65,11 @@ class Bench:
             *args,
         ]
 
+    @property
+    def has_script(self) -> bool:
+        """The console-script entry point sits beside the interpreter (a venv install)."""
+        return (Path(self.python).parent / "azprov").is_file()
+
     def azprov_script(self, *args: str) -> Callable[[Path], list[str]]:
         script = str(Path(self.python).parent / "azprov")
         return lambda root: [script, "--config", str(self.config), "--root", str(root), *args]
@@ -73,17 +78,20 @@ class Bench:
 def cases(bench: Bench) -> list[Case]:
     baseline = str(REPO / "bench" / "baseline_report_ready.py")
     endpoint = bench.fabric.wireserver_endpoint
-    found = [
-        Case(BASELINE, lambda _root: [bench.python, baseline, endpoint]),
-        Case("azprov report-ready (.venv/bin/azprov)", bench.azprov_script("report-ready")),
-        Case("azprov report-ready (python -m azprov)", bench.azprov_module("report-ready")),
-    ]
+    found = [Case(BASELINE, lambda _root: [bench.python, baseline, endpoint])]
+    if bench.has_script:
+        found.append(
+            Case("azprov report-ready (.venv/bin/azprov)", bench.azprov_script("report-ready"))
+        )
+    found.append(
+        Case("azprov report-ready (python -m azprov)", bench.azprov_module("report-ready"))
+    )
     # -- more cases go here: a fresh target root per run comes from `prepare` ----------
     vm_id = bench.fabric.spec.vm_id
     found.append(
         Case(
-            "azprov provision (.venv/bin/azprov)",
-            bench.azprov_script("provision"),
+            "azprov provision (python -m azprov)",
+            bench.azprov_module("provision"),
             prepare=lambda root: prepare_root(root, vm_id),
         )
     )
@@ -117,8 +125,9 @@ def run_once(bench: Bench, case: Case, run_dir: Path) -> float:
 
 
 def clean_environment() -> dict[str, str]:
-    """The caller's environment without proxies or Python start-up tweaks."""
-    dropped = {"PYTHONPATH", "PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE"}
+    """The caller's environment without proxies or start-up hooks (PYTHONPATH is kept:
+    it lets another interpreter, e.g. one with a newer httpx, run this checkout)."""
+    dropped = {"PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE"}
     return {
         k: v
         for k, v in os.environ.items()

@@ -29,7 +29,10 @@ CLONE_NEWNET = 0x40000000
 class ConnectionRecorder:
     """Accepts TCP connections on 127.0.0.1, records what arrived, then closes them."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, reply: Optional[bytes] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+    ) -> None:
+        self.reply = reply  # None: close the connection without a word
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -61,8 +64,9 @@ class ConnectionRecorder:
                     data = b""
                 self.received.append(data)
                 # A plain error, in case the client really did use us as a proxy.
-                with contextlib.suppress(OSError):
-                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                if self.reply is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sendall(self.reply)
 
     def close(self) -> None:
         self._stop.set()

@@ -162,7 +162,12 @@ def test_bad_config_exits_2_with_one_line_naming_file_key_value(
 def test_bad_config_in_the_root_is_found(fabric: SimulatedFabric, tmp_path: Path) -> None:
     main = tmp_path / "etc/azprov/azprov.conf"
     main.parent.mkdir(parents=True)
-    main.write_text("[wireserver]\nendpont = 127.0.0.1\n", encoding="utf-8")
+    # A usable endpoint on loopback too: were the typo ignored, nothing leaves the machine.
+    main.write_text(
+        f"[wireserver]\nendpoint = 127.0.0.1:{closed_port()}\ntotal_timeout = 1\n"
+        "endpont = 127.0.0.1\n",
+        encoding="utf-8",
+    )
     run = run_azprov("--root", str(tmp_path), "report-ready")
     assert run.returncode == 2
     (line,) = error_lines(run)

@@ -158,6 +158,19 @@ def test_network_unreachable_is_retried_for_real(tmp_path: Path) -> None:
         isolated.close()
 
 
+def test_server_hanging_up_without_a_reply_is_retried(http: FabricHttp) -> None:
+    silent = ConnectionRecorder(reply=None)
+    try:
+        with pytest.raises(FabricError) as caught:
+            http.call("goal state", "GET", f"{silent.url}/machine/?comp=goalstate", Deadline(1.0))
+    finally:
+        silent.close()
+    assert caught.value.reason == "fabric_timeout"
+    assert int(caught.value.supporting_data["attempts"]) >= 3
+    assert len(silent.received) >= 3
+    assert "disconnected" in caught.value.supporting_data["last_error"].lower()
+
+
 # -- HTTP statuses that are retried ------------------------------------------------
 
 
@@ -183,6 +196,14 @@ def test_retry_after_is_capped(fabric: SimulatedFabric) -> None:
     with FabricHttp(policy) as http:
         assert get_goal_state(http, fabric).status == 200
     assert 0.28 <= gaps(fabric)[0] < 1.0
+
+
+def test_unparseable_retry_after_falls_back_to_backoff(
+    http: FabricHttp, fabric: SimulatedFabric
+) -> None:
+    fabric.wireserver.script([Answer(503, headers={"Retry-After": "soon"})], "/machine")
+    assert get_goal_state(http, fabric).status == 200
+    assert gaps(fabric)[0] < 0.5
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
