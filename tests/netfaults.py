@@ -24,6 +24,14 @@ from typing import Optional
 from azprov.simulator import SimulatedFabric
 
 CLONE_NEWNET = 0x40000000
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
 
 
 class ConnectionRecorder:

@@ -17,7 +17,7 @@ import pytest
 from azprov.errors import DOCUMENTATION_URL
 from azprov.simulator import Answer, Request, SimulatedFabric
 from tests.conftest import REPO, Run, run_azprov
-from tests.netfaults import ConnectionRecorder
+from tests.netfaults import PROXY_VARIABLES, ConnectionRecorder
 from tests.test_wireserver import BILLION_LAUGHS
 
 # Python start-up plus azprov's imports, on a loaded CI machine.
@@ -109,17 +109,7 @@ def test_proxies_in_the_environment_are_ignored(
 ) -> None:
     proxy = ConnectionRecorder()
     try:
-        env = {
-            name: proxy.url
-            for name in (
-                "HTTP_PROXY",
-                "HTTPS_PROXY",
-                "ALL_PROXY",
-                "http_proxy",
-                "https_proxy",
-                "all_proxy",
-            )
-        }
+        env = {name: proxy.url for name in PROXY_VARIABLES}
         env["NO_PROXY"] = env["no_proxy"] = ""
         run = report_ready(config_file, tmp_path, env=env)
         assert run.returncode == 0, run.stderr

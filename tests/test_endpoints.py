@@ -31,7 +31,7 @@ NETWORKD = """# This is private data. Do not parse.
 ADDRESS=10.0.0.4
 NETMASK=255.255.255.0
 ROUTER=10.0.0.1
-SERVER_ADDRESS=168.63.129.16
+SERVER_ADDRESS=10.0.0.1
 DOMAINNAME=abc.internal.cloudapp.net
 OPTION_245={value}
 """
@@ -180,8 +180,8 @@ def test_unreadable_lease_entry_is_skipped(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("168.63.129.16", ("168.63.129.16", None)),
-        (" 168.63.129.16:80 ", ("168.63.129.16", 80)),
+        ("10.1.2.3", ("10.1.2.3", None)),
+        (" 10.1.2.3:80 ", ("10.1.2.3", 80)),
         ("wireserver.example:8080", ("wireserver.example", 8080)),
         ("fd00::1", ("fd00::1", None)),
         ("[fd00::1]", ("fd00::1", None)),

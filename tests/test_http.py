@@ -26,19 +26,17 @@ from azprov.errors import FabricError
 from azprov.fabric.http import Deadline, FabricHttp, Reply, RetryPolicy, redact_url
 from azprov.simulator import Answer, SimulatedFabric
 from azprov.simulator.documents import goal_state_xml
-from tests.netfaults import ConnectionRecorder, TlsServer, isolated_fabric, tools_for_namespaces
+from tests.netfaults import (
+    PROXY_VARIABLES,
+    ConnectionRecorder,
+    TlsServer,
+    isolated_fabric,
+    tools_for_namespaces,
+)
 
 WIRE = {"x-ms-version": "2012-11-30"}
 FAST = RetryPolicy(
     connect_timeout=1.0, read_timeout=2.0, first_delay=0.05, max_delay=0.4, max_retry_after=5.0
-)
-PROXY_VARIABLES = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
 )
 
 
