@@ -208,6 +208,8 @@ def test_parse_endpoint(text: str, expected: tuple[str, int | None]) -> None:
         "u@h",
         "a b",
         "h?x",
+        "h:80:90",
+        "[h:80]:8",
         "h#x",
     ],
 )

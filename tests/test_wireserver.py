@@ -118,6 +118,10 @@ def test_goal_state_that_never_gets_a_role_instance_ends_at_the_deadline(
     [
         (b"<GoalState><Incarnation>one</Incarnation></GoalState>", "Incarnation='one'"),
         (b"<GoalState><Incarnation>3</Incarnation></GoalState>", "ContainerId is missing"),
+        (
+            "<GoalState><Incarnation>²١</Incarnation></GoalState>".encode(),
+            "is not a whole number",
+        ),
         (b"<Goal><Incarnation>3</Incarnation></Goal>", "root element is <Goal>"),
         (b"<GoalState><Incarnation>3</Incarnation", "not well-formed XML"),
         (

@@ -53,6 +53,11 @@ def parse_endpoint(text: str) -> tuple[str, int | None]:
         port = _port(port_text)
     if not host:
         raise ValueError("must be a host or host:port")
+    if ":" in host:  # more than one colon: only an IPv6 address may carry them
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("must be a host, host:port or [IPv6]:port") from None
     return host, port
 
 

@@ -59,7 +59,7 @@ def parse_goal_state(content: bytes) -> GoalState:
             document="goal state",
         )
     incarnation = text(root, "Incarnation")
-    if incarnation is None or not incarnation.isdigit():
+    if incarnation is None or not (incarnation.isascii() and incarnation.isdigit()):
         raise FabricError(
             "malformed_document",
             f"goal state: Incarnation={incarnation!r} is not a whole number",
