@@ -48,6 +48,7 @@ class Outcome:
     operation: str  # the last step attempted, e.g. "Enable"
     failure: Optional[str] = None  # one-line reason plus output tails, secrets scrubbed
     present: bool = True  # False once uninstalled: nothing to report
+    heartbeat: bool = False  # its manifest says reportHeartbeat: heartbeat.log tells its health
 
     @property
     def failed(self) -> bool:
@@ -109,8 +110,8 @@ class Lifecycle:
                 return self._uninstall(plugin, seq_no)
             if plugin.state == "disabled":
                 return self._disable(plugin, seq_no)
-            version = self._enable(plugin, seq_no)
-            return Outcome(plugin.name, version, seq_no, "Enable")
+            version, heartbeat = self._enable(plugin, seq_no)
+            return Outcome(plugin.name, version, seq_no, "Enable", heartbeat=heartbeat)
         except CommandFailed as exc:
             failure = f"{exc.result.describe()}\n{exc.result.output}"
         except (AzprovError, OSError) as exc:
@@ -147,7 +148,8 @@ class Lifecycle:
             folder.set_state(INSTALLED)
         return Outcome(plugin.name, folder.version if folder else None, seq_no, "Disable")
 
-    def _enable(self, plugin: Plugin, seq_no: int) -> str:
+    def _enable(self, plugin: Plugin, seq_no: int) -> tuple[str, bool]:
+        """Bring the handler to enabled; returns its version and whether it reports a heartbeat."""
         current = self.current(plugin.name)
         version, package = self._choose(plugin, current)
         target = self.folder(plugin.name, version)
@@ -167,7 +169,7 @@ class Lifecycle:
             self._remove_leftovers(plugin.name, version)
         else:
             log.info("%s %s: seqNo %d already handled", plugin.name, version, seq_no)
-        return version
+        return version, manifest.report_heartbeat
 
     def _update(
         self, old: HandlerFolder, new: HandlerFolder, manifest: HandlerManifest, plugin: Plugin

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from typing import Any, Optional
 
 from azprov import __version__
@@ -19,6 +20,8 @@ from azprov.host.root import TargetRoot
 STATUS_FILE_MAX_BYTES = 128 * 1024
 MESSAGE_MAX_CHARS = 1024
 FAILURE_MAX_CHARS = 3200
+HEARTBEAT_MAX_BYTES = 16 * 1024
+HEARTBEAT_STALE_SECONDS = 10 * 60
 _STATUSES = ("transitioning", "warning", "error", "success")
 
 
@@ -92,6 +95,25 @@ def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
     return cleaned
 
 
+def read_heartbeat(folder: HandlerFolder) -> tuple[bool, str]:
+    """(ready, message) from `heartbeat.log`, for handlers whose manifest asks for it."""
+    path = folder.path / "heartbeat.log"
+    raw = read_capped(path, HEARTBEAT_MAX_BYTES)
+    if raw is None:
+        return False, "heartbeat.log not written yet"
+    age = time.time() - path.lstat().st_mtime
+    if age > HEARTBEAT_STALE_SECONDS:
+        return False, f"heartbeat.log is stale: last written {age / 60:.0f} minutes ago"
+    try:
+        beat = json.loads(raw)[0]["heartbeat"]
+        state, text = beat["status"], beat.get("formattedMessage", {}).get("message", "")
+        if not isinstance(state, str) or not isinstance(text, str):
+            raise TypeError("status or message is not text")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        return False, f"heartbeat.log is malformed: {str(exc)[:200]}"
+    return state.lower() == "ready", text or f"heartbeat: {state}"
+
+
 def handler_status(
     root: TargetRoot, outcome: Outcome, folder: Optional[HandlerFolder]
 ) -> dict[str, Any]:
@@ -104,7 +126,7 @@ def handler_status(
         ready, message = False, f"{outcome.operation} failed: {outcome.failure.splitlines()[0]}"
     elif folder is not None and folder.state() == ENABLED:
         settings = read_status_file(folder, outcome.seq_no)
-        ready, message = True, "Plugin enabled"
+        ready, message = read_heartbeat(folder) if outcome.heartbeat else (True, "Plugin enabled")
     else:
         settings = read_status_file(folder, outcome.seq_no) if folder is not None else None
         ready, message = False, "Plugin disabled" if folder is not None else "Plugin not installed"

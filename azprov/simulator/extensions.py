@@ -405,6 +405,10 @@ print(behaviour.get("stdout", op + " says hello"))
 print(behaviour.get("stderr", op + " on stderr"), file=sys.stderr)
 sys.stdout.flush()
 time.sleep(behaviour.get("sleep", 0))
+if "heartbeat" in behaviour:
+    beat = {"status": behaviour["heartbeat"], "code": 0,
+            "formattedMessage": {"lang": "en-US", "message": "heart of " + name}}
+    json.dump([{"version": 1.0, "heartbeat": beat}], open(environment["heartbeatFile"], "w"))
 status_path = os.path.join(environment["statusFolder"], seq + ".status")
 if "raw_status" in behaviour:
     open(status_path, "w").write(behaviour["raw_status"])

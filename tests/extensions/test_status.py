@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 
 import pytest
 
@@ -183,3 +185,31 @@ def test_a_multi_config_handler_fails_alone(ext: SimulatedExtensions, agent: Age
     entries = handler_entries(ext.status_document())
     assert entries[NAME]["status"] == "Ready"
     assert "multi-config handlers" in entries["Sim.Multi"]["formattedMessage"]["message"]
+
+
+def test_a_handler_reporting_a_heartbeat_is_ready_only_while_it_beats(
+    ext: SimulatedExtensions, agent: Agent
+) -> None:
+    ext.publish_test_extension(NAME, "1.0.0", reportHeartbeat="true")
+    ext.plugins = [
+        PluginSpec(NAME, "1.0", seq_no=1, public_settings={"enable": {"heartbeat": "Ready"}})
+    ]
+    assert agent.once() == 0
+    entry = handler_entries(ext.status_document())[NAME]
+    assert (entry["status"], entry["formattedMessage"]["message"]) == ("Ready", f"heart of {NAME}")
+
+    heartbeat = agent.lib(f"{NAME}-1.0.0", "heartbeat.log")
+    eleven_minutes_ago = time.time() - 11 * 60
+    os.utime(heartbeat, (eleven_minutes_ago, eleven_minutes_ago))
+    assert agent.once() == 0
+    entry = handler_entries(ext.status_document())[NAME]
+    assert entry["status"] == "NotReady"
+    assert (
+        entry["formattedMessage"]["message"]
+        == "heartbeat.log is stale: last written 11 minutes ago"
+    )
+
+    heartbeat.write_text("[{}]")
+    assert agent.once() == 0
+    message = handler_entries(ext.status_document())[NAME]["formattedMessage"]["message"]
+    assert message == "heartbeat.log is malformed: 'heartbeat'"
