@@ -48,8 +48,10 @@ class Artifacts:
             except FabricError as exc:
                 if exc.reason == "reply_too_large":
                     raise  # the other channel would deliver the same oversized body
-                log.info("%s: not from %s: %s", what, channel, exc)
-                failures.append(f"{channel}: {exc}")
+                # The error names `what` already; keep the line about the channel.
+                why = str(exc).removeprefix(f"{what}: ").removeprefix(f"{what} via the {HOST}: ")
+                log.info("%s: not from %s: %s", what, channel, why)
+                failures.append(f"{channel}: {why}")
                 continue
             if self._order[0] != channel:
                 self._order = [channel] + [c for c in self._order if c != channel]
