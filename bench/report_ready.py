@@ -86,6 +86,19 @@ def cases(bench: Bench) -> list[Case]:
     found.append(
         Case("azprov report-ready (python -m azprov)", bench.azprov_module("report-ready"))
     )
+    # What a report-ready run is made of: the same interpreter doing only parts of it.
+    # They post nothing (health_reports=0) and are timed in the same rounds.
+    imports = "import httpx, click, defusedxml.ElementTree"
+    for label, code in (
+        ("part: interpreter start (-c pass)", "pass"),
+        ("part: + stdlib imports of the baseline", "import http.client, xml.etree.ElementTree"),
+        ("part: + httpx, click, defusedxml imports", imports),
+        (
+            "part: + azprov's report-ready import path",
+            f"{imports}; import azprov.cli, azprov.report, azprov.config, azprov.host.root",
+        ),
+    ):
+        found.append(Case(label, _python_code(bench, code), health_reports=0))
     # -- more cases go here: a fresh target root per run comes from `prepare` ----------
     vm_id = bench.fabric.spec.vm_id
     found.append(
@@ -96,6 +109,10 @@ def cases(bench: Bench) -> list[Case]:
         )
     )
     return found
+
+
+def _python_code(bench: Bench, code: str) -> Callable[[Path], list[str]]:
+    return lambda _root: [bench.python, "-c", code]
 
 
 def run_once(bench: Bench, case: Case, run_dir: Path) -> float:
@@ -174,6 +191,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=11, help="timed rounds (at least 7)")
     parser.add_argument("--top", type=int, default=15, help="import-time entries to show")
     parser.add_argument(
+        "--no-parts", action="store_true", help="skip the 'part:' cases (what a run is made of)"
+    )
+    parser.add_argument(
         "--only",
         default="",
         help="run only cases whose name contains this (the baseline always runs)",
@@ -187,7 +207,12 @@ def main() -> int:
         config = workdir / "azprov.conf"
         config.write_text(fabric.config_text(total_timeout=30), encoding="utf-8")
         bench = Bench(fabric, workdir, sys.executable, config)
-        selected = [c for c in cases(bench) if c.name == BASELINE or args.only in c.name]
+        selected = [
+            c
+            for c in cases(bench)
+            if c.name == BASELINE
+            or (args.only in c.name and not (args.no_parts and c.name.startswith("part:")))
+        ]
         times: dict[str, list[float]] = {case.name: [] for case in selected}
 
         for index, case in enumerate(selected):  # warm-up: page cache, .pyc files
