@@ -21,6 +21,7 @@ import random
 import re
 import socket
 import ssl
+import threading
 import time
 from typing import IO, Callable, Collection, Mapping, Optional, TypeVar
 
@@ -293,15 +294,19 @@ class _LazyTransport(httpx.BaseTransport):
     def __init__(self, build: Callable[[], httpx.BaseTransport]) -> None:
         self._build = build
         self._transport: httpx.BaseTransport | None = None
+        self._lock = threading.Lock()  # provision fetches in parallel threads
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self._transport is None:
-            self._transport = self._build()
-        return self._transport.handle_request(request)
+        with self._lock:
+            if self._transport is None:
+                self._transport = self._build()
+            transport = self._transport
+        return transport.handle_request(request)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
 
 
 def _nodelay(response: httpx.Response) -> None:
