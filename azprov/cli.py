@@ -50,9 +50,10 @@ def _setup_logging(verbose: int) -> None:
     root_logger = logging.getLogger()
     root_logger.handlers[:] = [handler]
     root_logger.setLevel(level)
-    if verbose < 3:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # httpx logs every URL it requests, SAS signatures included: never let it.
+    # azprov's own messages name each request with the secrets redacted.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def _version_message() -> str:
