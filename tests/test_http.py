@@ -122,6 +122,7 @@ def test_network_unreachable_is_retried_for_real(tmp_path: Path) -> None:
     isolated = isolated_fabric()
     if isolated is None:
         pytest.skip("cannot create a network namespace here (needs CAP_SYS_ADMIN)")
+    assert isolated is not None
     try:
         config = tmp_path / "azprov.conf"
         config.write_text(isolated.fabric.config_text(total_timeout=15), encoding="utf-8")
