@@ -19,6 +19,7 @@ host's through the probe's clock samples.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -82,6 +83,24 @@ def ready_seconds(result: Boot) -> tuple[float, Optional[float]]:
     return reports[0].at - started, (sshd - started) if sshd else None
 
 
+def first_log_seconds(result: Boot) -> Optional[float]:
+    """Unit start -> the agent's first journal line: interpreter start-up and imports."""
+    started = result.probe.get(f"{UNIT}:InactiveExitTimestampMonotonic", "")
+    for line in result.sections.get("journal", "").splitlines():
+        match = re.match(r"^\[\s*(\d+\.\d+)\] \S+ (?!systemd\[)[^:]+: ", line)
+        if match and started.isdigit():
+            return float(match.group(1)) - int(started) / 1e6
+    return None
+
+
+def azprov_phases(result: Boot) -> str:
+    """azprov's own account of its run (the last journal line), for where the time went."""
+    for line in reversed(result.sections.get("journal", "").splitlines()):
+        if " provisioned: " in line:
+            return line.split(" provisioned: ", 1)[1]
+    return ""
+
+
 def spec_for(smbios_uuid: str, index: int) -> VmSpec:
     name = f"bench-{index}"
     return VmSpec(
@@ -112,6 +131,15 @@ def main() -> None:
                     files, disk, spec_for(smbios, run), smbios, work / name, name=f"{name}{run}"
                 )
                 figures[name].append(ready_seconds(result))
+                # Only azprov's log is unbuffered (stderr); the sample's print()s
+                # reach the journal in one block when it exits.
+                first_log = first_log_seconds(result) if name == "azprov" else None
+                if first_log is not None:
+                    print(
+                        f"  {name} run {run + 1}: unit start -> first log line {first_log:.2f} s"
+                    )
+                if azprov_phases(result):
+                    print(f"  {name} run {run + 1}: phases: {azprov_phases(result)}")
                 disk.unlink()
                 print(
                     f"  {name} run {run + 1}: unit start -> Ready {figures[name][-1][0]:.2f} s",
