@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,27 @@ REPO = Path(__file__).resolve().parent.parent
 # Make sure nothing a test starts can use a proxy or reach a real endpoint by accident.
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
     os.environ.pop(_name, None)
+
+# The real Azure endpoints. No test may ever send a packet there.
+REAL_AZURE_ADDRESSES = frozenset({"168.63.129.16", "169.254.169.254"})
+# Every Python process a test starts loads tests/guard/sitecustomize.py, which
+# stops it before it can connect to one of those addresses.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "tests" / "guard"), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_azure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process guard: a connect() to a real Azure address fails the test at once."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: object) -> None:
+        if isinstance(address, tuple) and address and address[0] in REAL_AZURE_ADDRESSES:
+            raise AssertionError(f"a test tried to connect to the real Azure endpoint {address}")
+        real_connect(sock, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture

@@ -12,11 +12,19 @@ from tests.conftest import run_azprov
     [
         (("--root", "/nonexistent-root", "status"), "'--root'"),
         (("bogus",), "No such command 'bogus'"),
-        (("report-failure",), "Missing argument 'TEXT'"),
+        (
+            ("--config", "{config}", "--root", "{root}", "report-failure"),
+            "Missing argument 'TEXT'",
+        ),
         (("--config", "/nonexistent.conf", "report-ready"), "'--config'"),
     ],
 )
-def test_usage_errors_are_one_line(args, expected):
+def test_usage_errors_are_one_line(args, expected, tmp_path):
+    config = tmp_path / "closed.conf"  # a closed loopback port: nothing real is ever contacted
+    config.write_text(
+        "[wireserver]\nendpoint = 127.0.0.1:9\n[imds]\nurl = http://127.0.0.1:9/metadata\n"
+    )
+    args = tuple(a.format(config=config, root=tmp_path) for a in args)
     run = run_azprov(*args)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
@@ -52,3 +60,13 @@ def test_status_on_an_unprovisioned_root(tmp_path):
     run = run_azprov("--root", str(tmp_path), "status")
     assert run.returncode == 0
     assert "Provisioned:  no" in run.stdout and "unknown" in run.stdout
+
+
+def test_every_child_python_carries_the_real_azure_guard():
+    """The guard is checked by inspection: trying a real connect would risk the packet."""
+    import subprocess
+    import sys
+
+    probe = "import socket; print(socket.socket.connect.__name__)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "_guarded_connect"

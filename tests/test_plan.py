@@ -236,7 +236,7 @@ def test_ovf_env_parsing_and_bad_custom_data():
 
 
 def test_media_path_without_ovf_env_is_an_error(tmp_path):
-    with pytest.raises(InvalidInput, match="media.path"):
+    with pytest.raises(InvalidInput, match=r"media\.path"):
         read_media(TargetRoot(tmp_path), str(tmp_path))
 
 
