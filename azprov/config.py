@@ -79,7 +79,10 @@ class Config:
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a positive number of seconds") from None
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError("must be a positive number of seconds")
     return value
@@ -128,6 +131,16 @@ def _absolute_path(text: str) -> str:
     return text
 
 
+def _host_key_types(text: str) -> str:
+    from azprov.host.hostkeys import KNOWN_TYPES, parse_key_types
+
+    try:
+        parse_key_types(text)
+    except ConfigError:
+        raise ValueError(f"must list host key types from: {', '.join(KNOWN_TYPES)}") from None
+    return text.strip()
+
+
 def _text(text: str) -> str:
     return text.strip()
 
@@ -141,7 +154,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str], object]]]] = {
     "media": (MediaConfig, {"path": _absolute_path}),
     "provisioning": (
         ProvisioningConfig,
-        {"ssh_host_key_types": _text, "user_groups": _text, "publish_hostname": _boolean},
+        {"ssh_host_key_types": _host_key_types, "user_groups": _text, "publish_hostname": _boolean},
     ),
     "extensions": (
         ExtensionsConfig,

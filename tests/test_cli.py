@@ -37,7 +37,7 @@ def test_bad_config_file_names_file_key_and_value(tmp_path):
     run = run_azprov("--config", str(config), "--root", str(tmp_path), "report-ready")
     assert run.returncode == 2
     assert run.stderr.strip() == (
-        f"azprov: error: {config}: [wireserver] total_timeout = 'soon': is not valid"
+        f"azprov: error: {config}: [wireserver] total_timeout = 'soon': must be a positive number of seconds"
     )
 
 

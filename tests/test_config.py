@@ -106,7 +106,8 @@ enable_timeout = 90
         ("wireserver", "total_timeout", "0", "must be a positive number of seconds"),
         ("wireserver", "total_timeout", "nan", "must be a positive number of seconds"),
         ("wireserver", "total_timeout", "inf", "must be a positive number of seconds"),
-        ("wireserver", "total_timeout", "20m", "is not valid"),
+        ("wireserver", "total_timeout", "20m", "must be a positive number of seconds"),
+        ("provisioning", "ssh_host_key_types", "ed25519, dsa", "must list host key types from"),
         ("wireserver", "hostplugin_port", "0", "must be a port number from 1 to 65535"),
         ("wireserver", "hostplugin_port", "65536", "must be a port number from 1 to 65535"),
         ("wireserver", "hostplugin_port", "80.5", "is not valid"),
@@ -117,7 +118,7 @@ enable_timeout = 90
         ("media", "path", "relative/dir", "must be an absolute path"),
         ("provisioning", "publish_hostname", "maybe", "must be true or false"),
         ("extensions", "max_package_bytes", "-5", "must be a positive whole number"),
-        ("extension Foo", "enable_timeout", "soon", "is not valid"),
+        ("extension Foo", "enable_timeout", "soon", "must be a positive number of seconds"),
     ],
 )
 def test_bad_value_names_file_section_key_and_value(
