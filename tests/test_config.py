@@ -107,7 +107,12 @@ enable_timeout = 90
         ("wireserver", "total_timeout", "nan", "must be a positive number of seconds"),
         ("wireserver", "total_timeout", "inf", "must be a positive number of seconds"),
         ("wireserver", "total_timeout", "20m", "must be a positive number of seconds"),
-        ("provisioning", "ssh_host_key_types", "ed25519, dsa", "must list host key types from"),
+        (
+            "provisioning",
+            "ssh_host_key_types",
+            "ed25519, dsa",
+            "must list host key types from: rsa, ecdsa, ed25519",
+        ),
         ("wireserver", "hostplugin_port", "0", "must be a port number from 1 to 65535"),
         ("wireserver", "hostplugin_port", "65536", "must be a port number from 1 to 65535"),
         ("wireserver", "hostplugin_port", "80.5", "is not valid"),
