@@ -154,7 +154,11 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str], object]]]] = {
     "media": (MediaConfig, {"path": _absolute_path}),
     "provisioning": (
         ProvisioningConfig,
-        {"ssh_host_key_types": _host_key_types, "user_groups": _text, "publish_hostname": _boolean},
+        {
+            "ssh_host_key_types": _host_key_types,
+            "user_groups": _text,
+            "publish_hostname": _boolean,
+        },
     ),
     "extensions": (
         ExtensionsConfig,
@@ -209,7 +213,7 @@ def _read_file(
     )
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is not a key
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:

@@ -55,6 +55,7 @@ class Plan:
 
     hostname: str
     username: str
+    groups: str  # extra groups, comma-separated, all existing
     password: Optional[Secret]
     keys: tuple[AuthorizedKey, ...]
     disable_password_auth: bool
@@ -66,7 +67,7 @@ def validate_hostname(name: str, field: str) -> str:
         raise InvalidInput(field, name, "is longer than 64 characters")
     labels = name.split(".")
     for label in labels:
-        if not _HOST_LABEL.match(label):
+        if not _HOST_LABEL.fullmatch(label):
             raise InvalidInput(
                 field, name, "is not an RFC 1123 host name (letters, digits, inner hyphens)"
             )
@@ -77,7 +78,7 @@ def validate_username(name: str, field: str, accounts: Accounts) -> str:
     """A login azprov may create or take over: never root or another system account."""
     if "/" in name or name in (".", "..") or "\0" in name:
         raise InvalidInput(field, name, "contains path characters")
-    if not _LOGIN.match(name):
+    if not _LOGIN.fullmatch(name):
         raise InvalidInput(
             field,
             name,
@@ -87,9 +88,28 @@ def validate_username(name: str, field: str, accounts: Accounts) -> str:
     if name in RESERVED_USERS:
         raise InvalidInput(field, name, "is a reserved system account")
     existing = accounts.users.get(name)
-    if existing is not None and existing.uid < accounts.uid_min:
-        raise InvalidInput(field, name, f"is an existing system account (UID {existing.uid})")
+    if existing is not None:
+        if not accounts.uid_min <= existing.uid <= accounts.uid_max:
+            raise InvalidInput(field, name, f"is an existing system account (UID {existing.uid})")
+        home = existing.home
+        if not home.startswith("/") or posixpath.normpath(home) != home or home == "/":
+            raise InvalidInput(
+                field, name, f"is an existing account with an unusable home {home!r}"
+            )
+    elif name in accounts.groups:
+        raise InvalidInput(field, name, "is already the name of a group")
     return name
+
+
+def validate_groups(groups: str, accounts: Accounts) -> str:
+    """`[provisioning] user_groups`: every group must exist in the target's /etc/group."""
+    names = [g.strip() for g in groups.split(",") if g.strip()]
+    missing = [g for g in names if g not in accounts.groups]
+    if missing:
+        raise InvalidInput(
+            "provisioning.user_groups", groups, f"no such group: {', '.join(missing)}"
+        )
+    return ",".join(names)
 
 
 def validate_ssh_key(raw: str, field: str) -> str:
@@ -122,7 +142,8 @@ def validate_ssh_key(raw: str, field: str) -> str:
 
 def validate_password(password: Secret, field: str) -> Secret:
     value = password.reveal()
-    if len(value) > MAX_PASSWORD_CHARS:
+    # openssl passwd reads at most 256 bytes: a longer UTF-8 password would be cut silently.
+    if len(value) > MAX_PASSWORD_CHARS or len(value.encode()) > 255:
         raise InvalidInput(
             field, value, f"is longer than {MAX_PASSWORD_CHARS} characters", secret=True
         )
@@ -131,30 +152,44 @@ def validate_password(password: Secret, field: str) -> Secret:
     return password
 
 
-def decide(imds: InstanceMetadata, ovf: Optional[OvfEnv], accounts: Accounts, vm_id: str) -> Plan:
+def decide(
+    imds: InstanceMetadata,
+    ovf: Optional[OvfEnv],
+    accounts: Accounts,
+    vm_id: str,
+    user_groups: str = "",
+) -> Plan:
     """Merge IMDS and ovf-env.xml into a validated Plan, or raise InvalidInput."""
     if imds.vm_id and imds.vm_id.lower() != vm_id:
         log.warning("IMDS vmId %s differs from this machine's VM ID %s", imds.vm_id, vm_id)
 
     if imds.computer_name:
-        hostname = validate_hostname(imds.computer_name, "imds.osProfile.computerName")
+        hostname = validate_hostname(imds.computer_name, "imds.compute.osProfile.computerName")
     elif ovf and ovf.hostname:
         hostname = validate_hostname(ovf.hostname, "ovf-env.HostName")
     else:
         raise InvalidInput("computerName", None, "neither IMDS nor ovf-env.xml gives one")
 
     if imds.admin_username:
-        username = validate_username(imds.admin_username, "imds.osProfile.adminUsername", accounts)
+        username = validate_username(
+            imds.admin_username, "imds.compute.osProfile.adminUsername", accounts
+        )
     elif ovf and ovf.username:
         username = validate_username(ovf.username, "ovf-env.UserName", accounts)
     else:
         raise InvalidInput("adminUsername", None, "neither IMDS nor ovf-env.xml gives one")
 
+    groups = validate_groups(user_groups, accounts)
     keys: list[AuthorizedKey] = []
     if imds.public_keys:
         for index, key in enumerate(imds.public_keys):
-            field = f"imds.publicKeys[{index}].keyData"
-            keys.append(AuthorizedKey(validate_ssh_key(key.key_data, field), key.path))
+            field = f"imds.compute.publicKeys[{index}]"
+            keys.append(
+                AuthorizedKey(
+                    validate_ssh_key(key.key_data, f"{field}.keyData"),
+                    validate_key_path(key.path, f"{field}.path"),
+                )
+            )
     elif ovf:
         for index, ovf_key in enumerate(ovf.public_keys):
             if ovf_key.value is None:
@@ -165,8 +200,13 @@ def decide(imds: InstanceMetadata, ovf: Optional[OvfEnv], accounts: Accounts, vm
                     ovf_key.fingerprint,
                 )
                 continue
-            field = f"ovf-env.PublicKey[{index}].Value"
-            keys.append(AuthorizedKey(validate_ssh_key(ovf_key.value, field), ovf_key.path))
+            field = f"ovf-env.PublicKey[{index}]"
+            keys.append(
+                AuthorizedKey(
+                    validate_ssh_key(ovf_key.value, f"{field}.Value"),
+                    validate_key_path(ovf_key.path, f"{field}.Path"),
+                )
+            )
 
     password = None
     if ovf and ovf.password:
@@ -188,6 +228,7 @@ def decide(imds: InstanceMetadata, ovf: Optional[OvfEnv], accounts: Accounts, vm
     return Plan(
         hostname=hostname,
         username=username,
+        groups=groups,
         password=password,
         keys=tuple(keys),
         disable_password_auth=disable_password_auth,
@@ -195,15 +236,33 @@ def decide(imds: InstanceMetadata, ovf: Optional[OvfEnv], accounts: Accounts, vm
     )
 
 
+def validate_key_path(path: Optional[str], field: str) -> Optional[str]:
+    """A requested authorized_keys path: absolute, printable, reasonable. Where it may
+    point is decided against the real home directory later (`key_path_inside_home`)."""
+    if path is None:
+        return None
+    if not path.startswith("/") or not path.isprintable() or len(path.encode()) > 1024:
+        raise InvalidInput(field, path, "is not an absolute, printable path")
+    return path
+
+
 def key_path_inside_home(requested: Optional[str], home: str, field: str) -> str:
-    """The authorized_keys path to use: the requested one only if it stays inside `home`."""
-    default = posixpath.join(home, ".ssh", "authorized_keys")
+    """The authorized_keys file to write: the requested one only when it is a file
+    directly in `home/.ssh/` named authorized_keys*, else the default one."""
+    ssh_dir = posixpath.join(home, ".ssh")
+    default = posixpath.join(ssh_dir, "authorized_keys")
     if not requested:
         return default
     normalized = posixpath.normpath(requested)
-    if not requested.startswith("/") or not normalized.startswith(home.rstrip("/") + "/"):
+    if posixpath.dirname(normalized) != ssh_dir or not posixpath.basename(normalized).startswith(
+        "authorized_keys"
+    ):
         log.warning(
-            "%s=%r is outside the home %s; using %s instead", field, requested, home, default
+            "%s=%r is not an authorized_keys file in %s; using %s instead",
+            field,
+            requested,
+            ssh_dir,
+            default,
         )
         return default
     return normalized

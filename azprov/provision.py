@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import signal
+import threading
 import time
 from typing import Any, Iterator, Optional
 
@@ -50,36 +52,26 @@ CUSTOM_DATA = f"{state.STATE_DIR}/custom-data"
 def provision(root: TargetRoot, config: Config) -> None:
     """Provision this VM once; raise an AzprovError (after reporting it) on failure."""
     run = RunRecord()
-    with run.phase("identity"):
-        vm_id = read_vm_id(root)
-    if state.provisioned_vm_id(root) == vm_id:
-        log.info("VM %s is already provisioned; nothing to do", vm_id)
-        disable_provisioning_unit(root)
-        return
-    log.info("provisioning VM %s", vm_id)
-    with open_fabric(config, root.path) as fabric, background() as pool:
-        goal_state: Optional[GoalState] = None
+    with state.run_lock(root), stop_on_sigterm(), open_fabric(config, root.path) as fabric:
+        vm_id, goal_state = None, None
         try:
+            with run.phase("identity"):
+                vm_id = read_vm_id(root)
+            if state.provisioned_vm_id(root) == vm_id:
+                log.info("VM %s is already provisioned; nothing to do", vm_id)
+                disable_provisioning_unit(root)
+                return
+            log.info("provisioning VM %s", vm_id)
             with run.phase("gather"):
                 goal_state, metadata, media = gather(fabric, root, config, run)
             with run.phase("validate"):
-                plan = decide(metadata, media, read_accounts(root), vm_id)
-            # Host keys are CPU-bound (RSA takes seconds on a small VM): make them while
-            # the rest is applied and Ready is posted. The unit runs Before=ssh.service,
-            # so sshd still never starts without them.
-            host_keys = pool.submit(
-                run.timed,
-                "host_keys",
-                hostkeys.ensure_host_keys,
-                root,
-                config.provisioning.ssh_host_key_types,
-            )
+                plan = decide(
+                    metadata, media, read_accounts(root), vm_id, config.provisioning.user_groups
+                )
             with run.phase("apply"):
                 applied = apply(root, config, plan, vm_id, run)
             with run.phase("report"):
                 fabric.wireserver.report_health(Health.ready(), goal_state)
-            for fingerprint in host_keys.result():
-                log.info("SSH host key: %s", fingerprint)
         except Exception as exc:
             error = as_reportable(exc)
             fail(root, fabric, goal_state, vm_id, error, run)
@@ -113,7 +105,10 @@ def gather(
         metadata = pool.submit(run.timed, "imds", fabric.imds.instance_metadata)
         media = pool.submit(run.timed, "media", read_media, root, config.media.path)
         concurrent.futures.wait([goal, metadata, media])
-    goal_state = goal.result()  # raises if the WireServer never answered
+    try:
+        goal_state = goal.result()
+    except ReportableError as exc:
+        raise GoalStateUnavailable(exc.reason, str(exc), **exc.supporting_data) from exc
     try:
         return goal_state, metadata.result(), media.result()
     except Exception as exc:
@@ -123,29 +118,44 @@ def gather(
 def apply(
     root: TargetRoot, config: Config, plan: Plan, vm_id: str, run: RunRecord
 ) -> dict[str, Any]:
-    """Make the machine match the plan. Each step is idempotent."""
-    with run.phase("hostname"):
-        set_hostname(root, plan.hostname)
-    with run.phase("user"):
-        account, created = ensure_user(root, plan.username, config.provisioning.user_groups)
-        created = state.remember_created_user(root, vm_id, plan.username, created)
-        if plan.password is not None:
-            set_password(root, plan.username, plan.password)
-        else:
-            lock_password(root, plan.username)
-        sudoers = write_sudoers(root, plan.username, nopasswd=plan.password is None)
-    with run.phase("ssh_keys"):
-        install_keys(root, account, plan.keys)
-    with run.phase("sshd"):
-        set_password_authentication(root, allow=not plan.disable_password_auth)
-        reload_sshd(root)
-    if plan.custom_data is not None:
-        write_atomic(root / CUSTOM_DATA, plan.custom_data, mode=0o600, dir_mode=0o700)
-        log.info(
-            "saved %d bytes of custom data to %s (not executed)",
-            len(plan.custom_data),
-            CUSTOM_DATA,
+    """Make the machine match the plan. Each step is idempotent.
+
+    SSH host keys (CPU-bound: RSA takes seconds on a small VM) and the host name
+    (a D-Bus round trip to hostnamed) run beside the user's steps; all of it is
+    done before this returns, so Ready is never sent for a VM sshd cannot serve.
+    """
+    with background() as pool:
+        host_keys = pool.submit(
+            run.timed,
+            "host_keys",
+            hostkeys.ensure_host_keys,
+            root,
+            config.provisioning.ssh_host_key_types,
         )
+        hostname = pool.submit(run.timed, "hostname", set_hostname, root, plan.hostname)
+        with run.phase("user"):
+            account, created = ensure_user(root, plan.username, plan.groups)
+            created = state.remember_created_user(root, vm_id, plan.username, created)
+            if plan.password is not None:
+                set_password(root, plan.username, plan.password)
+            else:
+                lock_password(root, plan.username)
+            sudoers = write_sudoers(root, plan.username, nopasswd=plan.password is None)
+        with run.phase("ssh_keys"):
+            install_keys(root, account, plan.keys)
+        with run.phase("sshd"):
+            set_password_authentication(root, allow=not plan.disable_password_auth)
+        if plan.custom_data is not None:
+            write_atomic(root / CUSTOM_DATA, plan.custom_data, mode=0o600, dir_mode=0o700)
+            log.info(
+                "saved %d bytes of custom data to %s (not executed)",
+                len(plan.custom_data),
+                CUSTOM_DATA,
+            )
+        hostname.result()
+        for fingerprint in host_keys.result():
+            log.info("SSH host key: %s", fingerprint)
+    reload_sshd(root)  # after the host keys exist: a running sshd must see both
     return {"admin_user": plan.username, "user_created": created, "sudoers_file": sudoers}
 
 
@@ -153,7 +163,7 @@ def fail(
     root: TargetRoot,
     fabric: Fabric,
     goal_state: Optional[GoalState],
-    vm_id: str,
+    vm_id: Optional[str],
     error: ReportableError,
     run: RunRecord,
 ) -> None:
@@ -162,7 +172,7 @@ def fail(
     log.error("provisioning failed: %s", error)
     write_kvp(root, "PROVISIONING_REPORT", line)
     goal_state = goal_state or getattr(error, "goal_state", None)
-    if goal_state is None:
+    if goal_state is None and isinstance(error, GoalStateUnavailable):
         log.error("no goal state: cannot report the failure to the WireServer")
     else:
         try:
@@ -170,6 +180,31 @@ def fail(
         except AzprovError as report_error:
             log.error("could not report the failure: %s", report_error)
     run.save(root, vm_id, "error", line)
+
+
+class GoalStateUnavailable(ReportableError):
+    """The WireServer never gave a goal state: there is nothing to report NotReady for."""
+
+
+class Terminated(ReportableError):
+    """systemd (or a user) stopped the run with SIGTERM."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into a reported failure instead of a silent death (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated("terminated", "stopped by SIGTERM before provisioning finished")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class GatherFailed(ReportableError):
@@ -183,8 +218,6 @@ class GatherFailed(ReportableError):
 
 def as_reportable(exc: BaseException) -> ReportableError:
     """Any failure as a ReportableError with a one-line message (no traceback reaches users)."""
-    if isinstance(exc, GatherFailed):
-        return exc
     if isinstance(exc, ReportableError):
         return exc
     if isinstance(exc, AzprovError):
@@ -225,7 +258,7 @@ class RunRecord:
     def summary(self) -> str:
         return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
 
-    def save(self, root: TargetRoot, vm_id: str, result: str, line: str) -> None:
+    def save(self, root: TargetRoot, vm_id: Optional[str], result: str, line: str) -> None:
         state.save_run(
             root,
             {

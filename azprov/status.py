@@ -28,9 +28,10 @@ def render_status(root: TargetRoot, as_json: bool) -> str:
     status = collect_status(root)
     if as_json:
         return json.dumps(status, indent=2, sort_keys=True)
+    when = f"yes, at {status['provisioned_at'] or 'an unrecorded time'}"
     lines = [
         f"VM ID:        {status['vm_id'] or 'unknown (no /sys/class/dmi/id/product_uuid)'}",
-        f"Provisioned:  {'yes, at ' + status['provisioned_at'] if status['provisioned'] else 'no'}",
+        f"Provisioned:  {when if status['provisioned'] else 'no'}",
     ]
     if status["provisioned_vm_id"] and not status["provisioned"]:
         lines.append(

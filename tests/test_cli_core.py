@@ -144,7 +144,7 @@ def test_bad_config_exits_2_with_one_line_naming_file_key_value(
     run = report_ready(config, tmp_path)
     assert run.returncode == 2
     assert error_lines(run) == [
-        f"azprov: error: {config}: [wireserver] total_timeout = 'soon': is not valid"
+        f"azprov: error: {config}: [wireserver] total_timeout = 'soon': must be a positive number of seconds"
     ]
     assert fabric.requests == []
 

@@ -191,7 +191,10 @@ def test_imds_wrong_types_name_the_field():
     [
         (None, "/home/u/.ssh/authorized_keys"),
         ("/home/u/.ssh/authorized_keys", "/home/u/.ssh/authorized_keys"),
-        ("/home/u/keys/ak", "/home/u/keys/ak"),
+        ("/home/u/keys/ak", "/home/u/.ssh/authorized_keys"),
+        ("/home/u/.ssh/authorized_keys2", "/home/u/.ssh/authorized_keys2"),
+        ("/home/u/.profile", "/home/u/.ssh/authorized_keys"),
+        ("/home/u/.ssh/../.ssh/authorized_keys", "/home/u/.ssh/authorized_keys"),
         ("/home/u/../v/.ssh/authorized_keys", "/home/u/.ssh/authorized_keys"),
         ("/etc/shadow", "/home/u/.ssh/authorized_keys"),
         ("relative/path", "/home/u/.ssh/authorized_keys"),
@@ -268,3 +271,55 @@ def test_live_root_without_a_cd_means_imds_only(monkeypatch):
 
     monkeypatch.setattr(media, "CD_DEVICES", (str(Path("/nonexistent/sr0")),))
     assert read_media(TargetRoot("/"), None) is None
+
+
+def test_trailing_newline_is_not_a_valid_name():
+    with pytest.raises(InvalidInput):
+        validate_hostname("vm1\n", "f")
+    with pytest.raises(InvalidInput):
+        validate_username("bob\n", "f", ACCOUNTS)
+
+
+def test_imds_strings_with_control_characters_are_refused():
+    with pytest.raises(InvalidInput, match="control characters"):
+        parse_instance_metadata(b'{"compute": {"osProfile": {"computerName": "vm\\u0007"}}}')
+    with pytest.raises(InvalidInput, match="control characters"):
+        parse_instance_metadata(
+            b'{"compute": {"publicKeys": [{"keyData": "ssh-ed25519 AAAA", "path": "/h/\\ud800"}]}}'
+        )
+
+
+def test_accounts_that_must_not_be_taken_over():
+    accounts = Accounts(
+        {
+            "nfsnobody": Account("nfsnobody", 65534, 65534, "/var/lib/nfs", "/sbin/nologin"),
+            "ops": Account("ops", 1001, 1001, "/", "/bin/bash"),
+            "rel": Account("rel", 1002, 1002, "home/rel", "/bin/bash"),
+        },
+        1000,
+        60000,
+        frozenset({"sudo", "users"}),
+    )
+    for name, why in [
+        ("nfsnobody", "system account"),
+        ("ops", "unusable home"),
+        ("rel", "unusable home"),
+        ("sudo", "name of a group"),
+    ]:
+        with pytest.raises(InvalidInput, match=why):
+            validate_username(name, "f", accounts)
+
+
+def test_extra_groups_must_exist():
+    from azprov.plan import validate_groups
+
+    accounts = Accounts({}, 1000, 60000, frozenset({"adm", "sudo"}))
+    assert validate_groups(" adm, sudo ", accounts) == "adm,sudo"
+    with pytest.raises(InvalidInput, match="no such group: wheel"):
+        validate_groups("adm,wheel", accounts)
+
+
+def test_multibyte_password_that_openssl_would_cut_is_refused():
+    with pytest.raises(InvalidInput, match="<redacted>"):
+        validate_password(Secret("\U0001d11e" * 72), "p")
+    assert validate_password(Secret("é" * 72), "p")

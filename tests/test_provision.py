@@ -201,11 +201,26 @@ def test_wireserver_down_at_start_then_up(fabric, config_file, image):
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        (lambda spec: setattr(spec, "computer_name", "bad_name!"), "imds.osProfile.computerName"),
-        (lambda spec: setattr(spec, "computer_name", "a" * 65), "imds.osProfile.computerName"),
-        (lambda spec: setattr(spec, "admin_username", "root"), "imds.osProfile.adminUsername"),
-        (lambda spec: setattr(spec, "admin_username", "../x"), "imds.osProfile.adminUsername"),
-        (lambda spec: setattr(spec, "admin_username", "daemon"), "imds.osProfile.adminUsername"),
+        (
+            lambda spec: setattr(spec, "computer_name", "bad_name!"),
+            "imds.compute.osProfile.computerName",
+        ),
+        (
+            lambda spec: setattr(spec, "computer_name", "a" * 65),
+            "imds.compute.osProfile.computerName",
+        ),
+        (
+            lambda spec: setattr(spec, "admin_username", "root"),
+            "imds.compute.osProfile.adminUsername",
+        ),
+        (
+            lambda spec: setattr(spec, "admin_username", "../x"),
+            "imds.compute.osProfile.adminUsername",
+        ),
+        (
+            lambda spec: setattr(spec, "admin_username", "daemon"),
+            "imds.compute.osProfile.adminUsername",
+        ),
         (
             lambda spec: setattr(
                 spec,
@@ -217,7 +232,7 @@ def test_wireserver_down_at_start_then_up(fabric, config_file, image):
                     )
                 ],
             ),
-            "imds.publicKeys[0].keyData",
+            "imds.compute.publicKeys[0].keyData",
         ),
         (
             lambda spec: setattr(
@@ -230,7 +245,7 @@ def test_wireserver_down_at_start_then_up(fabric, config_file, image):
                     )
                 ],
             ),
-            "imds.publicKeys[0].keyData",
+            "imds.compute.publicKeys[0].keyData",
         ),
         (
             lambda spec: setattr(spec, "disable_password_authentication", "maybe"),

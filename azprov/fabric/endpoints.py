@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
+import stat
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ def wireserver_from_leases(root: Path) -> str | None:
                 continue
     for _, path in sorted(candidates, reverse=True):
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = _read_lease(path)
         except OSError:
             continue
         last = None
@@ -105,6 +107,15 @@ def wireserver_from_leases(root: Path) -> str | None:
             return address
         log.warning("ignoring DHCP option 245 %r in %s: not an IPv4 address", found, path)
     return None
+
+
+def _read_lease(path: Path, limit: int = 1 << 20) -> str:
+    """A lease file's text: never a FIFO or device, never more than `limit` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return handle.read(limit).decode("utf-8", errors="replace")
 
 
 def _address_from_hex(text: str) -> str | None:

@@ -96,7 +96,7 @@ def _retry_after(value: str | None, policy: RetryPolicy) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         seconds = float(value)
     else:
         try:
@@ -231,6 +231,10 @@ class FabricHttp:
             size = 0
             chunks: list[bytes] = []
             for chunk in response.iter_bytes():
+                # The read timeout is per read: a server trickling bytes must
+                # still not hold the call past its deadline.
+                if deadline.remaining() <= 0:
+                    raise httpx.ReadTimeout("the reply was still arriving at the deadline")
                 size += len(chunk)
                 if size > max_bytes:
                     raise FabricError(

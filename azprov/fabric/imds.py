@@ -39,6 +39,10 @@ def _string(data: dict[str, Any], key: str, field: str) -> Optional[str]:
         return None
     if not isinstance(value, str):
         raise InvalidInput(f"imds.{field}", value, "is not a string")
+    # keyData may end in "\r\n" (a known IMDS quirk, handled by the key check);
+    # anywhere else a control character is an attempt to smuggle in a second line.
+    if not value.rstrip("\r\n").isprintable():
+        raise InvalidInput(f"imds.{field}", value, "contains control characters")
     return value
 
 
@@ -57,15 +61,17 @@ def parse_instance_metadata(content: bytes) -> InstanceMetadata:
     """Parse the `instance` document; a body that is not JSON is worth another try."""
     try:
         document = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Retry(f"instance metadata is not valid JSON ({len(content)} bytes)") from None
     compute = document.get("compute") if isinstance(document, dict) else None
     if not isinstance(compute, dict):
         raise Retry("instance metadata has no 'compute' object")
-    profile = compute.get("osProfile") or {}
+    profile = compute.get("osProfile")
+    profile = {} if profile is None else profile
     if not isinstance(profile, dict):
         raise InvalidInput("imds.compute.osProfile", profile, "is not an object")
-    raw_keys = compute.get("publicKeys") or []
+    raw_keys = compute.get("publicKeys")
+    raw_keys = [] if raw_keys is None else raw_keys
     if not isinstance(raw_keys, list):
         raise InvalidInput("imds.compute.publicKeys", raw_keys, "is not a list")
     keys = []

@@ -93,7 +93,8 @@ def _decode_custom_data(encoded: Optional[str]) -> Optional[bytes]:
 def _read_ovf(directory: Path) -> Optional[bytes]:
     path = directory / OVF_FILE
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO planted as ovf-env.xml must not hang the boot.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as handle:

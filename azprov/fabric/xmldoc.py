@@ -33,6 +33,10 @@ def parse_xml(content: bytes, document: str, *, reason: str = "malformed_documen
         raise FabricError(
             reason, f"{document}: not well-formed XML ({exc})", document=document
         ) from None
+    except (LookupError, ValueError) as exc:  # an encoding expat cannot read, e.g. x-foo, utf-7
+        raise FabricError(
+            reason, f"{document}: unreadable XML encoding ({exc})", document=document
+        ) from None
     return root
 
 

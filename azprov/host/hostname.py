@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def current_hostname(root: TargetRoot) -> str:
     try:
-        return (root / "/etc/hostname").read_text(encoding="utf-8").strip()
+        return (root / "/etc/hostname").read_text(encoding="utf-8", errors="replace").strip()
     except FileNotFoundError:
         return ""
 
@@ -40,8 +40,8 @@ def publish_hostname(root: TargetRoot) -> None:
     """Renew the DHCP lease so Azure DNS learns the new name (best effort)."""
     if root.skip_live("renewing the DHCP lease to publish the host name"):
         return
-    interfaces = [name for name in sorted(os.listdir("/sys/class/net")) if name != "lo"]
     try:
+        interfaces = [name for name in sorted(os.listdir("/sys/class/net")) if name != "lo"]
         if (
             root.systemctl(
                 "is-active", "--quiet", "systemd-networkd.service", check=False
@@ -72,5 +72,5 @@ def publish_hostname(root: TargetRoot) -> None:
             log.info("renewed the DHCP lease through dhclient (%s)", ", ".join(interfaces))
         else:
             log.info("no running DHCP client found; Azure DNS learns the name at the next renewal")
-    except HostError as exc:
+    except (HostError, OSError) as exc:
         log.warning("could not publish the host name to Azure DNS: %s", exc)

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from azprov.host.root import TargetRoot
+from azprov.host.root import HostError, TargetRoot
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +51,23 @@ def _boot_time() -> float:
 
 def write_kvp(root: TargetRoot, key: str, value: str) -> bool:
     """Append one record when the root has /var/lib/hyperv; False when there is no pool."""
-    directory = root / "/var/lib/hyperv"
-    if not directory.is_dir():
-        log.debug("no %s: not writing KVP %s", directory, key)
-        return False
-    path = root / POOL
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if root.live and os.fstat(fd).st_mtime < _boot_time():
-            os.ftruncate(fd, 0)  # written by an earlier boot
-        os.lseek(fd, 0, os.SEEK_END)
-        os.write(fd, encode_record(key, value))
-        os.fsync(fd)
-    finally:
-        os.close(fd)  # releases the lock
+        directory = root / "/var/lib/hyperv"
+        if not directory.is_dir():
+            log.debug("no %s: not writing KVP %s", directory, key)
+            return False
+        fd = os.open(root / POOL, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if root.live and os.fstat(fd).st_mtime < _boot_time():
+                os.ftruncate(fd, 0)  # written by an earlier boot
+            os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, encode_record(key, value))
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # releases the lock
+    except (OSError, HostError) as exc:
+        # KVP is a second channel to the host: losing it must never lose the report itself.
+        log.warning("could not write KVP %s to %s: %s", key, POOL, exc)
+        return False
     return True

@@ -39,16 +39,37 @@ class TargetRoot:
     """The filesystem tree azprov provisions: `/` for the running system."""
 
     def __init__(self, path: str | os.PathLike[str] = "/") -> None:
-        self.path = Path(os.path.abspath(path))
-        self.live = self.path == Path("/")
+        self.path = Path(os.path.realpath(path))
+        # `//`, a symlink to / or a bind mount of it is still the running system.
+        try:
+            self.live = os.path.samefile(self.path, "/")
+        except OSError:
+            self.live = self.path == Path("/")
+        if self.live:
+            self.path = Path("/")
 
     def __repr__(self) -> str:
         return f"TargetRoot({str(self.path)!r})"
 
     def __truediv__(self, absolute: str) -> Path:
-        """`root / "/etc/hostname"` -> the file inside the root."""
+        """`root / "/etc/hostname"` -> the file inside the root.
+
+        For an offline root the path must stay inside it once symlinks are
+        resolved: an image whose /etc/sudoers.d is a link to the host's must
+        not make azprov write on the host.
+        """
         relative = os.path.normpath("/" + absolute).lstrip("/")
-        return self.path / relative if relative else self.path
+        joined = self.path / relative if relative else self.path
+        if not self.live and relative:
+            # The directory part is resolved; the last component is not (writes replace
+            # it by rename and opens use O_NOFOLLOW, so a link there is never followed).
+            real = os.path.join(os.path.realpath(joined.parent), joined.name)
+            if real != str(self.path) and not real.startswith(str(self.path) + os.sep):
+                raise HostError(
+                    f"{absolute} in the target root {self.path} leads outside it (to {real})",
+                    path=absolute,
+                )
+        return joined
 
     def outside_view(self, inside: Path) -> str:
         """How a path under the root looks from inside it (`/etc/hostname`)."""

@@ -41,9 +41,10 @@ def _merge_into(root: TargetRoot, account: Account, path: str, lines: list[str])
     owner = (account.uid, account.gid)
     # Walk from the home's (root-owned) parent, never following a link below it.
     with open_directory(target.parent, trusted=home_parent, mode=0o700, owner=owner) as dir_fd:
-        if target.parent != root / account.home:
-            os.fchmod(dir_fd, 0o700)  # an existing .ssh may be too open for sshd's StrictModes
-            os.fchown(dir_fd, *owner)
+        # Always home/.ssh (key_path_inside_home allows nothing else): an existing
+        # one may be too open for sshd's StrictModes.
+        os.fchmod(dir_fd, 0o700)
+        os.fchown(dir_fd, *owner)
         existing = read_at(dir_fd, target.name)
         current = existing.decode("utf-8", "replace").splitlines() if existing else []
         merged = [line for line in current if line.strip()]

@@ -22,6 +22,25 @@ DROPIN = "/etc/ssh/sshd_config.d/00-azprov.conf"
 _INCLUDE = re.compile(r"^\s*Include\s+\S*sshd_config\.d/", re.IGNORECASE | re.MULTILINE)
 _SETTING = re.compile(r"^\s*PasswordAuthentication\s", re.IGNORECASE)
 _MATCH = re.compile(r"^\s*Match\s", re.IGNORECASE)
+_MARK = "# Set by azprov: the VM's password login policy.\n"
+
+
+def _without_global_setting(text: str, stop: int) -> str:
+    """`text` without our earlier line and without global PasswordAuthentication lines
+    that start before offset `stop` (Match blocks are left alone)."""
+    kept: list[str] = []
+    offset = 0
+    in_match = False
+    lines = text.splitlines(keepends=True)
+    for index, existing in enumerate(lines):
+        in_match = in_match or bool(_MATCH.match(existing))
+        global_setting = not in_match and offset < stop and _SETTING.match(existing)
+        ours = existing == _MARK and index + 1 < len(lines) and _SETTING.match(lines[index + 1])
+        offset += len(existing)
+        if global_setting or ours:
+            continue
+        kept.append(existing)
+    return "".join(kept)
 
 
 def set_password_authentication(root: TargetRoot, allow: bool) -> bool:
@@ -35,26 +54,18 @@ def set_password_authentication(root: TargetRoot, allow: bool) -> bool:
     value = "yes" if allow else "no"
     line = f"PasswordAuthentication {value}\n"
     text = config.read_text(encoding="utf-8", errors="replace")
-    if _INCLUDE.search(text):
-        write_atomic(
-            root / DROPIN,
-            f"# Written by azprov: the VM's password login policy.\n{line}".encode(),
-            mode=0o644,
-        )
+    include = _INCLUDE.search(text)
+    # sshd keeps the first value it reads: a global setting above the Include (or, without
+    # an Include, anywhere before the first Match) would beat ours, so it goes.
+    kept = _without_global_setting(text, stop=include.start() if include else len(text))
+    if include:
+        write_atomic(root / DROPIN, f"{_MARK}{line}".encode(), mode=0o644)
         log.info("wrote %s: PasswordAuthentication %s", DROPIN, value)
     else:
-        kept: list[str] = []
-        in_match = False
-        for existing in text.splitlines(keepends=True):
-            in_match = in_match or bool(_MATCH.match(existing))
-            if not in_match and _SETTING.match(existing):
-                continue
-            kept.append(existing)
-        new_text = f"# Set by azprov: the VM's password login policy.\n{line}" + "".join(
-            k for k in kept if k != "# Set by azprov: the VM's password login policy.\n"
-        )
+        kept = f"{_MARK}{line}{kept}"
+    if kept != text:
         info = os.stat(config)
-        write_atomic(config, new_text.encode(), mode=info.st_mode & 0o7777)
+        write_atomic(config, kept.encode(), mode=info.st_mode & 0o7777)
         log.info("set PasswordAuthentication %s in %s", value, SSHD_CONFIG)
     return True
 

@@ -7,9 +7,12 @@ platform acknowledged Ready.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
-from typing import Any, Optional
+import os
+from typing import Any, Iterator, Optional
 
 from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot
@@ -22,6 +25,19 @@ LAST_RUN = f"{STATE_DIR}/last-run.json"
 # Written when azprov creates the admin user, before Ready: a re-run after a
 # crash must still know the user was azprov's (deprovision --user relies on it).
 CREATED_USER = f"{STATE_DIR}/created-user.json"
+
+
+@contextlib.contextmanager
+def run_lock(root: TargetRoot) -> Iterator[None]:
+    """One azprov run at a time per root (the unit and a manual run must not interleave)."""
+    directory = root / STATE_DIR
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:

@@ -32,30 +32,36 @@ class Accounts:
 
     users: dict[str, Account]
     uid_min: int
+    uid_max: int = 60000
+    groups: frozenset[str] = frozenset()
+
+
+def _lines(root: TargetRoot, path: str) -> list[str]:
+    try:
+        return (root / path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def read_accounts(root: TargetRoot) -> Accounts:
     users: dict[str, Account] = {}
-    try:
-        lines = (root / "/etc/passwd").read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        lines = []
+    lines = _lines(root, "/etc/passwd")
     for line in lines:
         fields = line.split(":")
         if len(fields) >= 7 and fields[2].isdigit() and fields[3].isdigit():
             users[fields[0]] = Account(
                 fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6]
             )
-    return Accounts(users, _uid_min(root))
+    groups = frozenset(line.split(":", 1)[0] for line in _lines(root, "/etc/group") if line)
+    defs = "\n".join(_lines(root, "/etc/login.defs"))
+    return Accounts(
+        users, _login_def(defs, "UID_MIN", 1000), _login_def(defs, "UID_MAX", 60000), groups
+    )
 
 
-def _uid_min(root: TargetRoot) -> int:
-    try:
-        text = (root / "/etc/login.defs").read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return 1000
-    match = re.search(r"^\s*UID_MIN\s+(\d+)", text, re.MULTILINE)
-    return int(match.group(1)) if match else 1000
+def _login_def(text: str, key: str, default: int) -> int:
+    match = re.search(rf"^\s*{key}\s+(\d+)\s*$", text, re.MULTILINE)
+    return int(match.group(1)) if match else default
 
 
 def ensure_user(root: TargetRoot, name: str, groups: str) -> tuple[Account, bool]:
