@@ -131,11 +131,24 @@ def _cd_devices() -> list[str]:
         for device in sorted(glob.glob(pattern)):
             real = os.path.realpath(device)
             try:
-                if stat.S_ISBLK(os.stat(real).st_mode) and real not in found:
-                    found.append(real)
+                if not stat.S_ISBLK(os.stat(real).st_mode) or real in found:
+                    continue
             except OSError:
                 continue
+            if _has_medium(real):
+                found.append(real)
+            else:
+                log.debug("%s has no medium in it", device)
     return found
+
+
+def _has_medium(device: str) -> bool:
+    """An empty CD drive reports size 0 in sysfs: mounting it would only fail, slowly."""
+    try:
+        with open(f"/sys/class/block/{os.path.basename(device)}/size", encoding="ascii") as size:
+            return int(size.read().strip() or 0) > 0
+    except (OSError, ValueError):
+        return True  # no sysfs entry to ask: try the mount
 
 
 def _read_from_device(root: TargetRoot, device: str) -> Optional[bytes]:
