@@ -82,6 +82,17 @@ def run_azprov(*args: str, env: dict[str, str] | None = None, timeout: float = 1
     return Run(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
 
 
+def start_azprov(*args: str) -> subprocess.Popen[str]:
+    """Start `python -m azprov ARGS` in the background (stderr captured as text)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "azprov", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: useradd --prefix and chown (CI runs as root)"
 )

@@ -21,7 +21,7 @@ from azprov.host.sshd import set_password_authentication
 from azprov.simulate import prepare_root, snapshot
 from azprov.simulator import Answer, PublicKey, SimulatedFabric
 from azprov.simulator.documents import EXAMPLE_SSH_KEY
-from tests.conftest import needs_root, run_azprov
+from tests.conftest import needs_root, run_azprov, start_azprov
 
 
 def provision(config: Path, root: Path) -> object:
@@ -143,27 +143,8 @@ def test_unreadable_vm_id_is_reported_not_ready(fabric, config_file, image):
 
 @needs_root
 def test_sigterm_is_reported_as_a_failure(fabric, config_file, image):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
     fabric.imds.delay = 30  # hold the run in the gather phase
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "azprov",
-            "--config",
-            str(config_file),
-            "--root",
-            str(image),
-            "provision",
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_azprov("--config", str(config_file), "--root", str(image), "provision")
     deadline = time.monotonic() + 30
     while not fabric.requests_to("wireserver") and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +17,7 @@ from azprov.host.kvp import KEY_SIZE, VALUE_SIZE, decode_records
 from azprov.simulate import prepare_root, snapshot
 from azprov.simulator import Answer, PublicKey, SimulatedFabric
 from azprov.simulator.documents import EXAMPLE_SSH_KEY, ovf_env_xml
-from tests.conftest import REPO, needs_root, run_azprov
+from tests.conftest import needs_root, run_azprov, start_azprov
 
 pytestmark = needs_root
 
@@ -302,21 +301,7 @@ def test_hostile_media_is_refused(fabric, config_file, image, tmp_path):
 
 def test_killed_while_waiting_for_ready_reports_again_next_boot(fabric, config_file, image):
     fabric.wireserver.script([Answer(200, delay=30)], "/machine?comp=health")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "azprov",
-            "--config",
-            str(config_file),
-            "--root",
-            str(image),
-            "provision",
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_azprov("--config", str(config_file), "--root", str(image), "provision")
     deadline = time.monotonic() + 30
     while (
         not fabric.requests_to("wireserver", "/machine?comp=health")

@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from azprov.simulator import VmSpec
-from azprov.simulator.documents import EXAMPLE_SSH_KEY
+from azprov.simulator.documents import EXAMPLE_SSH_KEY, ovf_env_xml
 from tests.e2e.image import BootFiles, build_image
 from tests.e2e.tools import built_package
 from tests.e2e.vm import Boot, boot, vm_id_for
@@ -82,9 +83,41 @@ def second_boot(image: BootFiles, first_disk: Path, workdir: Path, first_boot: B
     )
 
 
+MEDIA_PASSWORD = "E2e-Media-Passw0rd"
+MEDIA_CUSTOM_DATA = b"#!/bin/sh\necho 'from the provisioning media'\n"
+
+
+def provisioning_media(workdir: Path) -> Path:
+    """An ovf-env.xml on a UDF/ISO 9660 image, attached as Azure attaches its CD."""
+    content = workdir / "media"
+    content.mkdir(exist_ok=True)
+    (content / "ovf-env.xml").write_bytes(
+        ovf_env_xml(
+            hostname=REDEPLOYED.computer_name,
+            username="azureuser",
+            password=MEDIA_PASSWORD,
+            custom_data=MEDIA_CUSTOM_DATA,
+        )
+    )
+    iso = workdir / "ovf.iso"
+    subprocess.run(
+        ["genisoimage", "-quiet", "-udf", "-V", "rd_rdfe_stable", "-o", str(iso), str(content)],
+        check=True,
+    )
+    return iso
+
+
 @pytest.fixture(scope="module")
 def redeployed_boot(image: BootFiles, first_disk: Path, workdir: Path, second_boot: Boot) -> Boot:
-    return boot(image, first_disk, REDEPLOYED, REDEPLOYED_UUID, workdir, name="redeployed")
+    return boot(
+        image,
+        first_disk,
+        REDEPLOYED,
+        REDEPLOYED_UUID,
+        workdir,
+        name="redeployed",
+        cdrom=provisioning_media(workdir),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +139,7 @@ def before_sshd(result: Boot) -> dict[str, list[str]]:
     return found
 
 
-def assert_provisioned(result: Boot, spec: VmSpec) -> None:
+def assert_provisioned(result: Boot, spec: VmSpec, password: bool = False) -> None:
     context = result.describe()
     reports = result.fabric.health_reports
     assert [r.state for r in reports] == ["Ready"], context
@@ -131,9 +164,9 @@ def assert_provisioned(result: Boot, spec: VmSpec) -> None:
     assert state.get("authorized_keys") == [
         f"/home/azureuser/.ssh/authorized_keys 600 azureuser {digest}"
     ], context
+    rule = "azureuser ALL=(ALL) ALL" if password else "azureuser ALL=(ALL) NOPASSWD: ALL"
     assert any(
-        line.startswith("/etc/sudoers.d/") and "azureuser ALL=(ALL) NOPASSWD: ALL" in line
-        for line in state.get("sudoers", [])
+        line.startswith("/etc/sudoers.d/") and rule in line for line in state.get("sudoers", [])
     ), context
     assert len(state.get("host_key", [])) >= 1, context
     assert result.probe.get("sshd_active") == "active", context
@@ -181,7 +214,18 @@ def test_deprovision_inside_the_guest(second_boot: Boot) -> None:
 
 
 def test_deprovisioned_disk_provisions_again_as_a_new_vm(redeployed_boot: Boot) -> None:
-    assert_provisioned(redeployed_boot, REDEPLOYED)
+    assert_provisioned(redeployed_boot, REDEPLOYED, password=True)
+
+
+def test_provisioning_media_is_mounted_and_read(redeployed_boot: Boot) -> None:
+    """The real CD path: found, mounted read-only in the guest, read, unmounted."""
+    context = redeployed_boot.describe()
+    journal = redeployed_boot.sections.get("journal", "")
+    assert "read ovf-env.xml from /dev/sr0" in journal, context
+    assert redeployed_boot.probe.get("password_hash") == "$6$", context
+    digest = hashlib.sha256(MEDIA_CUSTOM_DATA).hexdigest()
+    assert redeployed_boot.probe.get("custom_data") == f"600 root {digest}", context
+    assert MEDIA_PASSWORD not in redeployed_boot.console + journal, context
 
 
 def test_invalid_computer_name_gets_not_ready_within_seconds(bad_name_boot: Boot) -> None:

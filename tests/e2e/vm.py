@@ -86,6 +86,7 @@ def boot(
     *,
     name: str,
     extra_cmdline: str = "",
+    cdrom: Optional[Path] = None,
 ) -> Boot:
     """Boot `disk` once, until the probe powers the guest off; return the records."""
     fabric = SimulatedFabric(spec=spec, advertised_base="http://168.63.129.16")
@@ -125,6 +126,8 @@ def boot(
             "-serial", f"file:{console}",
             "-serial", f"file:{probe}",
         ]  # fmt: skip
+        if cdrom is not None:  # the provisioning media, as Azure attaches it
+            argv += ["-drive", f"file={cdrom},format=raw,media=cdrom,if=ide,readonly=on"]
         started = time.monotonic()
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

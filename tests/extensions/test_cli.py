@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from azprov.simulator import Answer
 from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
-from tests.conftest import REPO, run_azprov
+from tests.conftest import run_azprov, start_azprov
 from tests.extensions.conftest import handler_entries
 
 NAME = "Sim.TestExtension"
@@ -65,21 +63,7 @@ def test_the_loop_polls_uploads_every_round_and_stops_on_sigterm(
 ) -> None:
     ext.publish_test_extension(NAME, "1.0.0")
     ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1)]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "azprov",
-            "--config",
-            str(ext_config),
-            "--root",
-            str(target),
-            "extensions",
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_azprov("--config", str(ext_config), "--root", str(target), "extensions")
     try:
         deadline = time.monotonic() + 20
         while len(ext.status_uploads) < 3 and time.monotonic() < deadline:
