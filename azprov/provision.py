@@ -20,7 +20,7 @@ import time
 from typing import Any, Iterator, Optional
 
 from azprov.config import Config
-from azprov.errors import AzprovError, ReportableError, report_line
+from azprov.errors import AzprovError, ConfigError, ReportableError, report_line
 from azprov.fabric.client import Fabric, open_fabric
 from azprov.fabric.imds import InstanceMetadata
 from azprov.fabric.media import OvfEnv, read_media
@@ -29,7 +29,7 @@ from azprov.fabric.wireserver import Health
 from azprov.host import hostkeys, state
 from azprov.host.files import write_atomic
 from azprov.host.hostname import publish_hostname, set_hostname
-from azprov.host.identity import read_vm_id
+from azprov.host.identity import read_vm_id, try_vm_id
 from azprov.host.kvp import write_kvp
 from azprov.host.root import TargetRoot
 from azprov.host.ssh import install_keys
@@ -49,10 +49,21 @@ log = logging.getLogger(__name__)
 CUSTOM_DATA = f"{state.STATE_DIR}/custom-data"
 
 
-def provision(root: TargetRoot, config: Config) -> None:
-    """Provision this VM once; raise an AzprovError (after reporting it) on failure."""
+def provision(
+    root: TargetRoot, config: Config, host_keys: Optional[hostkeys.PendingHostKeys] = None
+) -> None:
+    """Provision this VM once; raise an AzprovError (after reporting it) on failure.
+
+    `host_keys`: SSH host keys already being made (the CLI starts that before its
+    heavy imports); installed only if provisioning gets as far as applying.
+    """
     run = RunRecord()
-    with state.run_lock(root), stop_on_sigterm(), open_fabric(config, root.path) as fabric:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(state.run_lock(root))
+        cleanup.enter_context(stop_on_sigterm())
+        fabric = cleanup.enter_context(open_fabric(config, root.path))
+        if host_keys is not None:
+            cleanup.callback(host_keys.cancel)  # a no-op once they are installed
         vm_id, goal_state = None, None
         try:
             with run.phase("identity"):
@@ -62,6 +73,10 @@ def provision(root: TargetRoot, config: Config) -> None:
                 disable_provisioning_unit(root)
                 return
             log.info("provisioning VM %s", vm_id)
+            if host_keys is None:
+                host_keys = hostkeys.start_host_keys(root, config.provisioning.ssh_host_key_types)
+                if host_keys is not None:
+                    cleanup.callback(host_keys.cancel)
             with run.phase("gather"):
                 goal_state, metadata, media = gather(fabric, root, config, run)
             with run.phase("validate"):
@@ -69,7 +84,7 @@ def provision(root: TargetRoot, config: Config) -> None:
                     metadata, media, read_accounts(root), vm_id, config.provisioning.user_groups
                 )
             with run.phase("apply"):
-                applied = apply(root, config, plan, vm_id, run)
+                applied = apply(root, config, plan, vm_id, run, host_keys)
             with run.phase("report"):
                 fabric.wireserver.report_health(Health.ready(), goal_state)
         except Exception as exc:
@@ -116,7 +131,12 @@ def gather(
 
 
 def apply(
-    root: TargetRoot, config: Config, plan: Plan, vm_id: str, run: RunRecord
+    root: TargetRoot,
+    config: Config,
+    plan: Plan,
+    vm_id: str,
+    run: RunRecord,
+    host_keys: Optional[hostkeys.PendingHostKeys],
 ) -> dict[str, Any]:
     """Make the machine match the plan. Each step is idempotent.
 
@@ -125,13 +145,7 @@ def apply(
     done before this returns, so Ready is never sent for a VM sshd cannot serve.
     """
     with background() as pool:
-        host_keys = pool.submit(
-            run.timed,
-            "host_keys",
-            hostkeys.ensure_host_keys,
-            root,
-            config.provisioning.ssh_host_key_types,
-        )
+        made_keys = pool.submit(run.timed, "host_keys", host_keys.install) if host_keys else None
         hostname = pool.submit(run.timed, "hostname", set_hostname, root, plan.hostname)
         with run.phase("user"):
             account, created = ensure_user(root, plan.username, plan.groups)
@@ -153,7 +167,7 @@ def apply(
                 CUSTOM_DATA,
             )
         hostname.result()
-        for fingerprint in host_keys.result():
+        for fingerprint in made_keys.result() if made_keys else ():
             log.info("SSH host key: %s", fingerprint)
     reload_sshd(root)  # after the host keys exist: a running sshd must see both
     return {"admin_user": plan.username, "user_created": created, "sudoers_file": sudoers}
@@ -180,6 +194,14 @@ def fail(
         except AzprovError as report_error:
             log.error("could not report the failure: %s", report_error)
     run.save(root, vm_id, "error", line)
+
+
+def record_config_error(root: TargetRoot, error: ConfigError) -> None:
+    """A broken config in the image: tell the host through KVP. No NotReady is sent, since
+    the broken file is what says where the WireServer is, and guessing could reach the
+    wrong endpoint; the unit fails with the one-line reason on the console."""
+    reportable = ReportableError("config_invalid", str(error))
+    write_kvp(root, "PROVISIONING_REPORT", reportable.report_line(try_vm_id(root)))
 
 
 class GoalStateUnavailable(ReportableError):

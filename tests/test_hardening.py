@@ -284,3 +284,14 @@ def test_status_with_a_marker_missing_its_time(tmp_path):
     (tmp_path / "var/lib/azprov/provisioned.json").write_text(json.dumps({"vm_id": vm_id}))
     run = run_azprov("--root", str(tmp_path), "status")
     assert run.returncode == 0 and "yes, at an unrecorded time" in run.stdout
+
+
+@needs_root
+def test_broken_config_in_the_image_leaves_a_kvp_record(fabric, config_file, image):
+    (image / "etc/azprov").mkdir(parents=True)
+    (image / "etc/azprov/azprov.conf").write_text("[wireserver]\nendpont = 10.0.0.1\n")
+    run = provision(config_file, image)
+    assert run.returncode == 2 and "unknown key 'endpont'" in run.stderr
+    record = (image / "var/lib/hyperv/.kvp_pool_1").read_bytes()
+    assert b"result=error|reason=config_invalid" in record
+    assert fabric.requests == []  # no guessing where the WireServer is

@@ -10,10 +10,14 @@ key offered on their first SSH connection.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Optional
 
 from azprov.errors import ConfigError
-from azprov.host.root import TargetRoot
+from azprov.host.files import write_atomic
+from azprov.host.root import HostError, TargetRoot
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +58,87 @@ def ensure_host_keys(root: TargetRoot, key_types: str) -> list[str]:
     `ssh-keygen -A` creates every type the installed OpenSSH defaults to;
     otherwise exactly the listed types are created.
     """
+    pending = start_host_keys(root, key_types)
+    return pending.install() if pending else fingerprints(root)
+
+
+def start_host_keys(root: TargetRoot, key_types: str) -> Optional[PendingHostKeys]:
+    """Start making host keys in the background if the image has none (else None)."""
     wanted = parse_key_types(key_types)
-    if not existing_host_keys(root):
-        (root / SSH_DIR).mkdir(mode=0o755, parents=True, exist_ok=True)
-        if wanted:
-            for key_type in wanted:
-                _generate(root, key_type)
+    if existing_host_keys(root):
+        return None
+    return PendingHostKeys(root, wanted)
+
+
+class PendingHostKeys:
+    """Host keys being made in a private directory, reaching /etc/ssh only on `install()`.
+
+    Key generation is CPU-bound (RSA takes seconds on a small or emulated VM),
+    so provisioning starts it first thing and lets it run beside everything
+    else; if provisioning then fails, `cancel()` leaves the image unchanged.
+    """
+
+    def __init__(self, root: TargetRoot, key_types: list[str]) -> None:
+        self.root = root
+        self.workdir = Path(tempfile.mkdtemp(prefix="azprov-hostkeys-"))  # 0700
+        self.ssh_dir = self.workdir / SSH_DIR.lstrip("/")
+        self.ssh_dir.mkdir(parents=True)
+        if key_types:
+            # -N "" : host keys have no passphrase; sshd must read them unattended.
+            self.processes = [
+                root.start(
+                    [
+                        "ssh-keygen",
+                        "-q",
+                        "-t",
+                        kind,
+                        "-N",
+                        "",
+                        "-C",
+                        "",
+                        "-f",
+                        str(self.ssh_dir / f"ssh_host_{kind}_key"),
+                    ]
+                )
+                for kind in key_types
+            ]
         else:
-            # -f ROOT makes ssh-keygen -A write below ROOT/etc/ssh instead of /etc/ssh.
-            prefix = [] if root.live else ["-f", str(root.path)]
-            root.run(["ssh-keygen", "-A", *prefix], what="creating SSH host keys")
-        log.info("created SSH host keys in %s", SSH_DIR)
-    return fingerprints(root)
+            # -f DIR makes ssh-keygen -A write below DIR/etc/ssh instead of /etc/ssh.
+            self.processes = [root.start(["ssh-keygen", "-A", "-f", str(self.workdir)])]
 
+    def install(self) -> list[str]:
+        """Wait for the keys, move them into the root's /etc/ssh, return their fingerprints."""
+        try:
+            for process in self.processes:
+                _, stderr = process.communicate()
+                if process.returncode != 0:
+                    detail = stderr.decode("utf-8", "replace").strip().splitlines()
+                    raise HostError(
+                        "creating SSH host keys: ssh-keygen exited with status "
+                        f"{process.returncode}: {detail[-1] if detail else 'no message'}"
+                    )
+            target = self.root / SSH_DIR
+            target.mkdir(mode=0o755, parents=True, exist_ok=True)
+            for made in sorted(self.ssh_dir.iterdir()):
+                private = not made.name.endswith(".pub")
+                write_atomic(
+                    target / made.name,
+                    made.read_bytes(),
+                    mode=0o600 if private else 0o644,
+                    owner=(0, 0),
+                )
+            log.info("created SSH host keys in %s", SSH_DIR)
+        finally:
+            self.cancel()
+        return fingerprints(self.root)
 
-def _generate(root: TargetRoot, key_type: str) -> None:
-    path = root / f"{SSH_DIR}/ssh_host_{key_type}_key"
-    # -N "" : host keys have no passphrase; sshd must read them unattended.
-    root.run(
-        ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", "", "-f", str(path)],
-        what=f"creating the {key_type} SSH host key",
-    )
+    def cancel(self) -> None:
+        """Stop any key generation still running and remove the private directory."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def fingerprints(root: TargetRoot) -> list[str]:

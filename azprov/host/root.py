@@ -94,6 +94,20 @@ class TargetRoot:
     def has_tool(name: str) -> bool:
         return shutil.which(name, path=_ENV["PATH"]) is not None
 
+    def start(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """Start a system tool in the background (same environment as `run`)."""
+        log.debug("starting %s", " ".join(argv))
+        try:
+            return subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=_ENV,
+            )
+        except FileNotFoundError:
+            raise HostError(f"{argv[0]} is not installed", tool=argv[0]) from None
+
     def run(
         self,
         argv: Sequence[str],

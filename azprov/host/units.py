@@ -16,7 +16,9 @@ def disable_provisioning_unit(root: TargetRoot) -> None:
     if not root.has_tool("systemctl"):
         log.info("no systemctl: leaving %s as it is", PROVISIONING_UNIT)
         return
-    result = root.systemctl("disable", PROVISIONING_UNIT, check=False)
+    # --no-reload: only the symlink matters (for the next boot); a daemon reload here
+    # costs seconds on a small VM and would hold up sshd, which waits for this unit.
+    result = root.systemctl("disable", "--no-reload", PROVISIONING_UNIT, check=False)
     if result.returncode == 0:
         log.info("disabled %s", PROVISIONING_UNIT)
     else:
