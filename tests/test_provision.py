@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from azprov.host.hostkeys import ensure_host_keys
 from azprov.host.kvp import KEY_SIZE, VALUE_SIZE, decode_records
+from azprov.host.root import TargetRoot
 from azprov.simulate import prepare_root, snapshot
 from azprov.simulator import Answer, PublicKey, SimulatedFabric
 from azprov.simulator.documents import EXAMPLE_SSH_KEY, ovf_env_xml
@@ -30,20 +32,7 @@ def image(tmp_path: Path, fabric: SimulatedFabric) -> Path:
     root = tmp_path / "root"
     prepare_root(root, fabric.spec.vm_id)
     # Most images carry host keys until deprovisioned; keygen is tested separately.
-    for kind in ("ed25519",):
-        subprocess.run(
-            [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                kind,
-                "-N",
-                "",
-                "-f",
-                str(root / f"etc/ssh/ssh_host_{kind}_key"),
-            ],
-            check=True,
-        )
+    ensure_host_keys(TargetRoot(root), "ed25519")
     return root
 
 
