@@ -91,11 +91,11 @@ def provision(
             error = as_reportable(exc)
             fail(root, fabric, goal_state, vm_id, error, run)
             raise error from None
-    with run.phase("remember"):
-        state.mark_provisioned(root, vm_id, now_iso(), **applied)
-        disable_provisioning_unit(root)
-        line = report_line("success", {}, vm_id)
-        write_kvp(root, "PROVISIONING_REPORT", line)
+        with run.phase("remember"):  # still under the lock: no second run in between
+            state.mark_provisioned(root, vm_id, now_iso(), **applied)
+            disable_provisioning_unit(root)
+            line = report_line("success", {}, vm_id)
+            write_kvp(root, "PROVISIONING_REPORT", line)
     if config.provisioning.publish_hostname:
         with run.phase("publish_hostname"):
             publish_hostname(root)  # after Ready: DNS registration must not delay it

@@ -295,3 +295,16 @@ def test_broken_config_in_the_image_leaves_a_kvp_record(fabric, config_file, ima
     record = (image / "var/lib/hyperv/.kvp_pool_1").read_bytes()
     assert b"result=error|reason=config_invalid" in record
     assert fabric.requests == []  # no guessing where the WireServer is
+
+
+@needs_root
+def test_two_runs_at_once_provision_once(fabric, config_file, image):
+    """The unit and a manual run started together: one provisions, the other waits and
+    finds the VM done (the lock spans Ready and the marker)."""
+    fabric.wireserver.delay = 0.3  # widen the window between Ready and the marker
+    args = ("--config", str(config_file), "--root", str(image), "provision")
+    first, second = start_azprov(*args), start_azprov(*args)
+    outputs = [p.communicate(timeout=120)[1] for p in (first, second)]
+    assert (first.returncode, second.returncode) == (0, 0), outputs
+    assert [r.state for r in fabric.health_reports] == ["Ready"]
+    assert sum("already provisioned" in out for out in outputs) == 1
