@@ -403,3 +403,26 @@ def test_generalized_image_gets_host_keys_and_their_fingerprints_logged(
     assert all((image / "etc/ssh" / name).stat().st_mode & 0o777 == 0o600 for name in private)
     assert run.stderr.count("SSH host key: ") == len(private)
     assert fabric.health_reports[-1].state == "Ready"
+
+
+def test_imds_never_answering_is_reported_for_the_goal_state_that_did(fabric, tmp_path, image):
+    config = tmp_path / "short.conf"
+    config.write_text(fabric.config_text(total_timeout=2))
+    fabric.imds.stop()
+    before = machine(image)
+    run = provision(config, image)
+    assert run.returncode == 1 and "instance metadata: no usable answer" in run.stderr
+    report = fabric.health_reports[-1]
+    assert (report.state, report.incarnation) == ("NotReady", "1")
+    assert "reason=fabric_timeout" in report.description
+    assert machine(image) == before
+
+
+def test_media_path_without_ovf_env_is_reported(fabric, config_file, image, tmp_path):
+    empty = tmp_path / "empty-media"
+    empty.mkdir()
+    with config_file.open("a") as handle:
+        handle.write(f"[media]\npath = {empty}\n")
+    run = provision(config_file, image)
+    assert run.returncode == 1 and "media.path" in run.stderr
+    assert fabric.health_reports[-1].state == "NotReady"

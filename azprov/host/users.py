@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import tempfile
-from pathlib import Path
 from typing import Optional
 
 from azprov.fabric.models import Secret
@@ -158,11 +157,3 @@ def write_sudoers(root: TargetRoot, name: str, nopasswd: bool) -> Optional[str]:
     write_atomic(root / path, content.encode(), mode=0o440, owner=(0, 0))
     log.info("wrote %s (%s)", path, rule)
     return path
-
-
-def home_owner(account: Account) -> tuple[int, int]:
-    return account.uid, account.gid
-
-
-def home_directory(root: TargetRoot, account: Account) -> Path:
-    return root / account.home

@@ -19,7 +19,6 @@ import dataclasses
 import io
 import json
 import subprocess
-import tempfile
 import textwrap
 import threading
 import zipfile
@@ -445,8 +444,3 @@ def extension_zip(
         )  # mode bits unset: the agent marks it executable
         archive.writestr("bin/handler.py", HANDLER_PY)
     return buffer.getvalue()
-
-
-def scratch_dir() -> Path:
-    """A folder for the simulator's own files (tenant key, certificates it saw)."""
-    return Path(tempfile.mkdtemp(prefix="azprov-sim-ext-"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
-import json
 import logging
 import socket
 import threading
@@ -356,20 +355,3 @@ class SimulatedFabric:
             f"{r.at - self.started_at:7.3f}s  {r.service:<10} {r.method:<4} {r.path}  -> {r.status}"
             for r in requests
         ]
-
-    def records_json(self) -> str:
-        with self._lock:
-            return json.dumps(
-                [
-                    {
-                        "service": r.service,
-                        "method": r.method,
-                        "path": r.path,
-                        "status": r.status,
-                        "at": r.at,
-                        "headers": r.headers,
-                        "body": r.body.decode("utf-8", "replace"),
-                    }
-                    for r in self.requests
-                ]
-            )
