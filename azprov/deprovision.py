@@ -23,11 +23,11 @@ from typing import Callable, Optional
 import click
 
 from azprov.config import Config
-from azprov.errors import AzprovError
+from azprov.errors import AzprovError, HostError
 from azprov.fabric.endpoints import LEASE_GLOBS
 from azprov.host import state
 from azprov.host.files import write_atomic
-from azprov.host.root import HostError, TargetRoot
+from azprov.host.root import TargetRoot
 from azprov.host.units import PROVISIONING_UNIT
 from azprov.host.users import read_accounts
 

@@ -20,7 +20,16 @@ import time
 from typing import Any, Iterator, Optional
 
 from azprov.config import Config
-from azprov.errors import AzprovError, ConfigError, ReportableError, report_line
+from azprov.errors import (
+    AzprovError,
+    ConfigError,
+    GoalStateUnavailable,
+    HostError,
+    InternalError,
+    ReportableError,
+    Terminated,
+    report_line,
+)
 from azprov.fabric.client import Fabric, open_fabric
 from azprov.fabric.imds import InstanceMetadata
 from azprov.fabric.media import OvfEnv, read_media
@@ -78,7 +87,9 @@ def provision(
                 if host_keys is not None:
                     cleanup.callback(host_keys.cancel)
             with run.phase("gather"):
-                goal_state, metadata, media = gather(fabric, root, config, run)
+                gathered = gather(fabric, root, config, run)
+                goal_state = gathered.goal_state()  # kept for the report if the rest failed
+                metadata, media = gathered.metadata(), gathered.media()
             with run.phase("validate"):
                 plan = decide(
                     metadata, media, read_accounts(root), vm_id, config.provisioning.user_groups
@@ -110,24 +121,36 @@ def background() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
         yield pool
 
 
-def gather(
-    fabric: Fabric, root: TargetRoot, config: Config, run: RunRecord
-) -> tuple[GoalState, InstanceMetadata, Optional[OvfEnv]]:
-    """Goal state, IMDS and the media at the same time; the goal state is kept even if
-    another part fails, so the failure can still be reported for it."""
+@dataclasses.dataclass(frozen=True)
+class Gathered:
+    """The three fetches, all finished; each accessor returns its value or raises its error."""
+
+    goal: concurrent.futures.Future[GoalState]
+    imds: concurrent.futures.Future[InstanceMetadata]
+    ovf: concurrent.futures.Future[Optional[OvfEnv]]
+
+    def goal_state(self) -> GoalState:
+        try:
+            return self.goal.result()
+        except ReportableError as exc:
+            raise GoalStateUnavailable(exc) from exc
+
+    def metadata(self) -> InstanceMetadata:
+        return self.imds.result()
+
+    def media(self) -> Optional[OvfEnv]:
+        return self.ovf.result()
+
+
+def gather(fabric: Fabric, root: TargetRoot, config: Config, run: RunRecord) -> Gathered:
+    """Goal state, IMDS and the media at the same time, all finished when this returns."""
     with background() as pool:
-        goal = pool.submit(run.timed, "goal_state", fabric.wireserver.goal_state)
-        metadata = pool.submit(run.timed, "imds", fabric.imds.instance_metadata)
-        media = pool.submit(run.timed, "media", read_media, root, config.media.path)
-        concurrent.futures.wait([goal, metadata, media])
-    try:
-        goal_state = goal.result()
-    except ReportableError as exc:
-        raise GoalStateUnavailable(exc.reason, str(exc), **exc.supporting_data) from exc
-    try:
-        return goal_state, metadata.result(), media.result()
-    except Exception as exc:
-        raise GatherFailed(goal_state, exc) from exc
+        gathered = Gathered(
+            pool.submit(run.timed, "goal_state", fabric.wireserver.goal_state),
+            pool.submit(run.timed, "imds", fabric.imds.instance_metadata),
+            pool.submit(run.timed, "media", read_media, root, config.media.path),
+        )
+    return gathered
 
 
 def apply(
@@ -185,8 +208,7 @@ def fail(
     line = error.report_line(vm_id)
     log.error("provisioning failed: %s", error)
     write_kvp(root, "PROVISIONING_REPORT", line)
-    goal_state = goal_state or getattr(error, "goal_state", None)
-    if goal_state is None and isinstance(error, GoalStateUnavailable):
+    if isinstance(error, GoalStateUnavailable):
         log.error("no goal state: cannot report the failure to the WireServer")
     else:
         try:
@@ -200,16 +222,8 @@ def record_config_error(root: TargetRoot, error: ConfigError) -> None:
     """A broken config in the image: tell the host through KVP. No NotReady is sent, since
     the broken file is what says where the WireServer is, and guessing could reach the
     wrong endpoint; the unit fails with the one-line reason on the console."""
-    reportable = ReportableError("config_invalid", str(error))
+    reportable = ReportableError(str(error), reason="config_invalid")
     write_kvp(root, "PROVISIONING_REPORT", reportable.report_line(try_vm_id(root)))
-
-
-class GoalStateUnavailable(ReportableError):
-    """The WireServer never gave a goal state: there is nothing to report NotReady for."""
-
-
-class Terminated(ReportableError):
-    """systemd (or a user) stopped the run with SIGTERM."""
 
 
 @contextlib.contextmanager
@@ -220,7 +234,7 @@ def stop_on_sigterm() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: object) -> None:
-        raise Terminated("terminated", "stopped by SIGTERM before provisioning finished")
+        raise Terminated("stopped by SIGTERM before provisioning finished")
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
@@ -229,28 +243,17 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-class GatherFailed(ReportableError):
-    """IMDS or the media failed after the goal state arrived: keep it for the report."""
-
-    def __init__(self, goal_state: GoalState, cause: Exception) -> None:
-        inner = as_reportable(cause)
-        super().__init__(inner.reason, str(inner), **inner.supporting_data)
-        self.goal_state = goal_state
-
-
 def as_reportable(exc: BaseException) -> ReportableError:
     """Any failure as a ReportableError with a one-line message (no traceback reaches users)."""
     if isinstance(exc, ReportableError):
         return exc
     if isinstance(exc, AzprovError):
-        return ReportableError("provisioning_failed", str(exc))
+        return ReportableError(str(exc))
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
-        return ReportableError(
-            "host_change_failed", f"{exc.strerror or exc}{where}", errno=exc.errno or 0
-        )
+        return HostError(f"{exc.strerror or exc}{where}", errno=exc.errno or 0)
     log.debug("unexpected error", exc_info=exc)
-    return ReportableError("internal_error", f"{type(exc).__name__}: {exc}")
+    return InternalError(f"{type(exc).__name__}: {exc}")
 
 
 def now_iso() -> str:

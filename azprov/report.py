@@ -31,7 +31,7 @@ def report_failure(root: TargetRoot, config: Config, text: str) -> None:
     from azprov.host.identity import try_vm_id
     from azprov.host.kvp import write_kvp
 
-    error = ReportableError(text, text)
+    error = ReportableError(text, reason=text)
     line = error.report_line(try_vm_id(root))
     write_kvp(root, "PROVISIONING_REPORT", line)
     with open_fabric(config, root.path) as fabric:

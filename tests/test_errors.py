@@ -13,7 +13,8 @@ from azprov.errors import (
     REPORT_MAX_BYTES,
     AzprovError,
     ConfigError,
-    FabricError,
+    FabricTimeout,
+    HttpStatusError,
     InvalidInput,
     ReportableError,
     one_line,
@@ -35,7 +36,7 @@ def fields(line: str) -> list[tuple[str, str]]:
 
 
 def test_error_report_line_format() -> None:
-    error = FabricError("fabric_timeout", "goal state: no answer", url="http://x/", attempts=3)
+    error = FabricTimeout("goal state: no answer", url="http://x/", attempts=3)
     line = error.report_line(VM_ID, NOW)
     assert line == (
         f"result=error|reason=fabric_timeout|agent={AGENT_NAME}"
@@ -55,7 +56,7 @@ def test_error_report_line_format() -> None:
 
 
 def test_message_equal_to_reason_is_not_repeated() -> None:
-    line = ReportableError("disk_full", "disk_full").report_line(VM_ID, NOW)
+    line = ReportableError("disk_full", reason="disk_full").report_line(VM_ID, NOW)
     assert line == f"result=error|reason=disk_full|agent={AGENT_NAME}" + TAIL
 
 
@@ -67,15 +68,15 @@ def test_success_line_has_no_documentation_url() -> None:
 
 
 def test_unknown_vm_id_and_default_time() -> None:
-    line = ReportableError("r", "m").report_line(None)
+    line = ReportableError("m", reason="r").report_line(None)
     assert "|vm_id=unknown|" in line
     assert re.search(r"\|timestamp=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\|", line)
 
 
 def test_pipes_and_newlines_are_neutralised() -> None:
     error = ReportableError(
-        "bad|reason\nhere",
         "line one\nline two|with pipe\r\x1b[31m",
+        reason="bad|reason\nhere",
         **{"key|with=odd": "v|a\nl=ue"},
     )
     line = error.report_line(VM_ID, NOW)
@@ -98,7 +99,7 @@ def test_pipes_and_newlines_are_neutralised() -> None:
 
 @pytest.mark.parametrize("size", [1000, 1023, 1024, 5000, 100_000])
 def test_long_supporting_data_is_cut_keeping_the_identity(size: int) -> None:
-    error = FabricError("http_error", "x" * size, body="é" * size)
+    error = HttpStatusError("x" * size, status=400, body="é" * size)
     line = error.report_line(VM_ID, NOW)
     assert len(line.encode()) <= REPORT_MAX_BYTES
     assert line.startswith(f"result=error|reason=http_error|agent={AGENT_NAME}|message=")
@@ -109,7 +110,7 @@ def test_long_supporting_data_is_cut_keeping_the_identity(size: int) -> None:
 @pytest.mark.parametrize("size", [1023, 3000, 50_000])
 def test_long_reason_is_cut_keeping_the_identity(size: int) -> None:
     # `azprov report-failure TEXT` makes TEXT the reason: it can be anything.
-    line = ReportableError("r" * size, "r" * size).report_line(VM_ID, NOW)
+    line = ReportableError("r" * size, reason="r" * size).report_line(VM_ID, NOW)
     assert len(line.encode()) <= REPORT_MAX_BYTES
     assert line.startswith("result=error|reason=rrrr")
     assert f"|agent={AGENT_NAME}|" in line
@@ -117,19 +118,19 @@ def test_long_reason_is_cut_keeping_the_identity(size: int) -> None:
 
 
 def test_long_multibyte_reason_is_cut_on_a_character_boundary() -> None:
-    line = ReportableError("界" * 2000, "m").report_line(VM_ID, NOW)
+    line = ReportableError("m", reason="界" * 2000).report_line(VM_ID, NOW)
     assert len(line.encode()) <= REPORT_MAX_BYTES
     assert line.endswith(TAIL)
     assert "\ufffd" not in line
 
 
 def test_line_at_exactly_the_limit_is_kept_whole() -> None:
-    fixed = len(ReportableError("r", "r").report_line(VM_ID, NOW).encode())
+    fixed = len(ReportableError("r", reason="r").report_line(VM_ID, NOW).encode())
     room = REPORT_MAX_BYTES - fixed - len("|k=")
-    line = ReportableError("r", "r", k="v" * room).report_line(VM_ID, NOW)
+    line = ReportableError("r", reason="r", k="v" * room).report_line(VM_ID, NOW)
     assert len(line.encode()) == REPORT_MAX_BYTES
     assert "..." not in line
-    longer = ReportableError("r", "r", k="v" * (room + 1)).report_line(VM_ID, NOW)
+    longer = ReportableError("r", reason="r", k="v" * (room + 1)).report_line(VM_ID, NOW)
     assert len(longer.encode()) <= REPORT_MAX_BYTES and "..." in longer
 
 

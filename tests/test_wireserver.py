@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 
 from azprov import AGENT_NAME
-from azprov.errors import FabricError
+from azprov.errors import FabricError, FabricTimeout
 from azprov.fabric.http import FabricHttp, RetryPolicy
 from azprov.fabric.wireserver import Health, WireServer
 from azprov.simulator import Answer, SimulatedFabric
@@ -123,7 +123,6 @@ def test_goal_state_that_never_gets_a_role_instance_ends_at_the_deadline(
             "is not a whole number",
         ),
         (b"<Goal><Incarnation>3</Incarnation></Goal>", "root element is <Goal>"),
-        (b"<GoalState><Incarnation>3</Incarnation", "not well-formed XML"),
         (
             b"<GoalState><Incarnation>3</Incarnation><Container><ContainerId>c</ContainerId>"
             b"<RoleInstanceList><RoleInstance><State>Started</State></RoleInstance>"
@@ -141,6 +140,29 @@ def test_malformed_goal_state_fails_with_the_field(
     assert expected in str(caught.value)
     assert caught.value.reason == "malformed_document"
     assert "\n" not in str(caught.value)
+
+
+def test_goal_state_cut_short_is_fetched_again(
+    wireserver: WireServer, fabric: SimulatedFabric
+) -> None:
+    # A complete 200 whose body is not well-formed XML (a reply cut short) is
+    # transient: the next answer is whole, so the call succeeds.
+    fabric.wireserver.script([Answer(200, b"<GoalState><Incarnation>3</Incarnation")], "/machine/")
+    goal_state = wireserver.goal_state()
+    assert goal_state.container_id
+    assert len(fabric.requests_to("wireserver")) == 2
+
+
+def test_goal_state_never_well_formed_times_out_naming_it(fabric: SimulatedFabric) -> None:
+    cut = Answer(200, b"<GoalState><Incarnation>3</Incarnation")
+    fabric.wireserver.script([cut] * 200, "/machine/")
+    with FabricHttp(FAST) as http:
+        wireserver = WireServer(http, fabric.wireserver_endpoint, 1.0, fabric.hostplugin.port)
+        with pytest.raises(FabricTimeout) as caught:
+            wireserver.goal_state()
+    assert caught.value.reason == "fabric_timeout"
+    assert "goal state: not well-formed XML" in str(caught.value)
+    assert len(fabric.requests_to("wireserver")) > 2
 
 
 # -- hostile documents -------------------------------------------------------------------

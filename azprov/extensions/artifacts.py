@@ -10,8 +10,14 @@ from __future__ import annotations
 import logging
 from typing import IO, Callable
 
-from azprov.errors import FabricError
-from azprov.fabric.hostplugin import HostPlugin, StaleContainer
+from azprov.errors import (
+    ArtifactUnavailable,
+    FabricError,
+    HostPluginUnusable,
+    ReplyTooLarge,
+    StaleContainer,
+)
+from azprov.fabric.hostplugin import HostPlugin
 from azprov.fabric.http import Deadline, FabricHttp, Reply, redact_url
 from azprov.fabric.models import GoalState
 
@@ -45,9 +51,9 @@ class Artifacts:
         for channel in list(self._order):
             try:
                 reply = self._fetch_from(channel, what, url, max_bytes, sink)
+            except ReplyTooLarge:
+                raise  # the other channel would deliver the same oversized body
             except FabricError as exc:
-                if exc.reason == "reply_too_large":
-                    raise  # the other channel would deliver the same oversized body
                 # The error names `what` already; keep the line about the channel.
                 why = str(exc).removeprefix(f"{what}: ").removeprefix(f"{what} via the {HOST}: ")
                 log.info("%s: not from %s: %s", what, channel, why)
@@ -56,8 +62,7 @@ class Artifacts:
             if self._order[0] != channel:
                 self._order = [channel] + [c for c in self._order if c != channel]
             return reply.content
-        raise FabricError(
-            "artifact_unavailable",
+        raise ArtifactUnavailable(
             f"{what}: cannot fetch {redact_url(url)} ({'; '.join(failures)})",
             url=redact_url(url),
         )
@@ -75,7 +80,7 @@ class Artifacts:
                 sink=sink,
             )
         if not self.hostplugin.usable():
-            raise FabricError("hostplugin_unusable", "the HostGAPlugin is not usable")
+            raise HostPluginUnusable("the HostGAPlugin is not usable")
         try:
             return self.hostplugin.fetch_artifact(
                 what, url, self.goal_state, max_bytes=max_bytes, sink=sink

@@ -18,11 +18,11 @@ import os
 import re
 from pathlib import Path
 
-from azprov.errors import FabricError, InvalidInput
+from azprov.errors import CertificatesUndecryptable, HostError, InvalidInput
 from azprov.fabric.wireserver import WireServer
 from azprov.fabric.xmldoc import parse_xml, text
 from azprov.host.files import write_atomic
-from azprov.host.root import HostError, TargetRoot
+from azprov.host.root import TargetRoot
 from azprov.host.state import STATE_DIR
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def install_certificates(
     try:
         pem = decrypt_pfx(root, data, key_path, cert_path)
     except HostError as exc:
-        raise FabricError("certificates_undecryptable", f"Certificates: {exc}") from None
+        raise CertificatesUndecryptable(f"Certificates: {exc}") from None
     found = split_certificates(root, pem)
     target = root / lib_dir
     # Private keys land here: the folder is root's alone, whoever created it.

@@ -20,7 +20,13 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
-from azprov.errors import FabricError, InvalidInput
+from azprov.errors import (
+    FabricError,
+    InvalidInput,
+    ManifestUnavailable,
+    PackageUnavailable,
+    ReplyTooLarge,
+)
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.goal import Plugin
 from azprov.extensions.manifest import PackageVersion, choose_version, parse_version_manifest
@@ -55,8 +61,7 @@ def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
                 f"not in the manifest (it lists {listed})",
             )
         return chosen
-    raise FabricError(
-        "manifest_unavailable",
+    raise ManifestUnavailable(
         f"no usable manifest for {plugin.name}: {' | '.join(failures) or 'no location given'}",
         handler=plugin.name,
     )
@@ -73,16 +78,15 @@ def install_package(
                 artifacts.fetch(
                     f"package {name} {package.version}", uri, max_bytes=max_bytes, sink=download
                 )
+            except ReplyTooLarge:
+                raise
             except FabricError as exc:
-                if exc.reason == "reply_too_large":
-                    raise
                 failures.append(str(exc))
                 continue
             download.seek(0)
             unpack_zip(download, target, max_unpacked=max_bytes * UNPACKED_PER_PACKED, name=name)
             return
-    raise FabricError(
-        "package_unavailable",
+    raise PackageUnavailable(
         f"cannot download {name} {package.version}: {' | '.join(failures)}",
         handler=name,
     )

@@ -14,7 +14,7 @@ import threading
 from typing import Optional
 
 from azprov.config import Config
-from azprov.errors import AzprovError, FabricError
+from azprov.errors import AzprovError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.certificates import install_certificates
 from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_config
@@ -32,7 +32,6 @@ from azprov.host.root import TargetRoot
 log = logging.getLogger(__name__)
 
 CONFIG_MAX_BYTES = 4 * 1024 * 1024
-TRANSIENT = frozenset({"fabric_timeout", "http_error"})  # FabricError reasons worth a retry
 
 
 def _order(plugins: tuple[Plugin, ...]) -> list[Plugin]:
@@ -81,7 +80,7 @@ class Runner:
                 failures += 1
                 # Try again next round only if the fabric did not answer; a
                 # document we cannot use will not improve at the same URL.
-                if not (isinstance(exc, FabricError) and exc.reason in TRANSIENT):
+                if not isinstance(exc, TransientFabricError):
                     self._seen_certificates = goal_state.certificates_url
         seen = (goal_state.incarnation, goal_state.extensions_config_url)
         if seen != self._seen_goal:

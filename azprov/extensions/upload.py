@@ -11,7 +11,7 @@ import dataclasses
 import email.utils
 import logging
 
-from azprov.errors import FabricError
+from azprov.errors import FabricError, StatusUploadFailed
 from azprov.fabric.hostplugin import HostPlugin
 from azprov.fabric.http import Deadline, FabricHttp
 from azprov.fabric.models import GoalState
@@ -82,7 +82,5 @@ def upload_status(
             )
     except FabricError as exc:
         failures.append(f"storage: {exc}")
-        raise FabricError(
-            "status_upload_failed", f"status upload failed: {'; '.join(failures)}"
-        ) from None
+        raise StatusUploadFailed(f"status upload failed: {'; '.join(failures)}") from None
     return "storage"

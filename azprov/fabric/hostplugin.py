@@ -14,7 +14,7 @@ import json
 import logging
 from typing import IO, Mapping
 
-from azprov.errors import FabricError
+from azprov.errors import FabricError, HttpStatusError, StaleContainer
 from azprov.fabric.http import SUCCESS_STATUS, Deadline, FabricHttp, Reply, redact_url
 from azprov.fabric.models import GoalState
 
@@ -23,10 +23,6 @@ log = logging.getLogger(__name__)
 HOSTPLUGIN_VERSION = "2015-09-01"
 # Status codes that mean "this container id / config name is stale".
 _STALE_STATUS = frozenset({400, 410})
-
-
-class StaleContainer(FabricError):
-    """The HostGAPlugin no longer knows our container: fetch the goal state again."""
 
 
 class HostPlugin:
@@ -82,13 +78,11 @@ class HostPlugin:
         body = reply.text
         if reply.status == 410 or "InvalidContainerConfiguration" in body:
             raise StaleContainer(
-                "stale_container",
                 f"{what}: the HostGAPlugin refused container {goal_state.container_id} "
                 f"(HTTP {reply.status}); the goal state moved on",
                 status=reply.status,
             )
-        raise FabricError(
-            "http_error",
+        raise HttpStatusError(
             f"{what}: the HostGAPlugin answered HTTP {reply.status}: {body[:200].strip()}",
             status=reply.status,
         )

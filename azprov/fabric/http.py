@@ -28,7 +28,13 @@ from typing import IO, Callable, Collection, Mapping, Optional, TypeVar
 import httpx
 
 from azprov import AGENT_NAME
-from azprov.errors import FabricError, one_line
+from azprov.errors import (
+    FabricTimeout,
+    HttpStatusError,
+    ReplyTooLarge,
+    TransportError,
+    one_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,31 @@ class Reply:
 
 class Retry(Exception):
     """Raised by a reply parser when the body is unusable but may be fine next time."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """One logical request, as tried again on each attempt."""
+
+    what: str
+    method: str
+    url: str
+    headers: Mapping[str, str] | None
+    content: bytes | None
+    max_bytes: int
+    sink: IO[bytes] | None
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Retryable:
+    """Why a try did not succeed but another may; `wait` is the server's Retry-After."""
+
+    description: str
+    wait: float | None = None
 
 
 _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|code|token)=[^&]*")
@@ -155,76 +186,91 @@ class FabricHttp:
         retried; any other fails at once. With `sink`, the body is streamed to
         it (rewound on each try) instead of kept in memory.
         """
-        shown = redact_url(url)
+        request = _Request(what, method, url, headers, content, max_bytes, sink)
         attempt = 0
-        last = "no attempt made"
         while True:
             attempt += 1
-            wait: float | None = None
-            try:
-                reply = self._send(method, url, headers, content, deadline, max_bytes, sink)
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                last = _describe_transport_error(exc)
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise FabricError(
-                    "http_error",
-                    f"{what}: {method} {shown} failed: {_describe_transport_error(exc)}",
-                    url=shown,
-                ) from None
-            else:
-                if reply.status in accept:
-                    try:
-                        return parse(reply) if parse else reply  # type: ignore[return-value]
-                    except Retry as exc:
-                        last = f"unusable reply: {exc}"
-                elif reply.status in retry_status:
-                    wait = _retry_after(reply.headers.get("retry-after"), self.policy)
-                    last = f"HTTP {reply.status}"
-                    if wait:
-                        last += f" with Retry-After {wait:g} s"
-                else:
-                    raise FabricError(
-                        "http_error",
-                        f"{what}: {method} {shown} answered HTTP {reply.status}: "
-                        f"{_snippet(reply.content)}",
-                        url=shown,
-                        status=reply.status,
-                    )
-            delay = max(self.policy.backoff(attempt), wait or 0.0)
-            remaining = deadline.remaining()
-            if delay >= remaining:
-                raise FabricError(
-                    "fabric_timeout",
-                    f"{what}: no usable answer from {shown} within {deadline.seconds:g} s "
-                    f"({attempt} attempt{'' if attempt == 1 else 's'}); last: {last}",
-                    url=shown,
-                    attempts=attempt,
-                    last_error=last,
-                )
-            log.info("%s: %s (attempt %d); retrying in %.1f s", what, last, attempt, delay)
-            time.sleep(delay)
+            outcome = self._try_once(request, deadline, parse, accept, retry_status)
+            if not isinstance(outcome, _Retryable):
+                return outcome
+            self._wait_or_give_up(request, deadline, attempt, outcome)
 
-    def _send(
+    def _try_once(
         self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        content: bytes | None,
+        request: _Request,
         deadline: Deadline,
-        max_bytes: int,
-        sink: IO[bytes] | None,
-    ) -> Reply:
+        parse: Optional[Callable[[Reply], T]],
+        accept: Collection[int],
+        retry_status: Collection[int],
+    ) -> T | _Retryable:
+        """One try: the parsed reply, a `_Retryable` saying why not yet, or a final error."""
+        try:
+            reply = self._send(request, deadline)
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            return _Retryable(_describe_transport_error(exc))
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise TransportError(
+                f"{request.what}: {request.method} {request.shown} failed: "
+                f"{_describe_transport_error(exc)}",
+                url=request.shown,
+            ) from None
+        if reply.status in accept:
+            try:
+                return parse(reply) if parse else reply  # type: ignore[return-value]
+            except Retry as exc:
+                return _Retryable(f"unusable reply: {exc}")
+        if reply.status in retry_status:
+            wait = _retry_after(reply.headers.get("retry-after"), self.policy)
+            return _Retryable(
+                f"HTTP {reply.status}" + (f" with Retry-After {wait:g} s" if wait else ""), wait
+            )
+        raise HttpStatusError(
+            f"{request.what}: {request.method} {request.shown} answered HTTP {reply.status}: "
+            f"{_snippet(reply.content)}",
+            status=reply.status,
+            url=request.shown,
+        )
+
+    def _wait_or_give_up(
+        self, request: _Request, deadline: Deadline, attempt: int, why: _Retryable
+    ) -> None:
+        """Sleep before the next try, or raise FabricTimeout when it would pass the deadline."""
+        delay = max(self.policy.backoff(attempt), why.wait or 0.0)
+        if delay >= deadline.remaining():
+            raise FabricTimeout(
+                f"{request.what}: no usable answer from {request.shown} within "
+                f"{deadline.seconds:g} s ({attempt} attempt{'' if attempt == 1 else 's'}); "
+                f"last: {why.description}",
+                url=request.shown,
+                attempts=attempt,
+                last_error=why.description,
+            )
+        log.info(
+            "%s: %s (attempt %d); retrying in %.1f s",
+            request.what,
+            why.description,
+            attempt,
+            delay,
+        )
+        time.sleep(delay)
+
+    def _send(self, request: _Request, deadline: Deadline) -> Reply:
         # Never let one request outlive the logical call's deadline.
         remaining = max(deadline.remaining(), 0.05)
         timeout = httpx.Timeout(
             min(self.policy.read_timeout, remaining),
             connect=min(self.policy.connect_timeout, remaining),
         )
+        sink = request.sink
         if sink is not None:
             sink.seek(0)
             sink.truncate()
         with self._client.stream(
-            method, url, headers=dict(headers or {}), content=content, timeout=timeout
+            request.method,
+            request.url,
+            headers=dict(request.headers or {}),
+            content=request.content,
+            timeout=timeout,
         ) as response:
             if self._set_nodelay:
                 _nodelay(response)
@@ -236,12 +282,12 @@ class FabricHttp:
                 if deadline.remaining() <= 0:
                     raise httpx.ReadTimeout("the reply was still arriving at the deadline")
                 size += len(chunk)
-                if size > max_bytes:
-                    raise FabricError(
-                        "reply_too_large",
-                        f"{method} {redact_url(url)}: reply larger than {max_bytes} bytes",
-                        url=redact_url(url),
-                        max_bytes=max_bytes,
+                if size > request.max_bytes:
+                    raise ReplyTooLarge(
+                        f"{request.method} {request.shown}: reply larger than "
+                        f"{request.max_bytes} bytes",
+                        url=request.shown,
+                        max_bytes=request.max_bytes,
                     )
                 if sink is not None:
                     sink.write(chunk)
@@ -251,7 +297,7 @@ class FabricHttp:
                 status=response.status_code,
                 headers={k.lower(): v for k, v in response.headers.items()},
                 content=b"".join(chunks),
-                url=url,
+                url=request.url,
             )
 
 

@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from azprov.errors import InvalidInput
+from azprov.errors import HostError, InvalidInput
 from azprov.fabric.models import Secret
 from azprov.fabric.xmldoc import child, children, local_name, parse_xml, text
-from azprov.host.root import HostError, TargetRoot
+from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from azprov.errors import FabricError
+from azprov.errors import MalformedDocument
 from azprov.fabric.xmldoc import child, parse_xml, text
 
 
@@ -53,22 +53,19 @@ class RoleInstanceMissing(Exception):
 def parse_goal_state(content: bytes) -> GoalState:
     root = parse_xml(content, "goal state")
     if root.tag != "GoalState":
-        raise FabricError(
-            "malformed_document",
+        raise MalformedDocument(
             f"goal state: root element is <{root.tag}>, expected <GoalState>",
             document="goal state",
         )
     incarnation = text(root, "Incarnation")
     if incarnation is None or not (incarnation.isascii() and incarnation.isdigit()):
-        raise FabricError(
-            "malformed_document",
+        raise MalformedDocument(
             f"goal state: Incarnation={incarnation!r} is not a whole number",
             document="goal state",
         )
     container_id = text(root, "Container", "ContainerId")
     if not container_id:
-        raise FabricError(
-            "malformed_document",
+        raise MalformedDocument(
             "goal state: Container/ContainerId is missing",
             document="goal state",
         )
@@ -77,8 +74,7 @@ def parse_goal_state(content: bytes) -> GoalState:
         raise RoleInstanceMissing()
     instance_id = text(role, "InstanceId")
     if not instance_id:
-        raise FabricError(
-            "malformed_document",
+        raise MalformedDocument(
             "goal state: RoleInstance/InstanceId is missing",
             document="goal state",
         )

@@ -12,7 +12,7 @@ import time
 from typing import Mapping, Optional
 
 from azprov import AGENT_NAME
-from azprov.errors import FabricError
+from azprov.errors import FabricTimeout, NotWellFormed
 from azprov.fabric.endpoints import base_url, parse_endpoint
 from azprov.fabric.http import Deadline, FabricHttp, Reply, Retry
 from azprov.fabric.models import GoalState, RoleInstanceMissing, parse_goal_state
@@ -104,6 +104,10 @@ class WireServer:
                 return parse_goal_state(reply.content)
             except RoleInstanceMissing:
                 raise Retry("goal state has no RoleInstance yet") from None
+            except NotWellFormed as exc:
+                # A reply cut short: the next one is usually whole. A hostile
+                # document (DTD, entities) is not retried.
+                raise Retry(str(exc)) from None
 
         goal_state: GoalState = self.http.call(
             "goal state",
@@ -166,8 +170,7 @@ class WireServer:
     ) -> None:
         delay = self.http.policy.backoff(gone - 1)
         if delay >= deadline.remaining():
-            raise FabricError(
-                "fabric_timeout",
+            raise FabricTimeout(
                 f"health report ({health.state}): the WireServer answered HTTP 410 (gone) "
                 f"{gone} times in a row, last for incarnation {goal_state.incarnation}, "
                 f"within {deadline.seconds:g} s",

@@ -12,30 +12,30 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
-from azprov.errors import FabricError
+from azprov.errors import HostileDocument, MalformedDocument, NotWellFormed
 
 
-def parse_xml(content: bytes, document: str, *, reason: str = "malformed_document") -> Element:
-    """Parse `content` or raise a FabricError naming the document and the problem."""
+def parse_xml(content: bytes, document: str) -> Element:
+    """Parse `content` or raise a MalformedDocument naming the document and the problem."""
     try:
         root: Element = SafeET.fromstring(
             content, forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
     except defusedxml.DTDForbidden:
-        raise FabricError(
-            "hostile_document", f"{document}: refused, it carries a DTD", document=document
+        raise HostileDocument(
+            f"{document}: refused, it carries a DTD", document=document
         ) from None
     except (defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden):
-        raise FabricError(
-            "hostile_document", f"{document}: refused, it declares entities", document=document
+        raise HostileDocument(
+            f"{document}: refused, it declares entities", document=document
         ) from None
     except ParseError as exc:
-        raise FabricError(
-            reason, f"{document}: not well-formed XML ({exc})", document=document
+        raise NotWellFormed(
+            f"{document}: not well-formed XML ({exc})", document=document
         ) from None
     except (LookupError, ValueError) as exc:  # an encoding expat cannot read, e.g. x-foo, utf-7
-        raise FabricError(
-            reason, f"{document}: unreadable XML encoding ({exc})", document=document
+        raise MalformedDocument(
+            f"{document}: unreadable XML encoding ({exc})", document=document
         ) from None
     return root
 

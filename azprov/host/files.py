@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Iterator, Optional
 
-from azprov.host.root import HostError
+from azprov.errors import HostError
 
 Owner = Optional[tuple[int, int]]
 

@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from azprov.errors import ConfigError
+from azprov.errors import ConfigError, HostError
 from azprov.host.files import write_atomic
-from azprov.host.root import HostError, TargetRoot
+from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 

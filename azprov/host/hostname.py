@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 
+from azprov.errors import HostError
 from azprov.host.files import write_atomic
-from azprov.host.root import HostError, TargetRoot
+from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from azprov.errors import ReportableError
+from azprov.errors import IdentityInvalid, IdentityUnreadable
 from azprov.host.root import TargetRoot
 
 PRODUCT_UUID = "/sys/class/dmi/id/product_uuid"
@@ -21,16 +21,15 @@ def read_vm_id(root: TargetRoot) -> str:
     try:
         raw = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReportableError(
-            "vm_id_unreadable",
+        raise IdentityUnreadable(
             f"cannot read the VM ID from {PRODUCT_UUID}: {getattr(exc, 'strerror', None) or exc}",
             path=PRODUCT_UUID,
         ) from None
     try:
         parsed = uuid.UUID(raw)
     except ValueError:
-        raise ReportableError(
-            "vm_id_invalid", f"{PRODUCT_UUID}={raw[:60]!r} is not a UUID", path=PRODUCT_UUID
+        raise IdentityInvalid(
+            f"{PRODUCT_UUID}={raw[:60]!r} is not a UUID", path=PRODUCT_UUID
         ) from None
     if is_generation_1(root):
         parsed = uuid.UUID(bytes=parsed.bytes_le)
@@ -41,7 +40,7 @@ def try_vm_id(root: TargetRoot) -> str | None:
     """The VM ID, or None where there is none to read (used only to label reports)."""
     try:
         return read_vm_id(root)
-    except ReportableError:
+    except IdentityUnreadable:
         return None
 
 

@@ -13,7 +13,8 @@ import logging
 import os
 import time
 
-from azprov.host.root import HostError, TargetRoot
+from azprov.errors import HostError
+from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from azprov.errors import ReportableError, one_line
+from azprov.errors import HostError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,6 @@ _ENV = {
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
 }
-
-
-class HostError(ReportableError):
-    """A change to the machine failed."""
-
-    def __init__(self, message: str, **data: object) -> None:
-        super().__init__("host_change_failed", message, **data)
 
 
 class TargetRoot:

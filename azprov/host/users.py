@@ -9,9 +9,10 @@ import re
 import tempfile
 from typing import Optional
 
+from azprov.errors import HostError
 from azprov.fabric.models import Secret
 from azprov.host.files import write_atomic
-from azprov.host.root import HostError, TargetRoot
+from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 
