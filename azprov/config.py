@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import ipaddress
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -88,11 +89,65 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
+def parse_port(text: str) -> int:
+    """A TCP port, 1 to 65535, written in ASCII digits."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError("invalid literal for a port")  # shown as "is not valid"
+    if not 0 < int(value) < 65536:
         raise ValueError("must be a port number from 1 to 65535")
-    return value
+    return int(value)
+
+
+def parse_endpoint(text: str) -> tuple[str, int | None]:
+    """Split `host`, `host:port`, `[v6]:port` into (host, port or None)."""
+    value = text.strip()
+    if not value or any(c.isspace() or c in "/?#@" for c in value):
+        raise ValueError("must be a host or host:port")
+    host, port = value, None
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("must be a host or host:port")
+            port = _endpoint_port(rest[1:])
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+        port = _endpoint_port(port_text)
+    if not host:
+        raise ValueError("must be a host or host:port")
+    if ":" in host:  # more than one colon: only an IPv6 address may carry them
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("must be a host, host:port or [IPv6]:port") from None
+    return host, port
+
+
+def _endpoint_port(text: str) -> int:
+    try:
+        return parse_port(text)
+    except ValueError:
+        raise ValueError("port must be a number from 1 to 65535") from None
+
+
+# The types OpenSSH still accepts as host keys. DSA is gone from OpenSSH 9.8.
+KNOWN_TYPES = ("rsa", "ecdsa", "ed25519")
+
+
+def parse_key_types(text: str) -> list[str]:
+    """`ssh_host_key_types` ("ed25519, rsa") as a list; empty means ssh-keygen's defaults."""
+    types: list[str] = []
+    for item in text.replace(",", " ").split():
+        name = item.strip().lower()
+        if name not in KNOWN_TYPES:
+            raise ConfigError(
+                f"[provisioning] ssh_host_key_types: {item!r} is not a host key type"
+                f" (use {', '.join(KNOWN_TYPES)})"
+            )
+        if name not in types:
+            types.append(name)
+    return types
 
 
 def _positive_int(text: str) -> int:
@@ -112,8 +167,6 @@ def _boolean(text: str) -> bool:
 
 
 def _endpoint(text: str) -> str:
-    from azprov.fabric.endpoints import parse_endpoint
-
     parse_endpoint(text)  # raises ValueError on a bad host:port
     return text.strip()
 
@@ -132,8 +185,6 @@ def _absolute_path(text: str) -> str:
 
 
 def _host_key_types(text: str) -> str:
-    from azprov.host.hostkeys import KNOWN_TYPES, parse_key_types
-
     try:
         parse_key_types(text)
     except ConfigError:
@@ -148,7 +199,7 @@ def _text(text: str) -> str:
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str], object]]]] = {
     "wireserver": (
         WireServerConfig,
-        {"endpoint": _endpoint, "total_timeout": _positive_float, "hostplugin_port": _port},
+        {"endpoint": _endpoint, "total_timeout": _positive_float, "hostplugin_port": parse_port},
     ),
     "imds": (ImdsConfig, {"url": _url, "total_timeout": _positive_float}),
     "media": (MediaConfig, {"path": _absolute_path}),

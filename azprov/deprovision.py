@@ -24,9 +24,9 @@ import click
 
 from azprov.config import Config
 from azprov.errors import AzprovError, HostError
-from azprov.fabric.endpoints import LEASE_GLOBS
 from azprov.host import state
 from azprov.host.files import write_atomic
+from azprov.host.leases import LEASE_GLOBS
 from azprov.host.root import TargetRoot
 from azprov.host.units import PROVISIONING_UNIT
 from azprov.host.users import read_accounts

@@ -40,6 +40,7 @@ from azprov.host.files import write_atomic
 from azprov.host.hostname import publish_hostname, set_hostname
 from azprov.host.identity import read_vm_id, try_vm_id
 from azprov.host.kvp import write_kvp
+from azprov.host.leases import wireserver_endpoint
 from azprov.host.root import TargetRoot
 from azprov.host.ssh import install_keys
 from azprov.host.sshd import reload_sshd, set_password_authentication
@@ -70,7 +71,9 @@ def provision(
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(state.run_lock(root))
         cleanup.enter_context(stop_on_sigterm())
-        fabric = cleanup.enter_context(open_fabric(config, root.path))
+        fabric = cleanup.enter_context(
+            open_fabric(config, wireserver_endpoint(config.wireserver.endpoint, root.path))
+        )
         if host_keys is not None:
             cleanup.callback(host_keys.cancel)  # a no-op once they are installed
         vm_id, goal_state = None, None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from azprov.fabric.client import open_fabric
 from azprov.fabric.wireserver import Health
+from azprov.host.leases import wireserver_endpoint
 
 if TYPE_CHECKING:
     from azprov.config import Config
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def report_ready(root: TargetRoot, config: Config) -> None:
-    with open_fabric(config, root.path) as fabric:
+    with open_fabric(config, wireserver_endpoint(config.wireserver.endpoint, root.path)) as fabric:
         fabric.wireserver.report_health(Health.ready())
 
 
@@ -34,5 +35,5 @@ def report_failure(root: TargetRoot, config: Config, text: str) -> None:
     error = ReportableError(text, reason=text)
     line = error.report_line(try_vm_id(root))
     write_kvp(root, "PROVISIONING_REPORT", line)
-    with open_fabric(config, root.path) as fabric:
+    with open_fabric(config, wireserver_endpoint(config.wireserver.endpoint, root.path)) as fabric:
         fabric.wireserver.report_health(Health.failed(line))

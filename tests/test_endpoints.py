@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from azprov.fabric.endpoints import (
-    DEFAULT_WIRESERVER,
-    base_url,
-    parse_endpoint,
-    wireserver_endpoint,
-    wireserver_from_leases,
-)
+from azprov.config import parse_endpoint
+from azprov.fabric.endpoints import base_url
+from azprov.host.leases import DEFAULT_WIRESERVER, wireserver_endpoint, wireserver_from_leases
 
 DHCLIENT = """lease {{
   interface "eth0";

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from azprov.config import parse_key_types
 from azprov.errors import ConfigError
-from azprov.host.hostkeys import ensure_host_keys, parse_key_types
+from azprov.host.hostkeys import ensure_host_keys
 from azprov.host.root import TargetRoot
 
 FINGERPRINT = re.compile(r"^\d+ SHA256:[A-Za-z0-9+/]+ \((RSA|ECDSA|ED25519)\)$")

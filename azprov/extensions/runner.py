@@ -193,8 +193,9 @@ class Runner:
 def run_extensions(root: TargetRoot, config: Config, once: bool) -> int:
     """The `azprov extensions` command; returns the exit code."""
     from azprov.fabric.client import open_fabric
+    from azprov.host.leases import wireserver_endpoint
 
-    with open_fabric(config, root.path) as fabric:
+    with open_fabric(config, wireserver_endpoint(config.wireserver.endpoint, root.path)) as fabric:
         runner = Runner(root, config, fabric.http, fabric.wireserver)
         if once:
             failures = runner.round()

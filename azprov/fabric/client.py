@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from azprov.fabric.endpoints import wireserver_endpoint
 from azprov.fabric.http import FabricHttp, RetryPolicy
 from azprov.fabric.wireserver import WireServer
 
@@ -53,10 +51,9 @@ class Fabric:
         self.close()
 
 
-def open_fabric(config: Config, root: Path, policy: RetryPolicy | None = None) -> Fabric:
-    """Clients for the WireServer (address from config, DHCP or default) and IMDS."""
+def open_fabric(config: Config, endpoint: str, policy: RetryPolicy | None = None) -> Fabric:
+    """Clients for the WireServer at `endpoint` (found by `host.leases`) and IMDS."""
     http = FabricHttp(policy)
-    endpoint = wireserver_endpoint(config.wireserver.endpoint, root)
     return Fabric(
         http=http,
         wireserver=WireServer(

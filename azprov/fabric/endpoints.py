@@ -1,72 +1,16 @@
-"""Where the fabric lives: endpoint parsing and the WireServer address from DHCP.
+"""Fabric endpoints: `host`, `host:port` or `[v6]:port`, and the base URL built from one.
 
-Azure hands the WireServer address to the guest as DHCP option 245 (four
-bytes). Each DHCP client keeps it in its own lease format; we read them all
-(from the target root) and use the newest, else the well-known address.
+Finding the WireServer's address (DHCP option 245 in the lease files) is host
+work: see `azprov.host.leases`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
-import re
-import stat
-from pathlib import Path
+
+from azprov.config import parse_endpoint
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WIRESERVER = "168.63.129.16"
-
-# Lease locations, relative to the target root, newest-first by mtime at read time.
-LEASE_GLOBS = (
-    "var/lib/dhcp/dhclient*.lease*",  # ISC dhclient (Debian, Ubuntu)
-    "var/lib/dhclient/*.lease*",  # ISC dhclient (RHEL, Fedora)
-    "run/systemd/netif/leases/*",  # systemd-networkd
-    "var/lib/NetworkManager/*.lease",  # NetworkManager (internal and dhclient backends)
-)
-
-# dhclient: `option unknown-245 a8:3f:81:10;`, or `option unknown-245 "ABCD";` when
-# all four bytes happen to be printable (dhclient then writes a string, with
-# backslash escapes);  networkd/NM: `OPTION_245=A83F8110`
-_OPTION_245 = re.compile(
-    r"(?:option\s+unknown-245\s+(?P<colon>[0-9a-fA-F:]+)\s*;)"
-    r'|(?:option\s+unknown-245\s+"(?P<quoted>(?:[^"\\\n]|\\.)*)"\s*;)'
-    r"|(?:^OPTION_245=(?P<hex>[0-9a-fA-F:]+)\s*$)",
-    re.MULTILINE,
-)
-_ESCAPE = re.compile(r"\\([0-7]{3}|.)", re.DOTALL)
-
-
-def parse_endpoint(text: str) -> tuple[str, int | None]:
-    """Split `host`, `host:port`, `[v6]:port` into (host, port or None)."""
-    value = text.strip()
-    if not value or any(c.isspace() or c in "/?#@" for c in value):
-        raise ValueError("must be a host or host:port")
-    host, port = value, None
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("must be a host or host:port")
-            port = _port(rest[1:])
-    elif value.count(":") == 1:
-        host, port_text = value.split(":")
-        port = _port(port_text)
-    if not host:
-        raise ValueError("must be a host or host:port")
-    if ":" in host:  # more than one colon: only an IPv6 address may carry them
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError("must be a host, host:port or [IPv6]:port") from None
-    return host, port
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError("port must be a number from 1 to 65535")
-    return int(text)
 
 
 def base_url(endpoint: str, default_port: int) -> str:
@@ -75,84 +19,3 @@ def base_url(endpoint: str, default_port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port or default_port}"
-
-
-def wireserver_from_leases(root: Path) -> str | None:
-    """The WireServer address from the newest DHCP lease that carries option 245."""
-    candidates: list[tuple[float, Path]] = []
-    for pattern in LEASE_GLOBS:
-        for path in root.glob(pattern):
-            try:
-                candidates.append((path.stat().st_mtime, path))
-            except OSError:
-                continue
-    for _, path in sorted(candidates, reverse=True):
-        try:
-            text = _read_lease(path)
-        except OSError:
-            continue
-        last = None
-        for match in _OPTION_245.finditer(text):
-            last = match  # the last lease in a file wins
-        if last is None:
-            continue
-        if last.group("quoted") is not None:
-            found = f'"{last.group("quoted")}"'
-            address = _address_from_bytes(_unescape(last.group("quoted")))
-        else:
-            found = last.group("colon") or last.group("hex")
-            address = _address_from_hex(found)
-        if address:
-            log.debug("WireServer address %s from DHCP option 245 in %s", address, path)
-            return address
-        log.warning("ignoring DHCP option 245 %r in %s: not an IPv4 address", found, path)
-    return None
-
-
-def _read_lease(path: Path, limit: int = 1 << 20) -> str:
-    """A lease file's text: never a FIFO or device, never more than `limit` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        return handle.read(limit).decode("utf-8", errors="replace")
-
-
-def _address_from_hex(text: str) -> str | None:
-    digits = text.replace(":", "")
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) != 4 or not all(1 <= len(p) <= 2 for p in parts):
-            return None
-        digits = "".join(p.zfill(2) for p in parts)
-    if len(digits) != 8:
-        return None
-    return _address_from_bytes(bytes.fromhex(digits))
-
-
-def _unescape(quoted: str) -> bytes:
-    """The bytes of a dhclient string: `\\ooo` is an octal byte, `\\c` the character c."""
-
-    def byte(match: re.Match[str]) -> str:
-        escaped = match.group(1)
-        return chr(int(escaped, 8)) if len(escaped) == 3 else escaped
-
-    return _ESCAPE.sub(byte, quoted).encode("latin-1", errors="replace")
-
-
-def _address_from_bytes(raw: bytes) -> str | None:
-    if len(raw) != 4:
-        return None
-    address = ipaddress.IPv4Address(raw)
-    if address.is_unspecified or address.is_multicast or address.is_loopback:
-        return None
-    if address.is_reserved:  # 240.0.0.0/4, with the broadcast address
-        return None
-    return str(address)
-
-
-def wireserver_endpoint(configured: str | None, root: Path) -> str:
-    """The configured endpoint, else DHCP option 245, else the well-known address."""
-    if configured:
-        return configured
-    return wireserver_from_leases(root) or DEFAULT_WIRESERVER

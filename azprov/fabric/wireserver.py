@@ -12,8 +12,9 @@ import time
 from typing import Mapping, Optional
 
 from azprov import AGENT_NAME
+from azprov.config import parse_endpoint
 from azprov.errors import FabricTimeout, NotWellFormed
-from azprov.fabric.endpoints import base_url, parse_endpoint
+from azprov.fabric.endpoints import base_url
 from azprov.fabric.http import Deadline, FabricHttp, Reply, Retry
 from azprov.fabric.models import GoalState, RoleInstanceMissing, parse_goal_state
 from azprov.fabric.xmldoc import escape

@@ -15,31 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from azprov.errors import ConfigError, HostError
+from azprov.config import parse_key_types
+from azprov.errors import HostError
 from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 
 SSH_DIR = "/etc/ssh"
-
-# The types OpenSSH still accepts as host keys. DSA is gone from OpenSSH 9.8.
-KNOWN_TYPES = ("rsa", "ecdsa", "ed25519")
-
-
-def parse_key_types(text: str) -> list[str]:
-    """`ssh_host_key_types` ("ed25519, rsa") as a list; empty means ssh-keygen's defaults."""
-    types: list[str] = []
-    for item in text.replace(",", " ").split():
-        name = item.strip().lower()
-        if name not in KNOWN_TYPES:
-            raise ConfigError(
-                f"[provisioning] ssh_host_key_types: {item!r} is not a host key type"
-                f" (use {', '.join(KNOWN_TYPES)})"
-            )
-        if name not in types:
-            types.append(name)
-    return types
 
 
 def existing_host_keys(root: TargetRoot) -> list[Path]:

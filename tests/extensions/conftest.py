@@ -12,6 +12,7 @@ import pytest
 from azprov.config import load_config
 from azprov.extensions.runner import Runner, run_extensions
 from azprov.fabric.client import open_fabric
+from azprov.host.leases import wireserver_endpoint
 from azprov.host.root import TargetRoot
 from azprov.simulator import SimulatedFabric
 from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
@@ -64,7 +65,9 @@ class Agent:
     def runner(self) -> Iterator[Runner]:
         """One runner kept across rounds, as the long-running loop keeps it."""
         config = load_config(self.root, self.config)
-        with open_fabric(config, self.root) as clients:
+        with open_fabric(
+            config, wireserver_endpoint(config.wireserver.endpoint, self.root)
+        ) as clients:
             yield Runner(TargetRoot(self.root), config, clients.http, clients.wireserver)
 
     def lib(self, *parts: str) -> Path:
