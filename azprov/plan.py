@@ -17,10 +17,10 @@ import re
 import struct
 from typing import Optional
 
+from azprov.credentials import AuthorizedKey, Secret
 from azprov.errors import InvalidInput
 from azprov.fabric.imds import InstanceMetadata
-from azprov.fabric.media import OvfEnv
-from azprov.fabric.models import Secret
+from azprov.fabric.ovf import OvfEnv
 from azprov.host.users import Accounts
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,6 @@ _HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # Debian's and Fedora's default NAME_REGEX, less the trailing '$' for machine accounts.
 _LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 RESERVED_USERS = frozenset({"root", "daemon", "bin", "sys", "nobody", "admin", "sshd"})
-
-
-@dataclasses.dataclass(frozen=True)
-class AuthorizedKey:
-    line: str  # one validated authorized_keys line
-    path: Optional[str]  # where the platform asked for it (checked against the home later)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,66 +153,20 @@ def decide(
     vm_id: str,
     user_groups: str = "",
 ) -> Plan:
-    """Merge IMDS and ovf-env.xml into a validated Plan, or raise InvalidInput."""
+    """Merge IMDS and ovf-env.xml into a validated Plan, or raise InvalidInput.
+
+    IMDS wins for every field it gives; ovf-env.xml is the fallback, and the
+    only source of the password and custom data.
+    """
     if imds.vm_id and imds.vm_id.lower() != vm_id:
         log.warning("IMDS vmId %s differs from this machine's VM ID %s", imds.vm_id, vm_id)
-
-    if imds.computer_name:
-        hostname = validate_hostname(imds.computer_name, "imds.compute.osProfile.computerName")
-    elif ovf and ovf.hostname:
-        hostname = validate_hostname(ovf.hostname, "ovf-env.HostName")
-    else:
-        raise InvalidInput("computerName", None, "neither IMDS nor ovf-env.xml gives one")
-
-    if imds.admin_username:
-        username = validate_username(
-            imds.admin_username, "imds.compute.osProfile.adminUsername", accounts
-        )
-    elif ovf and ovf.username:
-        username = validate_username(ovf.username, "ovf-env.UserName", accounts)
-    else:
-        raise InvalidInput("adminUsername", None, "neither IMDS nor ovf-env.xml gives one")
-
+    # Validated in this order, so the first problem reported is the same on every run.
+    hostname = _hostname(imds, ovf)
+    username = _username(imds, ovf, accounts)
     groups = validate_groups(user_groups, accounts)
-    keys: list[AuthorizedKey] = []
-    if imds.public_keys:
-        for index, key in enumerate(imds.public_keys):
-            field = f"imds.compute.publicKeys[{index}]"
-            keys.append(
-                AuthorizedKey(
-                    validate_ssh_key(key.key_data, f"{field}.keyData"),
-                    validate_key_path(key.path, f"{field}.path"),
-                )
-            )
-    elif ovf:
-        for index, ovf_key in enumerate(ovf.public_keys):
-            if ovf_key.value is None:
-                log.warning(
-                    "ovf-env.xml key %d names only certificate %s; azprov installs keys "
-                    "given by value (IMDS publicKeys), skipping it",
-                    index,
-                    ovf_key.fingerprint,
-                )
-                continue
-            field = f"ovf-env.PublicKey[{index}]"
-            keys.append(
-                AuthorizedKey(
-                    validate_ssh_key(ovf_key.value, f"{field}.Value"),
-                    validate_key_path(ovf_key.path, f"{field}.Path"),
-                )
-            )
-
-    password = None
-    if ovf and ovf.password:
-        password = validate_password(ovf.password, "ovf-env.UserPassword")
-
-    if imds.disable_password_authentication is not None:
-        disable_password_auth = imds.disable_password_authentication
-    elif ovf and ovf.disable_ssh_password_auth is not None:
-        disable_password_auth = ovf.disable_ssh_password_auth
-    else:
-        disable_password_auth = password is None
-
+    keys = _imds_keys(imds) if imds.public_keys else _ovf_keys(ovf)
+    password = _password(ovf)
+    disable_password_auth = _disable_password_auth(imds, ovf, password)
     if not keys and (password is None or disable_password_auth):
         raise InvalidInput(
             "publicKeys",
@@ -230,10 +178,69 @@ def decide(
         username=username,
         groups=groups,
         password=password,
-        keys=tuple(keys),
+        keys=keys,
         disable_password_auth=disable_password_auth,
         custom_data=ovf.custom_data if ovf else None,
     )
+
+
+def _hostname(imds: InstanceMetadata, ovf: Optional[OvfEnv]) -> str:
+    if imds.computer_name:
+        return validate_hostname(imds.computer_name, "imds.compute.osProfile.computerName")
+    if ovf and ovf.hostname:
+        return validate_hostname(ovf.hostname, "ovf-env.HostName")
+    raise InvalidInput("computerName", None, "neither IMDS nor ovf-env.xml gives one")
+
+
+def _username(imds: InstanceMetadata, ovf: Optional[OvfEnv], accounts: Accounts) -> str:
+    if imds.admin_username:
+        field = "imds.compute.osProfile.adminUsername"
+        return validate_username(imds.admin_username, field, accounts)
+    if ovf and ovf.username:
+        return validate_username(ovf.username, "ovf-env.UserName", accounts)
+    raise InvalidInput("adminUsername", None, "neither IMDS nor ovf-env.xml gives one")
+
+
+def _imds_keys(imds: InstanceMetadata) -> tuple[AuthorizedKey, ...]:
+    keys = []
+    for index, key in enumerate(imds.public_keys):
+        field = f"imds.compute.publicKeys[{index}]"
+        line = validate_ssh_key(key.key_data, f"{field}.keyData")
+        keys.append(AuthorizedKey(line, validate_key_path(key.path, f"{field}.path")))
+    return tuple(keys)
+
+
+def _ovf_keys(ovf: Optional[OvfEnv]) -> tuple[AuthorizedKey, ...]:
+    keys = []
+    for index, ovf_key in enumerate(ovf.public_keys if ovf else ()):
+        if ovf_key.value is None:
+            log.warning(
+                "ovf-env.xml key %d names only certificate %s; azprov installs keys "
+                "given by value (IMDS publicKeys), skipping it",
+                index,
+                ovf_key.fingerprint,
+            )
+            continue
+        field = f"ovf-env.PublicKey[{index}]"
+        line = validate_ssh_key(ovf_key.value, f"{field}.Value")
+        keys.append(AuthorizedKey(line, validate_key_path(ovf_key.path, f"{field}.Path")))
+    return tuple(keys)
+
+
+def _password(ovf: Optional[OvfEnv]) -> Optional[Secret]:
+    if ovf and ovf.password:
+        return validate_password(ovf.password, "ovf-env.UserPassword")
+    return None
+
+
+def _disable_password_auth(
+    imds: InstanceMetadata, ovf: Optional[OvfEnv], password: Optional[Secret]
+) -> bool:
+    if imds.disable_password_authentication is not None:
+        return imds.disable_password_authentication
+    if ovf and ovf.disable_ssh_password_auth is not None:
+        return ovf.disable_ssh_password_auth
+    return password is None
 
 
 def validate_key_path(path: Optional[str], field: str) -> Optional[str]:
@@ -244,25 +251,3 @@ def validate_key_path(path: Optional[str], field: str) -> Optional[str]:
     if not path.startswith("/") or not path.isprintable() or len(path.encode()) > 1024:
         raise InvalidInput(field, path, "is not an absolute, printable path")
     return path
-
-
-def key_path_inside_home(requested: Optional[str], home: str, field: str) -> str:
-    """The authorized_keys file to write: the requested one only when it is a file
-    directly in `home/.ssh/` named authorized_keys*, else the default one."""
-    ssh_dir = posixpath.join(home, ".ssh")
-    default = posixpath.join(ssh_dir, "authorized_keys")
-    if not requested:
-        return default
-    normalized = posixpath.normpath(requested)
-    if posixpath.dirname(normalized) != ssh_dir or not posixpath.basename(normalized).startswith(
-        "authorized_keys"
-    ):
-        log.warning(
-            "%s=%r is not an authorized_keys file in %s; using %s instead",
-            field,
-            requested,
-            ssh_dir,
-            default,
-        )
-        return default
-    return normalized

@@ -32,8 +32,8 @@ from azprov.errors import (
 )
 from azprov.fabric.client import Fabric, open_fabric
 from azprov.fabric.imds import InstanceMetadata
-from azprov.fabric.media import OvfEnv, read_media
 from azprov.fabric.models import GoalState
+from azprov.fabric.ovf import OvfEnv, parse_ovf_env
 from azprov.fabric.wireserver import Health
 from azprov.host import hostkeys, state
 from azprov.host.files import write_atomic
@@ -41,6 +41,7 @@ from azprov.host.hostname import publish_hostname, set_hostname
 from azprov.host.identity import read_vm_id, try_vm_id
 from azprov.host.kvp import write_kvp
 from azprov.host.leases import wireserver_endpoint
+from azprov.host.media import read_media
 from azprov.host.root import TargetRoot
 from azprov.host.ssh import install_keys
 from azprov.host.sshd import reload_sshd, set_password_authentication
@@ -151,9 +152,14 @@ def gather(fabric: Fabric, root: TargetRoot, config: Config, run: RunRecord) -> 
         gathered = Gathered(
             pool.submit(run.timed, "goal_state", fabric.wireserver.goal_state),
             pool.submit(run.timed, "imds", fabric.imds.instance_metadata),
-            pool.submit(run.timed, "media", read_media, root, config.media.path),
+            pool.submit(run.timed, "media", provisioning_media, root, config.media.path),
         )
     return gathered
+
+
+def provisioning_media(root: TargetRoot, configured_path: Optional[str]) -> Optional[OvfEnv]:
+    data = read_media(root, configured_path)
+    return parse_ovf_env(data) if data is not None else None
 
 
 def apply(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from azprov.config import parse_endpoint
+from azprov.config_values import parse_endpoint
 from azprov.fabric.endpoints import base_url
 from azprov.host.leases import DEFAULT_WIRESERVER, wireserver_endpoint, wireserver_from_leases
 

@@ -13,9 +13,9 @@ import pytest
 
 from azprov.errors import FabricError, HostError, InvalidInput
 from azprov.fabric.http import Deadline, FabricHttp, RetryPolicy
-from azprov.fabric.media import read_media
 from azprov.fabric.xmldoc import parse_xml
 from azprov.host.leases import wireserver_from_leases
+from azprov.host.media import read_media
 from azprov.host.root import TargetRoot
 from azprov.host.sshd import set_password_authentication
 from azprov.simulate import prepare_root, snapshot

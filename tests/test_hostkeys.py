@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from azprov.config import parse_key_types
+from azprov.config_values import parse_key_types
 from azprov.errors import ConfigError
 from azprov.host.hostkeys import ensure_host_keys
 from azprov.host.root import TargetRoot

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from azprov.credentials import Secret, key_path_inside_home
 from azprov.errors import InvalidInput
 from azprov.fabric.imds import ImdsPublicKey, InstanceMetadata, parse_instance_metadata
-from azprov.fabric.media import parse_ovf_env, read_media
-from azprov.fabric.models import Secret
+from azprov.fabric.ovf import parse_ovf_env
 from azprov.host.identity import read_vm_id
+from azprov.host.media import read_media
 from azprov.host.root import TargetRoot
 from azprov.host.users import Account, Accounts
 from azprov.plan import (
     decide,
-    key_path_inside_home,
     validate_hostname,
     validate_password,
     validate_ssh_key,
@@ -249,7 +249,7 @@ def test_offline_root_without_media_path_has_no_media(tmp_path):
 
 def test_unmountable_device_is_skipped_with_a_warning(tmp_path, caplog):
     """A real loop device with no file system: mount fails as udf and iso9660, nothing is read."""
-    from azprov.fabric.media import _read_from_device
+    from azprov.host.media import _read_from_device
 
     image = tmp_path / "blank.img"
     image.write_bytes(b"\0" * (1 << 20))
@@ -267,7 +267,7 @@ def test_unmountable_device_is_skipped_with_a_warning(tmp_path, caplog):
 
 
 def test_live_root_without_a_cd_means_imds_only(monkeypatch):
-    import azprov.fabric.media as media
+    import azprov.host.media as media
 
     monkeypatch.setattr(media, "CD_DEVICES", (str(Path("/nonexistent/sr0")),))
     assert read_media(TargetRoot("/"), None) is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from azprov.config import parse_endpoint
+from azprov.config_values import parse_endpoint
 
 log = logging.getLogger(__name__)
 

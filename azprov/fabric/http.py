@@ -13,15 +13,9 @@ Why these rules:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import email.utils
 import logging
-import random
 import re
-import socket
-import ssl
-import threading
 import time
 from typing import IO, Callable, Collection, Mapping, Optional, TypeVar
 
@@ -35,6 +29,13 @@ from azprov.errors import (
     TransportError,
     one_line,
 )
+from azprov.fabric.retry import Deadline, RetryPolicy, retry_after
+from azprov.fabric.transport import (
+    LazyTransport,
+    plain_http_transport,
+    set_nodelay,
+    verified_https_transport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,33 +44,6 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 429} | set(range(500, 600)))
 SUCCESS_STATUS = frozenset(range(200, 300))
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
-
-
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """Timing of one logical call: per-request timeouts and the backoff between tries."""
-
-    connect_timeout: float = 3.0
-    read_timeout: float = 30.0
-    first_delay: float = 0.1
-    max_delay: float = 5.0
-    max_retry_after: float = 30.0
-
-    def backoff(self, attempt: int) -> float:
-        """Delay before try `attempt + 1`: doubling from first_delay, capped, half-jittered."""
-        ceiling = min(self.max_delay, self.first_delay * (2 ** min(attempt - 1, 30)))
-        return ceiling * random.uniform(0.5, 1.0)
-
-
-class Deadline:
-    """The time a logical call (with all its retries) must finish by."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        return max(0.0, self._end - time.monotonic())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,36 +97,19 @@ def redact_url(url: str) -> str:
     return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=<redacted>", url)
 
 
-def _retry_after(value: str | None, policy: RetryPolicy) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), policy.max_retry_after)
-
-
 class FabricHttp:
     """An httpx client bound to one retry policy; shared by WireServer, HostGAPlugin and IMDS."""
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.policy = policy or RetryPolicy()
-        plain, self._set_nodelay = _plain_http_transport()
+        plain, self._set_nodelay = plain_http_transport()
         self._client = httpx.Client(
             trust_env=False,
             follow_redirects=False,
             timeout=httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout),
             headers={"User-Agent": AGENT_NAME},
             transport=plain,
-            mounts={"https://": _LazyTransport(_verified_https_transport)},
+            mounts={"https://": LazyTransport(verified_https_transport)},
         )
 
     def close(self) -> None:
@@ -220,7 +177,7 @@ class FabricHttp:
             except Retry as exc:
                 return _Retryable(f"unusable reply: {exc}")
         if reply.status in retry_status:
-            wait = _retry_after(reply.headers.get("retry-after"), self.policy)
+            wait = retry_after(reply.headers.get("retry-after"), self.policy)
             return _Retryable(
                 f"HTTP {reply.status}" + (f" with Retry-After {wait:g} s" if wait else ""), wait
             )
@@ -273,7 +230,7 @@ class FabricHttp:
             timeout=timeout,
         ) as response:
             if self._set_nodelay:
-                _nodelay(response)
+                set_nodelay(response)
             size = 0
             chunks: list[bytes] = []
             for chunk in response.iter_bytes():
@@ -299,79 +256,6 @@ class FabricHttp:
                 content=b"".join(chunks),
                 url=request.url,
             )
-
-
-_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-
-
-def _plain_http_transport() -> tuple[httpx.HTTPTransport, bool]:
-    """The transport for http:// (WireServer, HostGAPlugin, IMDS), and whether
-    TCP_NODELAY must still be set per connection (httpx < 0.25).
-
-    TCP_NODELAY: httpx writes a request's head and body separately, so without
-    it every POST with a body waits for the server's delayed ACK (40 ms on
-    Linux, up to 200 ms on Windows). The TLS context is a bare one with no CA
-    loaded: loading the CA bundle costs tens of milliseconds per process, and
-    https:// never reaches this transport (it is mounted to a verifying one);
-    were it to, verification would fail closed.
-    """
-    no_ca = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
-    try:
-        transport = httpx.HTTPTransport(
-            verify=no_ca,
-            trust_env=False,
-            socket_options=_NODELAY,  # type: ignore[call-arg,unused-ignore]
-        )
-        return transport, False
-    except TypeError:  # httpx < 0.25 has no socket_options
-        return httpx.HTTPTransport(verify=no_ca, trust_env=False), True
-
-
-def _verified_https_transport() -> httpx.HTTPTransport:
-    """https:// (storage downloads): full verification against the default CA bundle."""
-    try:
-        return httpx.HTTPTransport(
-            trust_env=False,
-            socket_options=_NODELAY,  # type: ignore[call-arg,unused-ignore]
-        )
-    except TypeError:  # httpx < 0.25
-        return httpx.HTTPTransport(trust_env=False)
-
-
-class _LazyTransport(httpx.BaseTransport):
-    """Builds its transport on first use, so runs that never need it never pay for it."""
-
-    def __init__(self, build: Callable[[], httpx.BaseTransport]) -> None:
-        self._build = build
-        self._transport: httpx.BaseTransport | None = None
-        self._lock = threading.Lock()  # provision fetches in parallel threads
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            if self._transport is None:
-                self._transport = self._build()
-            transport = self._transport
-        return transport.handle_request(request)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._transport is not None:
-                self._transport.close()
-
-
-def _nodelay(response: httpx.Response) -> None:
-    """Set TCP_NODELAY on the connection that carried `response` (httpx < 0.25).
-
-    Through the `network_stream` response extension (public in httpcore): the
-    first exchange on a connection is not delayed (Linux ACKs at once while a
-    connection is new), so setting it after the first reply covers the
-    requests that follow on the same connection.
-    """
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _describe_transport_error(exc: Exception) -> str:

@@ -9,29 +9,6 @@ from azprov.errors import MalformedDocument
 from azprov.fabric.xmldoc import child, parse_xml, text
 
 
-class Secret:
-    """A value that must never be printed: its repr and str are redacted."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(<redacted>)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
 @dataclasses.dataclass(frozen=True)
 class GoalState:
     """What the WireServer wants of this VM now (the parts every agent needs)."""

@@ -12,7 +12,7 @@ import time
 from typing import Mapping, Optional
 
 from azprov import AGENT_NAME
-from azprov.config import parse_endpoint
+from azprov.config_values import parse_endpoint
 from azprov.errors import FabricTimeout, NotWellFormed
 from azprov.fabric.endpoints import base_url
 from azprov.fabric.http import Deadline, FabricHttp, Reply, Retry

@@ -114,20 +114,27 @@ def write_atomic(
 
 def read_at(dir_fd: int, name: str, limit: int = 1 << 20) -> Optional[bytes]:
     """Read a regular file in an open directory without following a symlink; None if absent."""
+    return read_regular(name, limit, dir_fd=dir_fd)
+
+
+def read_regular(
+    path: str | os.PathLike[str], limit: int, *, dir_fd: Optional[int] = None
+) -> Optional[bytes]:
+    """At most `limit` bytes of a regular file, never through a symlink.
+
+    None when it is absent, a symlink (treated as absent: ours get replaced,
+    theirs are not trusted), or not a regular file: O_NONBLOCK and the type
+    check keep a FIFO or device planted in its place from hanging or feeding us.
+    """
     try:
         fd = os.open(
-            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd
+            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd
         )
-    except FileNotFoundError:
-        return None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None  # a symlink where our file should be: treat as absent, replace it
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return None
         raise
-    try:
+    with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            return handle.read(limit)
-    finally:
-        os.close(fd)
+        return handle.read(limit)

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from azprov.config import parse_key_types
+from azprov.config_values import parse_key_types
 from azprov.errors import HostError
 from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot

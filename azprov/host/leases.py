@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import re
-import stat
 from pathlib import Path
 
+from azprov.host.files import read_regular
+
 log = logging.getLogger(__name__)
+
+LEASE_MAX_BYTES = 1 << 20
 
 DEFAULT_WIRESERVER = "168.63.129.16"
 
@@ -49,9 +51,12 @@ def wireserver_from_leases(root: Path) -> str | None:
                 continue
     for _, path in sorted(candidates, reverse=True):
         try:
-            text = _read_lease(path)
+            data = read_regular(path, LEASE_MAX_BYTES)
         except OSError:
             continue
+        if data is None:
+            continue
+        text = data.decode("utf-8", errors="replace")
         last = None
         for match in _OPTION_245.finditer(text):
             last = match  # the last lease in a file wins
@@ -68,15 +73,6 @@ def wireserver_from_leases(root: Path) -> str | None:
             return address
         log.warning("ignoring DHCP option 245 %r in %s: not an IPv4 address", found, path)
     return None
-
-
-def _read_lease(path: Path, limit: int = 1 << 20) -> str:
-    """A lease file's text: never a FIFO or device, never more than `limit` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        return handle.read(limit).decode("utf-8", errors="replace")
 
 
 def _address_from_hex(text: str) -> str | None:

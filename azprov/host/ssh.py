@@ -14,10 +14,10 @@ import posixpath
 from collections import defaultdict
 from typing import Iterable
 
+from azprov.credentials import AuthorizedKey, key_path_inside_home
 from azprov.host.files import open_directory, read_at, write_at
 from azprov.host.root import TargetRoot
 from azprov.host.users import Account
-from azprov.plan import AuthorizedKey, key_path_inside_home
 
 log = logging.getLogger(__name__)
 

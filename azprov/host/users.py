@@ -9,8 +9,8 @@ import re
 import tempfile
 from typing import Optional
 
+from azprov.credentials import Secret
 from azprov.errors import HostError
-from azprov.fabric.models import Secret
 from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot
 
