@@ -141,9 +141,9 @@ def report_ready_command(options: Options) -> None:
 @fail_cleanly
 def report_failure_command(options: Options, text: str) -> None:
     """Tell the platform provisioning failed (NotReady / ProvisioningFailed) with TEXT."""
-    from azprov.report import report_failure
+    from azprov.report import report_failure_text
 
-    report_failure(options.root(), options.config(), text)
+    report_failure_text(options.root(), options.config(), text)
 
 
 @cli.command("provision")

@@ -11,6 +11,7 @@ import datetime
 from typing import Any, Mapping
 
 from azprov import AGENT_NAME
+from azprov.timestamps import utc_timestamp
 
 DOCUMENTATION_URL = "https://aka.ms/linuxprovisioningerror"
 
@@ -245,7 +246,7 @@ def report_line(
     data (then, if still needed, the reason), never the identity fields at the
     end, so support can always find the VM and the time.
     """
-    when = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = utc_timestamp(now)
     tail = [f"vm_id={vm_id or 'unknown'}", f"timestamp={when}"]
     if result == "error":
         tail.append(f"documentation_url={DOCUMENTATION_URL}")

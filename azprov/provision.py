@@ -1,10 +1,13 @@
-"""First boot: gather → decide → apply → report → remember. The only place fabric meets host.
+"""First boot: gather → decide → apply → report → finish. Where fabric meets host.
 
 Order matters and is deliberate:
 - everything is validated before the first change, so bad input changes nothing;
-- Ready is posted only after the user, keys and sshd policy are in place;
-- the "provisioned" marker is written only after Ready was acknowledged, so a
-  crash or power loss before that makes the next boot report again.
+- Ready is posted only after the user, their SSH keys and sshd's policy are in
+  place; the SSH host keys are not on that path (they only matter to sshd,
+  which is ordered after this unit, and they take seconds of CPU);
+- the "provisioned" marker is written only after Ready was acknowledged and
+  the host keys are installed, so a crash, a power loss or a key failure
+  before that makes the next boot try again.
 """
 
 from __future__ import annotations
@@ -12,11 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime
 import logging
-import signal
-import threading
-import time
 from typing import Any, Iterator, Optional
 
 from azprov.config import Config
@@ -27,26 +26,24 @@ from azprov.errors import (
     HostError,
     InternalError,
     ReportableError,
-    Terminated,
-    report_line,
 )
-from azprov.fabric.client import Fabric, open_fabric
+from azprov.fabric.client import Fabric
 from azprov.fabric.imds import InstanceMetadata
 from azprov.fabric.models import GoalState
 from azprov.fabric.ovf import OvfEnv, parse_ovf_env
 from azprov.fabric.wireserver import Health
 from azprov.host import hostkeys, state
 from azprov.host.files import write_atomic
+from azprov.host.hostkeys import start_host_keys
 from azprov.host.hostname import publish_hostname, set_hostname
 from azprov.host.identity import read_vm_id, try_vm_id
-from azprov.host.kvp import write_kvp
-from azprov.host.leases import wireserver_endpoint
 from azprov.host.media import read_media
 from azprov.host.root import TargetRoot
 from azprov.host.ssh import install_keys
 from azprov.host.sshd import reload_sshd, set_password_authentication
 from azprov.host.units import disable_provisioning_unit
 from azprov.host.users import (
+    Accounts,
     ensure_user,
     lock_password,
     read_accounts,
@@ -54,6 +51,9 @@ from azprov.host.users import (
     write_sudoers,
 )
 from azprov.plan import Plan, decide
+from azprov.report import open_configured_fabric, report_failure, report_success
+from azprov.run import RunRecord, stop_on_sigterm
+from azprov.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -63,59 +63,100 @@ CUSTOM_DATA = f"{state.STATE_DIR}/custom-data"
 def provision(
     root: TargetRoot, config: Config, host_keys: Optional[hostkeys.PendingHostKeys] = None
 ) -> None:
-    """Provision this VM once; raise an AzprovError (after reporting it) on failure.
+    """Provision this VM once; raise a ReportableError (after reporting it) on failure.
 
     `host_keys`: SSH host keys already being made (the CLI starts that before its
-    heavy imports); installed only if provisioning gets as far as applying.
+    heavy imports). Ready does not wait for them: they are installed after it,
+    and the unit (which sshd is ordered after) exits only once they are.
     """
     run = RunRecord()
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(state.run_lock(root))
         cleanup.enter_context(stop_on_sigterm())
-        fabric = cleanup.enter_context(
-            open_fabric(config, wireserver_endpoint(config.wireserver.endpoint, root.path))
-        )
-        if host_keys is not None:
-            cleanup.callback(host_keys.cancel)  # a no-op once they are installed
+        fabric = cleanup.enter_context(open_configured_fabric(root, config))
         vm_id, goal_state = None, None
         try:
-            with run.phase("identity"):
-                vm_id = read_vm_id(root)
+            vm_id = run.timed("identity", read_vm_id, root)
             if state.provisioned_vm_id(root) == vm_id:
                 log.info("VM %s is already provisioned; nothing to do", vm_id)
                 disable_provisioning_unit(root)
                 return
             log.info("provisioning VM %s", vm_id)
-            if host_keys is None:
-                host_keys = hostkeys.start_host_keys(root, config.provisioning.ssh_host_key_types)
-                if host_keys is not None:
-                    cleanup.callback(host_keys.cancel)
+            host_keys = host_keys or start_host_keys(root, config.provisioning.ssh_host_key_types)
+            if host_keys is not None:
+                cleanup.callback(host_keys.cancel)  # a no-op once they are installed
             with run.phase("gather"):
                 gathered = gather(fabric, root, config, run)
                 goal_state = gathered.goal_state()  # kept for the report if the rest failed
-                metadata, media = gathered.metadata(), gathered.media()
-            with run.phase("validate"):
-                plan = decide(
-                    metadata, media, read_accounts(root), vm_id, config.provisioning.user_groups
-                )
-            with run.phase("apply"):
-                applied = apply(root, config, plan, vm_id, run, host_keys)
-            with run.phase("report"):
-                fabric.wireserver.report_health(Health.ready(), goal_state)
+                plan = decide(*gathered.inputs(), vm_id, config.provisioning.user_groups)
+            applied = run.timed("apply", apply, root, plan, vm_id, run)
+            run.timed("report", fabric.wireserver.report_health, Health.ready(), goal_state)
         except Exception as exc:
-            error = as_reportable(exc)
-            fail(root, fabric, goal_state, vm_id, error, run)
-            raise error from None
-        with run.phase("remember"):  # still under the lock: no second run in between
-            state.mark_provisioned(root, vm_id, now_iso(), **applied)
-            disable_provisioning_unit(root)
-            line = report_line("success", {}, vm_id)
-            write_kvp(root, "PROVISIONING_REPORT", line)
+            raise failed(root, fabric, goal_state, vm_id, exc, run) from None
+        # Ready is posted: from here on a failure goes to KVP and the journal only.
+        finish(root, vm_id, applied, host_keys, run)
     if config.provisioning.publish_hostname:
-        with run.phase("publish_hostname"):
-            publish_hostname(root)  # after Ready: DNS registration must not delay it
-    run.save(root, vm_id, "success", line)
+        run.timed("publish_hostname", publish_hostname, root)  # after Ready: DNS must not delay it
     log.info("VM %s provisioned: %s", vm_id, run.summary())
+
+
+def finish(
+    root: TargetRoot,
+    vm_id: str,
+    applied: dict[str, Any],
+    host_keys: Optional[hostkeys.PendingHostKeys],
+    run: RunRecord,
+) -> None:
+    """After Ready: install the host keys (sshd waits for this unit), then remember the VM.
+
+    The marker is written only once the keys are in place, so a key failure makes
+    the next boot try again (re-posting Ready is harmless) instead of leaving a VM
+    whose sshd has no host keys.
+    """
+    try:
+        for fingerprint in run.timed("host_keys", install_host_keys, root, host_keys):
+            log.info("SSH host key: %s", fingerprint)
+    except Exception as exc:
+        error = as_reportable(exc)
+        log.error("after Ready: %s", error)
+        run.save(root, vm_id, "error", report_failure(root, None, error, vm_id))
+        raise error from None
+    with run.phase("remember"):  # still under the lock: no second run in between
+        state.mark_provisioned(root, vm_id, utc_timestamp(), **applied)
+        disable_provisioning_unit(root)
+        line = report_success(root, vm_id)
+    run.save(root, vm_id, "success", line)
+
+
+def install_host_keys(
+    root: TargetRoot, host_keys: Optional[hostkeys.PendingHostKeys]
+) -> list[str]:
+    """Wait for the host keys being made, install them, and let a running sshd see them."""
+    if host_keys is None:
+        return []
+    fingerprints = host_keys.install()
+    reload_sshd(root)  # a running sshd must see the new keys
+    return fingerprints
+
+
+def failed(
+    root: TargetRoot,
+    fabric: Fabric,
+    goal_state: Optional[GoalState],
+    vm_id: Optional[str],
+    exc: BaseException,
+    run: RunRecord,
+) -> ReportableError:
+    """Report a failure before Ready to KVP and (when there is a goal state) the platform."""
+    error = as_reportable(exc)
+    log.error("provisioning failed: %s", error)
+    if isinstance(error, GoalStateUnavailable):
+        log.error("no goal state: cannot report the failure to the WireServer")
+    line = report_failure(
+        root, None if isinstance(error, GoalStateUnavailable) else fabric, error, vm_id, goal_state
+    )
+    run.save(root, vm_id, "error", line)
+    return error
 
 
 @contextlib.contextmanager
@@ -132,6 +173,7 @@ class Gathered:
     goal: concurrent.futures.Future[GoalState]
     imds: concurrent.futures.Future[InstanceMetadata]
     ovf: concurrent.futures.Future[Optional[OvfEnv]]
+    accounts: concurrent.futures.Future[Accounts]
 
     def goal_state(self) -> GoalState:
         try:
@@ -145,14 +187,20 @@ class Gathered:
     def media(self) -> Optional[OvfEnv]:
         return self.ovf.result()
 
+    def inputs(self) -> tuple[InstanceMetadata, Optional[OvfEnv], Accounts]:
+        """What `decide` weighs: IMDS, the media and the accounts the image has."""
+        return self.metadata(), self.media(), self.accounts.result()
+
 
 def gather(fabric: Fabric, root: TargetRoot, config: Config, run: RunRecord) -> Gathered:
-    """Goal state, IMDS and the media at the same time, all finished when this returns."""
+    """Goal state, IMDS, the media and the accounts at the same time, all finished when
+    this returns: the disk work overlaps the network round trips."""
     with background() as pool:
         gathered = Gathered(
             pool.submit(run.timed, "goal_state", fabric.wireserver.goal_state),
             pool.submit(run.timed, "imds", fabric.imds.instance_metadata),
             pool.submit(run.timed, "media", provisioning_media, root, config.media.path),
+            pool.submit(read_accounts, root),
         )
     return gathered
 
@@ -162,22 +210,13 @@ def provisioning_media(root: TargetRoot, configured_path: Optional[str]) -> Opti
     return parse_ovf_env(data) if data is not None else None
 
 
-def apply(
-    root: TargetRoot,
-    config: Config,
-    plan: Plan,
-    vm_id: str,
-    run: RunRecord,
-    host_keys: Optional[hostkeys.PendingHostKeys],
-) -> dict[str, Any]:
-    """Make the machine match the plan. Each step is idempotent.
+def apply(root: TargetRoot, plan: Plan, vm_id: str, run: RunRecord) -> dict[str, Any]:
+    """Make the machine match the plan, all before Ready. Each step is idempotent.
 
-    SSH host keys (CPU-bound: RSA takes seconds on a small VM) and the host name
-    (a D-Bus round trip to hostnamed) run beside the user's steps; all of it is
-    done before this returns, so Ready is never sent for a VM sshd cannot serve.
+    The host name runs beside the user's steps. The SSH host keys are not here:
+    Ready does not depend on them (see `finish`).
     """
     with background() as pool:
-        made_keys = pool.submit(run.timed, "host_keys", host_keys.install) if host_keys else None
         hostname = pool.submit(run.timed, "hostname", set_hostname, root, plan.hostname)
         with run.phase("user"):
             account, created = ensure_user(root, plan.username, plan.groups)
@@ -191,40 +230,16 @@ def apply(
             install_keys(root, account, plan.keys)
         with run.phase("sshd"):
             set_password_authentication(root, allow=not plan.disable_password_auth)
+            reload_sshd(root)  # a running sshd (a re-run by hand) must apply the policy now
         if plan.custom_data is not None:
-            write_atomic(root / CUSTOM_DATA, plan.custom_data, mode=0o600, dir_mode=0o700)
-            log.info(
-                "saved %d bytes of custom data to %s (not executed)",
-                len(plan.custom_data),
-                CUSTOM_DATA,
-            )
+            save_custom_data(root, plan.custom_data)
         hostname.result()
-        for fingerprint in made_keys.result() if made_keys else ():
-            log.info("SSH host key: %s", fingerprint)
-    reload_sshd(root)  # after the host keys exist: a running sshd must see both
     return {"admin_user": plan.username, "user_created": created, "sudoers_file": sudoers}
 
 
-def fail(
-    root: TargetRoot,
-    fabric: Fabric,
-    goal_state: Optional[GoalState],
-    vm_id: Optional[str],
-    error: ReportableError,
-    run: RunRecord,
-) -> None:
-    """Tell the host (KVP) and the platform (NotReady) why, as far as each can be reached."""
-    line = error.report_line(vm_id)
-    log.error("provisioning failed: %s", error)
-    write_kvp(root, "PROVISIONING_REPORT", line)
-    if isinstance(error, GoalStateUnavailable):
-        log.error("no goal state: cannot report the failure to the WireServer")
-    else:
-        try:
-            fabric.wireserver.report_health(Health.failed(line), goal_state)
-        except AzprovError as report_error:
-            log.error("could not report the failure: %s", report_error)
-    run.save(root, vm_id, "error", line)
+def save_custom_data(root: TargetRoot, custom_data: bytes) -> None:
+    write_atomic(root / CUSTOM_DATA, custom_data, mode=0o600, dir_mode=0o700)
+    log.info("saved %d bytes of custom data to %s (not executed)", len(custom_data), CUSTOM_DATA)
 
 
 def record_config_error(root: TargetRoot, error: ConfigError) -> None:
@@ -232,24 +247,7 @@ def record_config_error(root: TargetRoot, error: ConfigError) -> None:
     the broken file is what says where the WireServer is, and guessing could reach the
     wrong endpoint; the unit fails with the one-line reason on the console."""
     reportable = ReportableError(str(error), reason="config_invalid")
-    write_kvp(root, "PROVISIONING_REPORT", reportable.report_line(try_vm_id(root)))
-
-
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into a reported failure instead of a silent death (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        raise Terminated("stopped by SIGTERM before provisioning finished")
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    report_failure(root, None, reportable, try_vm_id(root))
 
 
 def as_reportable(exc: BaseException) -> ReportableError:
@@ -263,45 +261,3 @@ def as_reportable(exc: BaseException) -> ReportableError:
         return HostError(f"{exc.strerror or exc}{where}", errno=exc.errno or 0)
     log.debug("unexpected error", exc_info=exc)
     return InternalError(f"{type(exc).__name__}: {exc}")
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclasses.dataclass
-class RunRecord:
-    """How long each phase took, kept for `azprov status`."""
-
-    started: float = dataclasses.field(default_factory=time.monotonic)
-    started_at: str = dataclasses.field(default_factory=now_iso)
-    phases: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        began = time.monotonic()
-        try:
-            yield
-        finally:
-            self.phases[name] = round(time.monotonic() - began, 4)
-
-    def timed(self, name: str, func: Any, *args: Any) -> Any:
-        with self.phase(name):
-            return func(*args)
-
-    def summary(self) -> str:
-        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
-
-    def save(self, root: TargetRoot, vm_id: Optional[str], result: str, line: str) -> None:
-        state.save_run(
-            root,
-            {
-                "vm_id": vm_id,
-                "result": result,
-                "report": line,
-                "started_at": self.started_at,
-                "finished_at": now_iso(),
-                "seconds": round(time.monotonic() - self.started, 4),
-                "phases": self.phases,
-            },
-        )

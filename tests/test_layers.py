@@ -36,7 +36,7 @@ def layer(module: str) -> tuple[int, str]:
     """(rank, family) of an azprov module; the family keeps fabric and host apart."""
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else ""
-    if top in ("", "errors", "credentials", "config_values", "config"):
+    if top in ("", "errors", "timestamps", "credentials", "config_values", "config"):
         return 0, "base"
     if top in ("fabric", "host"):
         return 1, top
