@@ -426,3 +426,39 @@ def test_media_path_without_ovf_env_is_reported(fabric, config_file, image, tmp_
     run = provision(config_file, image)
     assert run.returncode == 1 and "media.path" in run.stderr
     assert fabric.health_reports[-1].state == "NotReady"
+
+
+def test_host_key_failure_after_ready_fails_the_unit_and_the_next_boot_retries(
+    fabric, config_file, image
+):
+    """Ready does not wait for the host keys; a failure installing them is not a
+    NotReady (the platform already has Ready) but goes to KVP, fails the run and
+    leaves no marker, so the next boot tries again."""
+    for key in (image / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    blocker = image / "etc/ssh/ssh_host_ed25519_key"
+    blocker.mkdir()  # a directory where the new key must go: installing it fails
+    run = provision(config_file, image)
+    assert run.returncode == 1
+    assert "ssh_host_ed25519_key" in run.stderr and "Traceback" not in run.stderr
+    assert [r.state for r in fabric.health_reports] == ["Ready"]
+    assert kvp_reports(image)[-1].startswith("result=error|reason=host_change_failed")
+    assert not (image / "var/lib/azprov/provisioned.json").exists()
+
+    blocker.rmdir()
+    again = provision(config_file, image)
+    assert again.returncode == 0, again.stderr
+    assert [r.state for r in fabric.health_reports] == ["Ready", "Ready"]
+    assert (image / "etc/ssh/ssh_host_ed25519_key").is_file()
+    assert (image / "var/lib/azprov/provisioned.json").is_file()
+
+
+def test_goal_state_cut_short_once_still_ends_in_ready(fabric, config_file, image):
+    """A 200 whose goal-state XML is cut short is retried within the budget (it used
+    to end the run at once with nothing reported)."""
+    cut = Answer(200, b"<GoalState><Incarnation>1</Incarnation><Container>")
+    fabric.wireserver.script([cut, cut], "/machine/?comp=goalstate")
+    run = provision(config_file, image)
+    assert run.returncode == 0, run.stderr
+    assert "not well-formed XML" in run.stderr
+    assert fabric.health_reports[-1].state == "Ready"

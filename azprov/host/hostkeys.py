@@ -100,20 +100,28 @@ class PendingHostKeys:
                         "creating SSH host keys: ssh-keygen exited with status "
                         f"{process.returncode}: {detail[-1] if detail else 'no message'}"
                     )
-            target = self.root / SSH_DIR
-            target.mkdir(mode=0o755, parents=True, exist_ok=True)
-            for made in sorted(self.ssh_dir.iterdir()):
-                private = not made.name.endswith(".pub")
-                write_atomic(
-                    target / made.name,
-                    made.read_bytes(),
-                    mode=0o600 if private else 0o644,
-                    owner=(0, 0),
-                )
+            self._move_into_root()
             log.info("created SSH host keys in %s", SSH_DIR)
         finally:
             self.cancel()
         return fingerprints(self.root)
+
+    def _move_into_root(self) -> None:
+        """All the keys or none: a partial set would read as "the image has keys" on
+        the next boot, which would then never make the missing ones."""
+        target = self.root / SSH_DIR
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        written: list[Path] = []
+        try:
+            for made in sorted(self.ssh_dir.iterdir()):
+                private = not made.name.endswith(".pub")
+                mode = 0o600 if private else 0o644
+                write_atomic(target / made.name, made.read_bytes(), mode=mode, owner=(0, 0))
+                written.append(target / made.name)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
 
     def cancel(self) -> None:
         """Stop any key generation still running and remove the private directory."""
