@@ -134,7 +134,10 @@ def read_regular(
         if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
             return None
         raise
-    with os.fdopen(fd, "rb") as handle:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        return handle.read(limit)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)

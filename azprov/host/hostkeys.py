@@ -9,6 +9,8 @@ key offered on their first SSH connection.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -133,21 +135,50 @@ class PendingHostKeys:
 
 
 def fingerprints(root: TargetRoot) -> list[str]:
-    """`256 SHA256:… (ED25519)` for each host key, as `ssh-keygen -l` prints it."""
+    """`256 SHA256:… (ED25519)` for each host key, as `ssh-keygen -l` prints it, less the
+    comment (often root@<image build host>: only size, digest and type matter).
+
+    Computed here from the public half: one ssh-keygen process per key costs more
+    than the arithmetic, on the path to sshd.
+    """
     lines = []
     for key in existing_host_keys(root):
         public = key.with_name(key.name + ".pub")
-        if not public.is_file():
-            log.warning("SSH host key %s has no public half", root.outside_view(key))
+        line = _fingerprint(public) if public.is_file() else None
+        if line is None:
+            log.warning("SSH host key %s has no readable public half", root.outside_view(key))
             continue
-        result = root.run(
-            ["ssh-keygen", "-l", "-f", str(public)],
-            what=f"reading the fingerprint of {root.outside_view(public)}",
-        )
-        text = result.stdout.decode("utf-8", "replace").strip()
-        bits, _, rest = text.partition(" ")
-        digest, _, comment_and_type = rest.partition(" ")
-        # Drop the comment (often root@<image build host>): only size, digest and type matter.
-        key_kind = comment_and_type.rsplit(" ", 1)[-1] if comment_and_type else ""
-        lines.append(" ".join(part for part in (bits, digest, key_kind) if part))
+        lines.append(line)
     return lines
+
+
+_CURVE_BITS = {"nistp256": 256, "nistp384": 384, "nistp521": 521}
+
+
+def _fingerprint(public: Path) -> Optional[str]:
+    fields = public.read_text(encoding="ascii", errors="replace").split()
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except (IndexError, ValueError):
+        return None
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    kind = fields[0]
+    if kind == "ssh-ed25519":
+        bits, label = 256, "ED25519"
+    elif kind.startswith("ecdsa-sha2-") and kind[11:] in _CURVE_BITS:
+        bits, label = _CURVE_BITS[kind[11:]], "ECDSA"
+    elif kind == "ssh-rsa":
+        bits, label = _rsa_bits(blob), "RSA"
+    else:
+        return None
+    return f"{bits} SHA256:{digest} ({label})"
+
+
+def _rsa_bits(blob: bytes) -> int:
+    """The modulus size of an ssh-rsa public key blob: string type, mpint e, mpint n."""
+    offset, fields = 0, []
+    for _ in range(3):
+        length = int.from_bytes(blob[offset : offset + 4], "big")
+        fields.append(blob[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return int.from_bytes(fields[2], "big").bit_length()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from azprov.errors import HostError
 from azprov.host.files import write_atomic
@@ -27,14 +28,24 @@ def current_hostname(root: TargetRoot) -> str:
 def set_hostname(root: TargetRoot, name: str) -> bool:
     """Set the static host name; returns True when it changed."""
     changed = current_hostname(root) != name
-    if root.live and root.has_tool("hostnamectl"):
+    if root.live and selinux_enabled() and root.has_tool("hostnamectl"):
+        # hostnamed writes /etc/hostname with the label SELinux policy expects.
         root.run(["hostnamectl", "set-hostname", name], what="set the host name")
     else:
+        # What `hostnamectl set-hostname` does, without starting hostnamed over D-Bus
+        # (a second on a small VM): the static name in /etc/hostname, then the kernel's.
         write_atomic(root / "/etc/hostname", f"{name}\n".encode(), mode=0o644)
         if root.live:
-            root.run(["hostname", name], what="set the host name")
+            try:
+                socket.sethostname(name)
+            except OSError as exc:
+                raise HostError(f"cannot set the host name to {name}: {exc.strerror}") from None
     log.info("host name is %s%s", name, "" if changed else " (unchanged)")
     return changed
+
+
+def selinux_enabled() -> bool:
+    return os.path.exists("/sys/fs/selinux/enforce")
 
 
 def publish_hostname(root: TargetRoot) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 
 from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot
@@ -74,8 +75,33 @@ def reload_sshd(root: TargetRoot) -> None:
     """Make a running sshd read the new policy (nothing to do if it is not running yet)."""
     if root.skip_live("reloading sshd"):
         return
+    if not sshd_may_be_running():
+        # First boot: sshd is ordered after azprov's unit and starts with the new
+        # files; asking systemctl about two unit names would cost two processes.
+        log.debug("sshd is not running (no live %s); nothing to reload", SSHD_PID_FILE)
+        return
     for unit in ("ssh.service", "sshd.service"):
         if root.systemctl("is-active", "--quiet", unit, check=False).returncode == 0:
             root.systemctl("reload-or-restart", unit, check=False)
             log.info("reloaded %s", unit)
             return
+
+
+SSHD_PID_FILE = "/run/sshd.pid"
+
+
+def sshd_may_be_running(pid_file: str = SSHD_PID_FILE) -> bool:
+    """False only when sshd's pid file is absent or names no live process."""
+    try:
+        pid = int(Path(pid_file).read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # unreadable or odd: ask systemctl as before
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -83,3 +83,27 @@ def test_an_unknown_type_is_a_config_error_naming_it(tmp_path: Path, text: str) 
 def test_key_type_lists_are_normalised() -> None:
     assert parse_key_types("") == []
     assert parse_key_types(" ED25519,rsa  ed25519 ") == ["ed25519", "rsa"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "bits"), [("rsa", "2048"), ("ecdsa", "384"), ("ecdsa", "521"), ("ed25519", "")]
+)
+def test_fingerprints_match_what_ssh_keygen_prints(tmp_path: Path, kind: str, bits: str) -> None:
+    """azprov computes the fingerprint itself (no process per key): it must read exactly
+    as `ssh-keygen -l` does, less the comment."""
+    import subprocess
+
+    from azprov.host.hostkeys import fingerprints
+
+    ssh_dir = tmp_path / "etc/ssh"
+    ssh_dir.mkdir(parents=True)
+    key = ssh_dir / f"ssh_host_{kind}_key"
+    size = ["-b", bits] if bits else []
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, *size, "-N", "", "-C", "builder@host", "-f", str(key)],
+        check=True,
+    )
+    printed = subprocess.run(
+        ["ssh-keygen", "-l", "-f", f"{key}.pub"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert fingerprints(TargetRoot(tmp_path)) == [f"{printed[0]} {printed[1]} {printed[-1]}"]

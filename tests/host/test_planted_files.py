@@ -1,0 +1,29 @@
+"""A FIFO planted where azprov reads a file (ovf-env.xml, a DHCP lease) never hangs the boot."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from azprov.errors import InvalidInput
+from azprov.host.leases import wireserver_from_leases
+from azprov.host.media import read_media
+from azprov.host.root import TargetRoot
+
+
+def test_fifo_as_ovf_env_does_not_hang(tmp_path):
+    os.mkfifo(tmp_path / "ovf-env.xml")
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match=r"holds no ovf-env\.xml"):
+        read_media(TargetRoot(tmp_path / "root"), str(tmp_path))
+    assert time.monotonic() - started < 2
+
+
+def test_fifo_among_dhcp_leases_does_not_hang(tmp_path):
+    leases = tmp_path / "var/lib/dhcp"
+    leases.mkdir(parents=True)
+    os.mkfifo(leases / "dhclient.eth0.leases")
+    (leases / "dhclient.eth1.leases").write_text("lease {\n  option unknown-245 a8:3f:81:10;\n}\n")
+    assert wireserver_from_leases(tmp_path) == "168.63.129.16"

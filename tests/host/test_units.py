@@ -1,0 +1,62 @@
+"""Disabling azprov's own unit: the links `systemctl disable` would remove, checked
+with the real `systemctl --root`."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from azprov.errors import HostError
+from azprov.host.root import TargetRoot
+from azprov.host.units import PROVISIONING_UNIT, disable_provisioning_unit
+
+REPO = Path(__file__).resolve().parents[2]
+needs_systemctl = pytest.mark.skipif(not shutil.which("systemctl"), reason="no systemctl")
+
+
+def systemctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemctl", "--root", str(root), *args], capture_output=True, text=True, check=False
+    )
+
+
+def image_with_unit(root: Path) -> Path:
+    unit_dir = root / "usr/lib/systemd/system"
+    unit_dir.mkdir(parents=True)
+    shutil.copy(REPO / "units" / PROVISIONING_UNIT, unit_dir / PROVISIONING_UNIT)
+    return root
+
+
+@needs_systemctl
+def test_an_enabled_unit_ends_disabled_as_systemctl_sees_it(tmp_path: Path) -> None:
+    root = image_with_unit(tmp_path)
+    assert systemctl(root, "enable", PROVISIONING_UNIT).returncode == 0
+    assert systemctl(root, "is-enabled", PROVISIONING_UNIT).stdout.strip() == "enabled"
+    disable_provisioning_unit(TargetRoot(root))
+    assert systemctl(root, "is-enabled", PROVISIONING_UNIT).stdout.strip() == "disabled"
+    assert (root / "usr/lib/systemd/system" / PROVISIONING_UNIT).is_file()  # only the link goes
+
+
+def test_a_unit_that_is_not_enabled_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = image_with_unit(tmp_path)
+    with caplog.at_level(logging.INFO):
+        disable_provisioning_unit(TargetRoot(root))
+    assert "was not enabled" in caplog.text
+
+
+def test_a_wants_folder_leading_out_of_the_image_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "host-wants"
+    outside.mkdir()
+    (outside / PROVISIONING_UNIT).symlink_to("/dev/null")
+    root = image_with_unit(tmp_path / "image")
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "etc/systemd/system/multi-user.target.wants").symlink_to(outside)
+    with pytest.raises(HostError, match="leads outside"):
+        disable_provisioning_unit(TargetRoot(root))
+    assert (outside / PROVISIONING_UNIT).is_symlink()
