@@ -31,7 +31,7 @@ def test_every_field_is_read() -> None:
 
 def test_custom_data_that_is_not_base64_names_the_field() -> None:
     document = ovf_env_xml(custom_data=b"x").replace(b"eA==", b"!!not base64!!")
-    with pytest.raises(InvalidInput, match="ovf-env.CustomData"):
+    with pytest.raises(InvalidInput, match=r"ovf-env\.CustomData"):
         parse_ovf_env(document)
 
 
