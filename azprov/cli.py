@@ -180,11 +180,37 @@ def provision_command(options: Options) -> None:
 @fail_cleanly
 def deprovision_command(options: Options, delete_user: bool, force: bool, dry_run: bool) -> None:
     """Prepare this machine (or --root image) for capture: the reverse of provision."""
-    from azprov.deprovision import deprovision
+    from azprov.deprovision import apply, plan
 
-    deprovision(
-        options.root(), options.config(), delete_user=delete_user, force=force, dry_run=dry_run
-    )
+    root = options.root()
+    options.config()  # a broken config file is reported here too, before any change
+    actions = plan(root, delete_user=delete_user)
+    where = "this machine" if root.live else str(root.path)
+    click.echo(f"azprov deprovision will change {where}:")
+    for action in actions:
+        click.echo(f"  - {action.description}")
+    if dry_run:
+        click.echo("dry run: nothing was changed")
+        return
+    if not force:
+        _confirm_deprovision(where)
+    apply(actions)
+    click.echo(f"deprovisioned {where}: {len(actions)} changes; capture the image now")
+    if root.live:
+        click.echo("(shell history written after this point, by this session, is not removed)")
+
+
+def _confirm_deprovision(where: str) -> None:
+    """Ask on the terminal; with no terminal refuse, so a script must say --force."""
+    from azprov.deprovision import DeprovisionRefused
+
+    if not sys.stdin.isatty():
+        raise DeprovisionRefused(
+            "refusing to deprovision without confirmation: stdin is not a terminal"
+            " (pass --force to run unattended, or --dry-run to only list)"
+        )
+    if not click.confirm(f"Deprovision {where}?", default=False):
+        raise DeprovisionRefused("deprovision cancelled: nothing was changed")
 
 
 @cli.command("extensions")

@@ -53,16 +53,23 @@ class TargetRoot:
         """
         relative = os.path.normpath("/" + absolute).lstrip("/")
         joined = self.path / relative if relative else self.path
-        if not self.live and relative:
-            # The directory part is resolved; the last component is not (writes replace
-            # it by rename and opens use O_NOFOLLOW, so a link there is never followed).
+        if relative and not self.contains(joined):
             real = os.path.join(os.path.realpath(joined.parent), joined.name)
-            if real != str(self.path) and not real.startswith(str(self.path) + os.sep):
-                raise HostError(
-                    f"{absolute} in the target root {self.path} leads outside it (to {real})",
-                    path=absolute,
-                )
+            raise HostError(
+                f"{absolute} in the target root {self.path} leads outside it (to {real})",
+                path=absolute,
+            )
         return joined
+
+    def contains(self, path: Path) -> bool:
+        """True when `path` stays inside the root once its directories' symlinks are
+        resolved. The last component is not resolved: writes replace it by rename
+        and opens use O_NOFOLLOW, so a link there is never followed."""
+        if self.live:
+            return True
+        real = os.path.join(os.path.realpath(path.parent), path.name)
+        base = str(self.path)
+        return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
     def outside_view(self, inside: Path) -> str:
         """How a path under the root looks from inside it (`/etc/hostname`)."""

@@ -1,0 +1,139 @@
+"""Image preparation: the reverse of provision, so a captured image provisions as a new VM.
+
+The whole plan is worked out and listed before anything changes; every check
+that can refuse (not a root filesystem, no unit to re-enable, no record of
+the user azprov created) runs first, so a refusal changes nothing. Against
+`--root DIR` (a mounted image) only that tree is touched: a path whose
+directory resolves outside it (an absolute symlink in the image, say) is
+left alone with a warning.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+from typing import Optional
+
+from azprov.deprovision.actions import (
+    Action,
+    DeprovisionRefused,
+    removals,
+    remove,
+    write_file,
+)
+from azprov.deprovision.user import provisioned_user, user_actions
+from azprov.host import state
+from azprov.host.leases import LEASE_GLOBS
+from azprov.host.root import TargetRoot
+from azprov.host.units import PROVISIONING_UNIT
+from azprov.host.users import read_accounts
+
+__all__ = ["Action", "DeprovisionRefused", "apply", "plan"]
+
+log = logging.getLogger(__name__)
+
+HOSTNAME = "localhost"
+HISTORY_FILES = (".bash_history", ".zsh_history", ".sh_history", ".ash_history", ".history")
+HOST_KEY_GLOB = "etc/ssh/ssh_host_*"
+UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+
+
+def apply(actions: list[Action]) -> None:
+    """Make the changes `plan` listed, in order."""
+    for action in actions:
+        action.apply()
+        log.info("done: %s", action.description)
+
+
+def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
+    """Every change, in order. Raises DeprovisionRefused before anything changes."""
+    if not (root / "/etc").is_dir():
+        raise DeprovisionRefused(f"{root.path} does not look like a root filesystem: no /etc")
+    unit_file = find_unit(root)
+    record = state.provisioned_record(root) or {}
+    user = provisioned_user(root, record) if delete_user else None
+
+    actions: list[Action] = []
+    if user is not None:
+        actions += user_actions(root, user)
+    actions += state_actions(root)
+    actions += removals(root, "SSH host key", sorted(root.path.glob(HOST_KEY_GLOB)))
+    leases = [Path(p) for pattern in LEASE_GLOBS for p in glob.glob(str(root.path / pattern))]
+    actions += removals(root, "DHCP lease", sorted(set(leases)))
+    actions += history_actions(root, record, skip_user=user.name if user else None)
+    actions.append(
+        Action(
+            f"set the host name to {HOSTNAME} in /etc/hostname",
+            lambda: write_file(root, "/etc/hostname", f"{HOSTNAME}\n".encode(), 0o644),
+        )
+    )
+    actions.append(
+        Action(
+            "empty /etc/machine-id (a new one is made on first boot)",
+            lambda: write_file(root, "/etc/machine-id", b"", 0o444),
+        )
+    )
+    actions.append(
+        Action(
+            f"enable {PROVISIONING_UNIT} ({unit_file})",
+            lambda: enable_unit(root),
+        )
+    )
+    return actions
+
+
+# -- files ----------------------------------------------------------------------------
+
+
+def state_actions(root: TargetRoot) -> list[Action]:
+    directory = root / state.STATE_DIR
+    if not (directory.exists() or directory.is_symlink()):
+        return []
+    return [
+        Action(
+            f"remove {state.STATE_DIR} (provisioned marker, run record, saved custom data)",
+            lambda: remove(root, directory),
+        )
+    ]
+
+
+def history_actions(
+    root: TargetRoot, record: dict[str, object], skip_user: Optional[str]
+) -> list[Action]:
+    """Shell history of root and of the provisioned admin user (unless it is being deleted)."""
+    accounts = read_accounts(root).users
+    names = ["root"]
+    admin = record.get("admin_user")
+    if isinstance(admin, str) and admin not in names and admin != skip_user:
+        names.append(admin)
+    files = []
+    for name in names:
+        account = accounts.get(name)
+        home = account.home if account else ("/root" if name == "root" else None)
+        if home:
+            files += [root / f"{home}/{history}" for history in HISTORY_FILES]
+    return removals(root, "shell history", [f for f in files if f.exists() or f.is_symlink()])
+
+
+# -- the first-boot unit ------------------------------------------------------------------
+
+
+def find_unit(root: TargetRoot) -> str:
+    """Where the first-boot unit is installed; refuse when it is not (or cannot be enabled)."""
+    for directory in UNIT_DIRS:
+        if (root / f"{directory}/{PROVISIONING_UNIT}").is_file():
+            found = f"{directory}/{PROVISIONING_UNIT}"
+            break
+    else:
+        raise DeprovisionRefused(
+            f"{PROVISIONING_UNIT} is not installed in {root.path}"
+            " (looked in " + ", ".join(UNIT_DIRS) + "): the image would not provision"
+        )
+    if not root.has_tool("systemctl"):
+        raise DeprovisionRefused(f"systemctl is not installed: cannot enable {PROVISIONING_UNIT}")
+    return found
+
+
+def enable_unit(root: TargetRoot) -> None:
+    root.systemctl("enable", PROVISIONING_UNIT)

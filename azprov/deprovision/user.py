@@ -1,0 +1,102 @@
+"""The admin user azprov created: found from its marker, deleted only when that is certain."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from typing import Optional
+
+from azprov.deprovision.actions import Action, DeprovisionRefused, removals
+from azprov.errors import HostError
+from azprov.host import state
+from azprov.host.root import TargetRoot
+from azprov.host.users import read_accounts
+
+log = logging.getLogger(__name__)
+
+SUDOERS_DIR = "/etc/sudoers.d/"
+# What shadow's useradd accepts, without a leading '-' that userdel would take as an option.
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProvisionedUser:
+    name: str
+    home: Optional[str]  # None: the account is already gone
+    sudoers_file: Optional[str]
+
+
+def provisioned_user(root: TargetRoot, record: dict[str, object]) -> ProvisionedUser:
+    """The user azprov created, from its marker; refuse when that cannot be told for sure."""
+    marker = state.MARKER
+    if not record:
+        raise DeprovisionRefused(
+            f"cannot tell which user azprov created: {marker} is missing or unreadable"
+            " (delete the user yourself, or run without --user)"
+        )
+    name = record.get("admin_user")
+    if not isinstance(name, str) or not name:
+        raise DeprovisionRefused(
+            f"cannot tell which user azprov created: {marker} has no admin_user"
+            " (delete the user yourself, or run without --user)"
+        )
+    if not _USER_NAME.match(name):
+        raise DeprovisionRefused(f"{marker}: admin_user={name!r} is not a valid user name")
+    if record.get("user_created") is not True:
+        raise DeprovisionRefused(
+            f"user {name!r} was not created by azprov ({marker}: user_created is not true);"
+            " refusing to delete it"
+        )
+    sudoers = record.get("sudoers_file")
+    if sudoers is not None and not (
+        isinstance(sudoers, str)
+        and sudoers.startswith(SUDOERS_DIR)
+        and "/" not in sudoers[len(SUDOERS_DIR) :]
+        and sudoers[len(SUDOERS_DIR) :] not in ("", ".", "..")
+    ):
+        raise DeprovisionRefused(
+            f"{marker}: sudoers_file={sudoers!r} is not a file in {SUDOERS_DIR}"
+        )
+    accounts = read_accounts(root)
+    account = accounts.users.get(name)
+    if account is not None and (account.uid == 0 or account.uid < accounts.uid_min):
+        raise DeprovisionRefused(
+            f"user {name!r} has UID {account.uid}, a system account; refusing to delete it"
+        )
+    return ProvisionedUser(name, account.home if account else None, sudoers)
+
+
+def user_actions(root: TargetRoot, user: ProvisionedUser) -> list[Action]:
+    actions = []
+    if user.home is not None:
+        actions.append(
+            Action(
+                f"delete user {user.name}, its group and its home {user.home} (userdel --remove)",
+                lambda: delete_account(root, user.name),
+            )
+        )
+    if user.sudoers_file and (root / user.sudoers_file).exists():
+        actions += removals(root, "sudoers drop-in", [root / user.sudoers_file])
+    return actions
+
+
+def delete_account(root: TargetRoot, name: str) -> None:
+    # Live, the admin user is usually the one running `sudo azprov deprovision
+    # --user` (Packer does exactly that): --force deletes it while logged in.
+    force = ["--force"] if root.live else []
+    result = root.run(
+        ["userdel", *root.prefix_args(), "--remove", *force, name],
+        what=f"delete user {name}",
+        check=False,
+    )
+    # 12: the home directory could not be removed; userdel says which and why.
+    if result.returncode not in (0, 12):
+        detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise HostError(
+            f"delete user {name}: userdel exited with status {result.returncode}: "
+            + (detail[-1] if detail else "no message"),
+            tool="userdel",
+        )
+    if result.returncode == 12:
+        log.warning("userdel could not remove the home of %s", name)
