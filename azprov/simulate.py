@@ -160,6 +160,7 @@ def _run_provision(config: Path, root: Path, verbose: int) -> tuple[int, str, fl
 
 
 def run_simulation(keep: bool = False, verbose: int = 0) -> int:
+    """First and second boot of a simulated VM in a throwaway root, narrated on stdout."""
     if os.geteuid() != 0:
         raise AzprovError(
             "azprov simulate needs root: it runs the real useradd --prefix and chown "
@@ -167,63 +168,78 @@ def run_simulation(keep: bool = False, verbose: int = 0) -> int:
         )
     workdir = Path(tempfile.mkdtemp(prefix="azprov-simulate-"))
     root = workdir / "root"
-    media = workdir / "media"
     spec = VmSpec()
     try:
         prepare_root(root, spec.vm_id)
-        media.mkdir()
-        (media / "ovf-env.xml").write_bytes(
-            ovf_env_xml(
-                hostname=spec.computer_name,
-                username=spec.admin_username,
-                password="Sim-Passw0rd!",  # demo only: shows that only a hash lands on disk
-                custom_data=b"#!/bin/sh\necho 'custom data is saved, never executed'\n",
-            )
-        )
+        media = _demo_media(workdir / "media", spec)
         with SimulatedFabric(spec) as fabric:
             config = workdir / "azprov.conf"
             config.write_text(
                 fabric.config_text() + f"[media]\npath = {media}\n", encoding="utf-8"
             )
-            out = print
-            out(
+            print(
                 f"azprov simulate: simulated Azure fabric on 127.0.0.1 "
                 f"(WireServer :{fabric.wireserver.port}, HostGAPlugin :{fabric.hostplugin.port}, "
                 f"IMDS :{fabric.imds.port}); throwaway root {root}"
             )
-            before = snapshot(root)
-            code, log_text, seconds = _run_provision(config, root, verbose)
-            out(f"\n== First boot: azprov provision (exit status {code}, {seconds:.2f} s) ==")
-            out("".join(f"  {line}\n" for line in log_text.splitlines()).rstrip())
-            out("\n== Requests the fabric saw ==")
-            out("\n".join(f"  {line}" for line in fabric.transcript()) or "  none")
-            out("\n== Health reports ==")
-            for report in fabric.health_reports:
-                detail = f": {report.description}" if report.description else ""
-                out(
-                    f"  {report.state} for incarnation {report.incarnation}, "
-                    f"container {report.container_id}, instance {report.instance_id}{detail}"
-                )
-            out("\n== What changed in the target root ==")
-            out("\n".join(describe_changes(before, snapshot(root))) or "  nothing")
-            out("\n== Phases (from azprov status) ==")
-            status = subprocess.run(
-                [sys.executable, "-m", "azprov", "--root", str(root), "status"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            out("".join(f"  {line}\n" for line in status.stdout.splitlines()).rstrip())
-            seen = len(fabric.requests)
-            second_code, second_log, second_seconds = _run_provision(config, root, verbose)
-            out(
-                f"\n== Second boot of the same VM (exit status {second_code}, {second_seconds:.2f} s) =="
-            )
-            out("".join(f"  {line}\n" for line in second_log.splitlines()).rstrip())
-            out(f"  requests to the fabric: {len(fabric.requests) - seen}")
+            code = _first_boot(fabric, config, root, verbose)
+            second_code = _second_boot(fabric, config, root, verbose)
         if keep:
-            out(f"\nThe target root is kept at {root}")
+            print(f"\nThe target root is kept at {root}")
         return code or second_code
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _demo_media(media: Path, spec: VmSpec) -> Path:
+    media.mkdir()
+    (media / "ovf-env.xml").write_bytes(
+        ovf_env_xml(
+            hostname=spec.computer_name,
+            username=spec.admin_username,
+            password="Sim-Passw0rd!",  # demo only: shows that only a hash lands on disk
+            custom_data=b"#!/bin/sh\necho 'custom data is saved, never executed'\n",
+        )
+    )
+    return media
+
+
+def _first_boot(fabric: SimulatedFabric, config: Path, root: Path, verbose: int) -> int:
+    before = snapshot(root)
+    code, log_text, seconds = _run_provision(config, root, verbose)
+    print(f"\n== First boot: azprov provision (exit status {code}, {seconds:.2f} s) ==")
+    print(_indented(log_text))
+    print("\n== Requests the fabric saw ==")
+    print("\n".join(f"  {line}" for line in fabric.transcript()) or "  none")
+    print("\n== Health reports ==")
+    for report in fabric.health_reports:
+        detail = f": {report.description}" if report.description else ""
+        print(
+            f"  {report.state} for incarnation {report.incarnation}, "
+            f"container {report.container_id}, instance {report.instance_id}{detail}"
+        )
+    print("\n== What changed in the target root ==")
+    print("\n".join(describe_changes(before, snapshot(root))) or "  nothing")
+    print("\n== Phases (from azprov status) ==")
+    status = subprocess.run(
+        [sys.executable, "-m", "azprov", "--root", str(root), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(_indented(status.stdout))
+    return code
+
+
+def _second_boot(fabric: SimulatedFabric, config: Path, root: Path, verbose: int) -> int:
+    seen = len(fabric.requests)
+    code, log_text, seconds = _run_provision(config, root, verbose)
+    print(f"\n== Second boot of the same VM (exit status {code}, {seconds:.2f} s) ==")
+    print(_indented(log_text))
+    print(f"  requests to the fabric: {len(fabric.requests) - seen}")
+    return code
+
+
+def _indented(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines()).rstrip()
