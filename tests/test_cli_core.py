@@ -17,8 +17,8 @@ import pytest
 from azprov.errors import DOCUMENTATION_URL
 from azprov.simulator import Answer, Request, SimulatedFabric
 from tests.conftest import REPO, Run, run_azprov
+from tests.fabric.test_wireserver import BILLION_LAUGHS
 from tests.netfaults import PROXY_VARIABLES, ConnectionRecorder
-from tests.test_wireserver import BILLION_LAUGHS
 
 # Python start-up plus azprov's imports, on a loaded CI machine.
 STARTUP_SLACK = 2.0
