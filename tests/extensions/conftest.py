@@ -15,7 +15,7 @@ from azprov.fabric.client import open_fabric
 from azprov.host.leases import wireserver_endpoint
 from azprov.host.root import TargetRoot
 from azprov.simulator import SimulatedFabric
-from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions
 
 LIB = "var/lib/waagent"
 

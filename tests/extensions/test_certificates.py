@@ -11,7 +11,7 @@ import pytest
 
 from azprov.extensions.certificates import TRANSPORT_CERT, TRANSPORT_KEY, certificate_header
 from azprov.simulator import Answer
-from azprov.simulator.extensions import STATUS_SIG, PluginSpec, SimulatedExtensions
+from tests.extensions.simulated import STATUS_SIG, PluginSpec, SimulatedExtensions
 from tests.extensions.conftest import Agent, handler_entries
 
 NAME = "Sim.SecretExtension"

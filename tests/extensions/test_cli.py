@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from azprov.simulator import Answer
-from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions
 from tests.conftest import run_azprov, start_azprov
 from tests.extensions.conftest import handler_entries
 

@@ -6,7 +6,7 @@ import json
 import stat
 import time
 
-from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions
 from tests.extensions.conftest import Agent, enable_test_extension, handler_entries
 
 NAME = "Sim.TestExtension"

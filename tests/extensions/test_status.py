@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from azprov.simulator.extensions import STATUS_SIG, PluginSpec, SimulatedExtensions
+from tests.extensions.simulated import STATUS_SIG, PluginSpec, SimulatedExtensions
 from tests.extensions.conftest import Agent, handler_entries
 
 NAME = "Sim.TestExtension"
