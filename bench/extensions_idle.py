@@ -23,9 +23,12 @@ import time
 from pathlib import Path
 
 from azprov.simulator import SimulatedFabric
-from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
 
 REPO = Path(__file__).resolve().parent.parent
+# The extension side of the simulated fabric and its handlers are test code.
+sys.path.insert(0, str(REPO))
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions  # noqa: E402
+
 NAME = "Bench.IdleExtension"
 RSS_GOAL_MB = 30.0
 CPU_GOAL_MS = 50.0

@@ -51,6 +51,10 @@ def _capped_message(value: Any) -> Any:
     return value
 
 
+def _message_text(value: Any) -> str:
+    return value.get("message") or "" if isinstance(value, dict) else ""
+
+
 def _code(value: Any) -> Any:
     """The extension's code: a number, or a string of digits read as one; else as written."""
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
@@ -82,12 +86,15 @@ def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
     }
     # As the platform agent does: an unknown status is an error, a code is
     # passed on as written ("0" included), a null substatus is none.
-    if cleaned.get("status") not in _STATUSES:
-        cleaned["status"] = "error"
     cleaned["code"] = _code(status.get("code", 0))
     cleaned["formattedMessage"] = _capped_message(
         status.get("formattedMessage") or {"lang": "en-US", "message": ""}
     )
+    if cleaned.get("status") not in _STATUSES:
+        cleaned["status"] = "error"
+        if not _message_text(cleaned["formattedMessage"]):
+            why = f"{name}: status.status is {str(status.get('status'))[:40]!r}"
+            cleaned["formattedMessage"] = _message(why)
     substatus = status.get("substatus")
     if isinstance(substatus, list):
         cleaned["substatus"] = [

@@ -68,7 +68,7 @@ class Agent:
         with open_fabric(
             config, wireserver_endpoint(config.wireserver.endpoint, self.root)
         ) as clients:
-            yield Runner(TargetRoot(self.root), config, clients.http, clients.wireserver)
+            yield Runner(TargetRoot(self.root), config, clients)
 
     def lib(self, *parts: str) -> Path:
         return self.root.joinpath(LIB, *parts)
