@@ -112,7 +112,7 @@ class SimulatedExtensions:
         self.fabric = fabric
         # The storage address written into documents (the guest of an emulated
         # VM is given one it cannot reach); the service itself is on loopback.
-        self._storage_base = storage_base
+        self.storage_base = storage_base
         self.in_svd_seq_no = 1
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ class SimulatedExtensions:
 
     @property
     def storage_url(self) -> str:
-        return self._storage_base or self.storage.base
+        return self.storage_base or self.storage.base
 
     def start(self) -> SimulatedExtensions:
         self.storage.start()
