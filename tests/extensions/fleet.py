@@ -21,7 +21,8 @@ manifest overrides (`reportHeartbeat="true"`, `updateMode=…`).
 The handler does what its public settings say for each operation
 (`{"enable": {"exit": 2, "stdout": "…", "sleep": 1, "child": true,
 "status": "error", "raw_status": "…", "heartbeat": "Ready",
-"files": {"/path": "text"}}}`), records each call in
+"files": {"/path": "text"}, "create_user": true}}`; `create_user`, for the
+emulated VM only, makes the user named in the protected settings), records each call in
 `<lib_dir>/<Name>.ops.log`, decrypts its protected settings with the
 `.crt`/`.prv` pair the agent wrote, and finds every folder through
 `HandlerEnvironment.json`, as real handlers do.
@@ -81,6 +82,13 @@ if op == "enable" and handler.get("protectedSettings"):
     fd = os.open(os.path.join(folder, "decrypted.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(fd, plain)
     os.close(fd)
+    secret = json.loads(plain)
+    if behaviour.get("create_user"):  # as VMAccess does (only in the emulated VM)
+        if subprocess.run(["getent", "passwd", secret["username"]], capture_output=True).returncode:
+            subprocess.run(["useradd", "-m", "-s", "/bin/bash", secret["username"]], check=True)
+        line = (secret["username"] + ":" + secret["password"]).encode()
+        subprocess.run(["chpasswd"], input=line, check=True)
+        log("user " + secret["username"] + " is ready")
 for path, content in sorted(behaviour.get("files", {}).items()):
     with open(path, "w") as out:
         out.write(content)
