@@ -214,13 +214,21 @@ def _confirm_deprovision(where: str) -> None:
 
 
 @cli.command("extensions")
-@click.option(
-    "--once", is_flag=True, help="Run one round and exit (non-zero if a handler failed)."
-)
+@click.option("--once", is_flag=True, help="Run one round and exit with a code (see above).")
 @pass_options
 @fail_cleanly
 def extensions_command(options: Options, once: bool) -> None:
-    """Run Azure VM extensions: poll the goal state, install/enable/report handlers."""
+    """Run Azure VM extensions: poll the goal state, install/enable/report handlers.
+
+    \b
+    Exit codes of --once:
+      0  every handler reached the requested state and reports success
+         or transitioning
+      1  azprov failed: a download, a handler command, the certificates,
+         the status upload, or the goal state itself
+      3  an extension reported error (or warning) in its own status
+    Each problem is one line on stderr naming the extension.
+    """
     from azprov.extensions.runner import run_extensions
 
     sys.exit(run_extensions(options.root(), options.config(), once=once))

@@ -65,6 +65,8 @@ class ExtensionsConfig:
     # Budget of one channel (storage direct, or the HostGAPlugin) before the
     # other is tried: most VMs have no route to storage, so do not wait long.
     channel_timeout: float = 10.0
+    # A direct storage request is tried once, with this connect timeout.
+    storage_connect_timeout: float = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +115,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str], object]]]] = {
             "command_timeout": positive_float,
             "max_package_bytes": positive_int,
             "channel_timeout": positive_float,
+            "storage_connect_timeout": positive_float,
         },
     ),
 }

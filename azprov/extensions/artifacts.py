@@ -1,8 +1,10 @@
 """Fetching from Azure storage: directly, else through the HostGAPlugin.
 
-Each channel gets a short budget (`[extensions] channel_timeout`) before the
-other is tried, and the channel that worked is tried first next time: on most
-VMs storage is unreachable and every direct try would only cost time.
+A direct request gets one short try (most VMs have no route to storage),
+then the HostGAPlugin is asked at once. The channel that worked is tried
+first next time: the order is one list, kept by the runner for as long as it
+runs and saved with the rest of what it remembers, so neither a new goal
+state nor a new process pays for the unreachable channel again.
 """
 
 from __future__ import annotations
@@ -14,41 +16,59 @@ from azprov.errors import (
     ArtifactUnavailable,
     FabricError,
     HostPluginUnusable,
+    ManifestUnavailable,
+    PackageUnavailable,
     ReplyTooLarge,
     StaleContainer,
+    TransientFabricError,
 )
-from azprov.fabric.hostplugin import HostPlugin
-from azprov.fabric.http import Deadline, FabricHttp, Reply, redact_url
+from azprov.fabric.client import Fabric
+from azprov.fabric.http import Reply, redact_url
 from azprov.fabric.models import GoalState
 
 log = logging.getLogger(__name__)
 
 DIRECT = "storage"
 HOST = "HostGAPlugin"
+CHANNELS = (DIRECT, HOST)
+
+
+class TransientArtifactUnavailable(ArtifactUnavailable, TransientFabricError):
+    """No channel gave the file, and at least one only timed out or failed on the server."""
+
+
+class TransientManifestUnavailable(ManifestUnavailable, TransientFabricError):
+    """No manifest location worked, and at least one may work when asked again."""
+
+
+class TransientPackageUnavailable(PackageUnavailable, TransientFabricError):
+    """No package URI worked, and at least one may work when asked again."""
 
 
 class Artifacts:
-    """Gets storage URLs for one goal state; `refresh` fetches a newer goal state."""
+    """Gets storage URLs for the current goal state; `refresh` fetches a newer goal state."""
 
     def __init__(
         self,
-        http: FabricHttp,
-        hostplugin: HostPlugin,
-        goal_state: GoalState,
+        fabric: Fabric,
         refresh: Callable[[], GoalState],
+        order: list[str],
     ) -> None:
-        self.http = http
-        self.hostplugin = hostplugin
-        self.goal_state = goal_state
+        self.fabric = fabric
+        self.goal_state: GoalState | None = None
         self._refresh = refresh
-        self._order = [DIRECT, HOST]
+        known = [c for c in order if c in CHANNELS]
+        # The caller's list, kept in order in place: the runner saves it.
+        order[:] = known + [c for c in CHANNELS if c not in known]
+        self.order = order
 
     def fetch(
         self, what: str, url: str, *, max_bytes: int, sink: IO[bytes] | None = None
     ) -> bytes:
         """The body of `url` (empty when streamed to `sink`); FabricError when no channel works."""
         failures = []
-        for channel in list(self._order):
+        transient = False
+        for channel in list(self.order):
             try:
                 reply = self._fetch_from(channel, what, url, max_bytes, sink)
             except ReplyTooLarge:
@@ -58,11 +78,14 @@ class Artifacts:
                 why = str(exc).removeprefix(f"{what}: ").removeprefix(f"{what} via the {HOST}: ")
                 log.info("%s: not from %s: %s", what, channel, why)
                 failures.append(f"{channel}: {why}")
+                transient = transient or isinstance(exc, TransientFabricError)
                 continue
-            if self._order[0] != channel:
-                self._order = [channel] + [c for c in self._order if c != channel]
+            if self.order[0] != channel:
+                log.info("%s worked: trying it first from now on", channel)
+                self.order[:] = [channel] + [c for c in self.order if c != channel]
             return reply.content
-        raise ArtifactUnavailable(
+        kind = TransientArtifactUnavailable if transient else ArtifactUnavailable
+        raise kind(
             f"{what}: cannot fetch {redact_url(url)} ({'; '.join(failures)})",
             url=redact_url(url),
         )
@@ -71,24 +94,20 @@ class Artifacts:
         self, channel: str, what: str, url: str, max_bytes: int, sink: IO[bytes] | None
     ) -> Reply:
         if channel == DIRECT:
-            return self.http.call(
-                what,
-                "GET",
-                url,
-                Deadline(self.hostplugin.channel_timeout),
-                max_bytes=max_bytes,
-                sink=sink,
-            )
-        if not self.hostplugin.usable():
+            return self.fabric.storage.get(what, url, max_bytes=max_bytes, sink=sink)
+        hostplugin = self.fabric.hostplugin
+        if not hostplugin.usable():
             raise HostPluginUnusable("the HostGAPlugin is not usable")
+        if self.goal_state is None:
+            self.goal_state = self._refresh()
         try:
-            return self.hostplugin.fetch_artifact(
+            return hostplugin.fetch_artifact(
                 what, url, self.goal_state, max_bytes=max_bytes, sink=sink
             )
         except StaleContainer as exc:
             # The container id we sent is stale: a newer goal state names the current one.
             log.info("%s; fetching the goal state again", exc)
             self.goal_state = self._refresh()
-            return self.hostplugin.fetch_artifact(
+            return hostplugin.fetch_artifact(
                 what, url, self.goal_state, max_bytes=max_bytes, sink=sink
             )

@@ -1,7 +1,12 @@
 """Running one handler command: its own process group, a timeout, output kept.
 
-The command runs through `/bin/sh -c` from the handler folder in a new
-session, so on timeout the whole tree it started is killed with one signal.
+The command runs as the platform agent runs it: the manifest's command
+string, relative to the handler folder (a leading `/` stripped), with the
+folder joined in front, through `/bin/sh -c` from the handler folder. So
+`sample.py -install` runs `<folder>/sample.py -install` (never a program
+found on PATH) and the script's own shebang, even a relative one such as
+`#!./python.sh`, picks its interpreter. It runs in a new session, so on
+timeout the whole tree it started is killed with one signal.
 stdout and stderr are appended to `<log_dir>/<Name>/commands.{stdout,stderr}.log`
 (all of it); the tail of each goes into the status message.
 """
@@ -13,6 +18,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -51,16 +57,26 @@ def _open_log(dir_fd: int, name: str) -> int:
     return os.open(name, flags, 0o600, dir_fd=dir_fd)
 
 
+def shell_command(handler_dir: Path, command: str) -> str:
+    """The `/bin/sh -c` text for a manifest command: the handler folder joined in front."""
+    return f"{shlex.quote(str(handler_dir))}/{command.strip().lstrip('/')}"
+
+
 def _tail(fd: int, start: int) -> str:
+    """The last TAIL_BYTES written since `start`, or of the whole file if it was truncated.
+
+    Published loggers reopen /dev/stdout for every line, which truncates the
+    file: it may now be shorter than where this command's output began.
+    """
     end = os.fstat(fd).st_size
-    begin = max(start, end - TAIL_BYTES)
+    begin = max(start if end >= start else 0, end - TAIL_BYTES)
     data = os.pread(fd, end - begin, begin)
     return data.decode("utf-8", "replace")
 
 
 def run_command(
     command: str,
-    shell_command: str,
+    manifest_command: str,
     *,
     handler_dir: Path,
     log_dir: Path,
@@ -68,7 +84,8 @@ def run_command(
     timeout: float,
     scrub: Callable[[str], str],
 ) -> CommandResult:
-    """Run `shell_command` for `command` and wait at most `timeout` seconds."""
+    """Run the manifest's command for `command` (install, …); wait at most `timeout` s."""
+    line = shell_command(handler_dir, manifest_command)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     header = f"--- {stamp} {handler_dir.name} {command} (timeout {timeout:g} s) ---\n".encode()
     with open_directory(log_dir, mode=0o755) as dir_fd:
@@ -78,12 +95,10 @@ def run_command(
         for fd in (out_fd, err_fd):
             os.write(fd, header)
         starts = (os.fstat(out_fd).st_size, os.fstat(err_fd).st_size)
-        log.info(
-            "%s: running %s (%s), timeout %g s", handler_dir.name, command, shell_command, timeout
-        )
+        log.info("%s: running %s (%s), timeout %g s", handler_dir.name, command, line, timeout)
         began = time.monotonic()
         process = subprocess.Popen(
-            ["/bin/sh", "-c", shell_command],
+            ["/bin/sh", "-c", line],
             cwd=handler_dir,
             env=dict(env),
             stdin=subprocess.DEVNULL,

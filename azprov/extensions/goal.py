@@ -50,6 +50,7 @@ class ExtensionsGoal:
     status_blob_url: Optional[str]
     status_blob_type: str
     required_features: tuple[str, ...]
+    in_svd_seq_no: Optional[str] = None  # InVMGoalStateMetaData: the document's own version
 
     def unsupported_features(self) -> list[str]:
         return [f for f in self.required_features if f not in SUPPORTED_FEATURES]
@@ -101,7 +102,9 @@ def parse_extensions_config(content: bytes) -> ExtensionsGoal:
         )
         if f is not None and (f.text or "").strip()
     )
-    return ExtensionsGoal(plugins, blob_url, blob_type, features)
+    metadata = child(root, "InVMGoalStateMetaData")
+    in_svd = _attr(metadata, "inSvdSeqNo") if metadata is not None else None
+    return ExtensionsGoal(plugins, blob_url, blob_type, features, in_svd)
 
 
 def _plugin(element: Element, settings: Optional[Element]) -> Plugin:

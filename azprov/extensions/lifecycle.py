@@ -13,8 +13,9 @@ import dataclasses
 import logging
 from typing import Callable, Mapping, Optional
 
+from azprov import errors
 from azprov.config import Config
-from azprov.errors import AzprovError, FabricError
+from azprov.errors import AzprovError, FabricError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.commands import CommandResult, run_command
 from azprov.extensions.goal import Plugin
@@ -49,13 +50,16 @@ class Outcome:
     failure: Optional[str] = None  # one-line reason plus output tails, secrets scrubbed
     present: bool = True  # False once uninstalled: nothing to report
     heartbeat: bool = False  # its manifest says reportHeartbeat: heartbeat.log tells its health
+    retry: bool = False  # the failure was transient (a timeout, a 5xx): try again next round
 
     @property
     def failed(self) -> bool:
         return self.failure is not None
 
 
-class CommandFailed(Exception):
+class CommandFailed(errors.CommandFailed):
+    """A handler command exited non-zero or timed out; `result` has its output tails."""
+
     def __init__(self, result: CommandResult) -> None:
         super().__init__(result.describe())
         self.result = result
@@ -113,14 +117,14 @@ class Lifecycle:
             version, heartbeat = self._enable(plugin, seq_no)
             return Outcome(plugin.name, version, seq_no, "Enable", heartbeat=heartbeat)
         except CommandFailed as exc:
-            failure = f"{exc.result.describe()}\n{exc.result.output}"
+            failure, retry = f"{exc.result.describe()}\n{exc.result.output}", False
         except (AzprovError, OSError) as exc:
-            failure = self.scrub(str(exc))
+            failure, retry = self.scrub(str(exc)), isinstance(exc, TransientFabricError)
         log.warning("%s: %s failed: %s", plugin.name, self._step, failure.splitlines()[0])
         current = self.current(plugin.name)
         # Nothing on disk yet (a first download failed): report the version asked for.
         shown = current.version if current else version or plugin.version
-        return Outcome(plugin.name, shown, seq_no, self._step, failure)
+        return Outcome(plugin.name, shown, seq_no, self._step, failure, retry=retry)
 
     # -- the three goal states ----------------------------------------------
     def _uninstall(self, plugin: Plugin, seq_no: int) -> Outcome:

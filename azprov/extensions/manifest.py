@@ -80,7 +80,8 @@ def _flag(field: str, value: Any) -> bool:
 def parse_handler_manifest(content: bytes, name: str) -> HandlerManifest:
     field = f"{name} HandlerManifest.json"
     try:
-        document = json.loads(content)
+        # Published manifests may start with a UTF-8 byte-order mark.
+        document = json.loads(content.removeprefix(b"\xef\xbb\xbf"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             field, content[:60].decode("utf-8", "replace"), f"not JSON ({exc})"

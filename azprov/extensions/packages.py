@@ -26,8 +26,13 @@ from azprov.errors import (
     ManifestUnavailable,
     PackageUnavailable,
     ReplyTooLarge,
+    TransientFabricError,
 )
-from azprov.extensions.artifacts import Artifacts
+from azprov.extensions.artifacts import (
+    Artifacts,
+    TransientManifestUnavailable,
+    TransientPackageUnavailable,
+)
 from azprov.extensions.goal import Plugin
 from azprov.extensions.manifest import PackageVersion, choose_version, parse_version_manifest
 from azprov.host.files import open_directory
@@ -43,6 +48,7 @@ LINK_MAX_BYTES = 4096  # a link target is a path (PATH_MAX), read before the siz
 def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
     """The highest manifest version matching the requested prefix (location → failover → …)."""
     failures = []
+    transient = False
     for url in plugin.manifest_urls:
         try:
             content = artifacts.fetch(
@@ -51,6 +57,7 @@ def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
             available = parse_version_manifest(content, plugin.name)
         except (FabricError, InvalidInput) as exc:
             failures.append(str(exc))
+            transient = transient or isinstance(exc, TransientFabricError)
             continue
         chosen = choose_version(plugin.version, available)
         if chosen is None:
@@ -61,7 +68,8 @@ def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
                 f"not in the manifest (it lists {listed})",
             )
         return chosen
-    raise ManifestUnavailable(
+    kind = TransientManifestUnavailable if transient else ManifestUnavailable
+    raise kind(
         f"no usable manifest for {plugin.name}: {' | '.join(failures) or 'no location given'}",
         handler=plugin.name,
     )
@@ -72,6 +80,7 @@ def install_package(
 ) -> None:
     """Download `package` (trying each URI) and unpack it as the folder `target`."""
     failures = []
+    transient = False
     with tempfile.TemporaryFile(dir=target.parent) as download:
         for uri in package.uris:
             try:
@@ -82,11 +91,13 @@ def install_package(
                 raise
             except FabricError as exc:
                 failures.append(str(exc))
+                transient = transient or isinstance(exc, TransientFabricError)
                 continue
             download.seek(0)
             unpack_zip(download, target, max_unpacked=max_bytes * UNPACKED_PER_PACKED, name=name)
             return
-    raise PackageUnavailable(
+    kind = TransientPackageUnavailable if transient else PackageUnavailable
+    raise kind(
         f"cannot download {name} {package.version}: {' | '.join(failures)}",
         handler=name,
     )

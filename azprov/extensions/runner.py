@@ -1,17 +1,20 @@
 """`azprov extensions`: poll the goal state, bring handlers to the requested state, report.
 
-One round: fetch the goal state; when the Certificates URL changed, install
+One round: fetch the goal state; when the Certificates URL is new, install
 the tenant certificates; when the incarnation or the ExtensionsConfig URL
-changed, apply every plugin (one at a time, in dependency order); then upload
+changed (or a handler failed for a reason that may pass), apply the plugins
+(one at a time, in dependency order), reusing what an earlier round or
+process already did for a handler whose request did not change; then upload
 the status document, every round, whether anything changed or not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
-from typing import Optional
+from typing import Any, Optional
 
 from azprov.config import Config
 from azprov.errors import AzprovError, TransientFabricError
@@ -20,18 +23,36 @@ from azprov.extensions.certificates import install_certificates
 from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_config
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.lifecycle import Lifecycle, Outcome
+from azprov.extensions.memory import Memory
 from azprov.extensions.redaction import Redactor
 from azprov.extensions.status import aggregate_status, handler_status
 from azprov.extensions.upload import upload_status
-from azprov.fabric.hostplugin import HostPlugin
-from azprov.fabric.http import FabricHttp
+from azprov.fabric.client import Fabric
 from azprov.fabric.models import GoalState
-from azprov.fabric.wireserver import WireServer
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 
 CONFIG_MAX_BYTES = 4 * 1024 * 1024
+
+# `extensions --once` exit codes (README, `--help`).
+EXIT_OK = 0
+EXIT_AGENT_FAILED = 1  # a download, a handler command, the certificates or the upload failed
+EXIT_EXTENSION_ERROR = 3  # an extension reported error (or warning) in its own status
+
+
+@dataclasses.dataclass
+class RoundResult:
+    """What went wrong in one round: azprov's own failures, and extensions' own errors."""
+
+    agent_failures: list[str] = dataclasses.field(default_factory=list)
+    extension_errors: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.agent_failures:
+            return EXIT_AGENT_FAILED
+        return EXIT_EXTENSION_ERROR if self.extension_errors else EXIT_OK
 
 
 def _order(plugins: tuple[Plugin, ...]) -> list[Plugin]:
@@ -44,115 +65,138 @@ def _order(plugins: tuple[Plugin, ...]) -> list[Plugin]:
     )
 
 
+def _blocked(plugin: Plugin, goal: ExtensionsGoal, done: dict[str, Outcome]) -> Optional[str]:
+    """Why `plugin` must not run now, or None."""
+    unsupported = goal.unsupported_features()
+    if unsupported:
+        return f"the goal state requires unsupported feature(s): {', '.join(unsupported)}"
+    if plugin.unsupported or plugin.state != "enabled" or plugin.dependency_level == 0:
+        return plugin.unsupported
+    levels = {p.name.lower(): p.dependency_level for p in goal.plugins}
+    wanted = {d.lower() for d in plugin.depends_on}
+    blockers = [
+        outcome.name
+        for key, outcome in done.items()
+        if outcome.failed
+        and (key in wanted or (not wanted and levels.get(key, 0) < plugin.dependency_level))
+    ]
+    return f"skipped: it depends on {', '.join(blockers)}, which failed" if blockers else None
+
+
+def _own_status(entry: dict[str, Any]) -> tuple[str, str]:
+    """(status, message) an extension wrote in its status file, as reported."""
+    status = entry.get("runtimeSettingsStatus", {}).get("settingsStatus", {}).get("status", {})
+    message = status.get("formattedMessage") or {}
+    lines = str(message.get("message", "")).splitlines() if isinstance(message, dict) else []
+    return str(status.get("status", "")), lines[0] if lines else ""
+
+
 class Runner:
-    def __init__(
-        self, root: TargetRoot, config: Config, http: FabricHttp, wireserver: WireServer
-    ) -> None:
+    """Keeps what it handled (in memory and under the state directory) across rounds."""
+
+    def __init__(self, root: TargetRoot, config: Config, fabric: Fabric) -> None:
         self.root = root
         self.config = config
-        self.http = http
-        self.wireserver = wireserver
-        self.hostplugin = HostPlugin(
-            http, wireserver.hostplugin_base, config.extensions.channel_timeout
-        )
+        self.fabric = fabric
+        self.memory = Memory.load(root)
+        self.artifacts = Artifacts(fabric, fabric.wireserver.goal_state, self.memory.channels)
         self.goal: Optional[ExtensionsGoal] = None
         self.outcomes: dict[str, Outcome] = {}
         self.redactor = Redactor()
         self._seen_goal: Optional[tuple[str, Optional[str]]] = None
-        self._seen_certificates: Optional[str] = None
         self._upload_error: Optional[str] = None
 
-    def round(self) -> int:
-        """One poll; returns how many handlers (or the upload) failed in it."""
-        goal_state = self.wireserver.goal_state()
-        failures = 0
-        if goal_state.certificates_url and goal_state.certificates_url != self._seen_certificates:
-            try:
-                install_certificates(
-                    self.root,
-                    self.wireserver,
-                    goal_state.certificates_url,
-                    self.config.extensions.lib_dir,
-                )
-                self._seen_certificates = goal_state.certificates_url
-            except AzprovError as exc:
-                log.error("certificates not installed: %s", exc)
-                failures += 1
-                # Try again next round only if the fabric did not answer; a
-                # document we cannot use will not improve at the same URL.
-                if not isinstance(exc, TransientFabricError):
-                    self._seen_certificates = goal_state.certificates_url
+    def round(self) -> RoundResult:
+        """One poll; FabricError if even the goal state cannot be had."""
+        result = RoundResult()
+        goal_state = self.fabric.wireserver.goal_state()
+        self._install_certificates(goal_state, result)
         seen = (goal_state.incarnation, goal_state.extensions_config_url)
-        if seen != self._seen_goal:
-            goal_state, failures = self._apply_goal(goal_state, seen, failures)
+        if seen != self._seen_goal or any(o.retry for o in self.outcomes.values()):
+            goal_state = self._apply_goal(goal_state)
+        self.memory.save(self.root)
+        entries = self._entries()
+        result.agent_failures += [
+            f"{o.name}: {o.operation} failed: {o.failure.splitlines()[0]}"
+            for o in self.outcomes.values()
+            if o.failure is not None
+        ]
+        for outcome, entry in entries:
+            status, message = _own_status(entry)
+            if not outcome.failed and status in ("error", "warning"):
+                result.extension_errors.append(f"{outcome.name}: {status}: {message[:300]}")
         if self.goal is not None and self.goal.status_blob_url:
-            failures += self._report(goal_state)
-        return failures
+            self._upload(goal_state, [entry for _, entry in entries], result)
+        return result
 
-    def _apply_goal(
-        self, goal_state: GoalState, seen: tuple[str, Optional[str]], failures: int
-    ) -> tuple[GoalState, int]:
-        url = goal_state.extensions_config_url
+    def _install_certificates(self, goal_state: GoalState, result: RoundResult) -> None:
+        url = goal_state.certificates_url
+        if not url or url == self.memory.certificates_url:
+            return
+        ext = self.config.extensions
+        try:
+            install_certificates(self.root, self.fabric.wireserver, url, ext.lib_dir)
+        except TransientFabricError as exc:
+            log.error("certificates not installed (tried again next round): %s", exc)
+            result.agent_failures.append(f"certificates: {exc}")
+            return
+        except AzprovError as exc:
+            # A refusal (403, 404) or a document we cannot use will not improve at
+            # the same URL: not asked again until the goal state names another.
+            log.error("certificates not installed: %s", exc)
+            result.agent_failures.append(f"certificates: {exc}")
+        self.memory.certificates_url = url
+
+    def _apply_goal(self, goal_state: GoalState) -> GoalState:
+        """Fetch the ExtensionsConfig and apply it; returns the goal state now current."""
+        incarnation, url = goal_state.incarnation, goal_state.extensions_config_url
         if url is None:
-            log.info("incarnation %s has no ExtensionsConfig: nothing to run", seen[0])
-            self._seen_goal, self.goal, self.outcomes = seen, None, {}
-            return goal_state, failures
-        content = self.wireserver.fetch_document(
+            log.info("incarnation %s has no ExtensionsConfig: nothing to run", incarnation)
+            self._seen_goal, self.goal, self.outcomes = (incarnation, url), None, {}
+            return goal_state
+        content = self.fabric.wireserver.fetch_document(
             "ExtensionsConfig", url, max_bytes=CONFIG_MAX_BYTES
         )
         # Seen from here on: a malformed document is logged once, not every poll.
-        self._seen_goal = seen
+        self._seen_goal = (incarnation, url)
         goal = parse_extensions_config(content)
         self.goal = goal
         self.redactor = Redactor(s for p in goal.plugins for s in p.protected)
         log.info(
             "incarnation %s: %d plugin(s): %s",
-            seen[0],
+            incarnation,
             len(goal.plugins),
             ", ".join(f"{p.name} {p.version} {p.state}" for p in goal.plugins) or "none",
         )
-        artifacts = Artifacts(self.http, self.hostplugin, goal_state, self.wireserver.goal_state)
+        self.artifacts.goal_state = goal_state
+        self.outcomes = self._apply_plugins(goal, incarnation)
+        self.memory.config_url, self.memory.in_svd_seq_no = url, goal.in_svd_seq_no
+        return self.artifacts.goal_state or goal_state
+
+    def _apply_plugins(self, goal: ExtensionsGoal, incarnation: str) -> dict[str, Outcome]:
         lifecycle = Lifecycle(
-            self.root, self.config, artifacts, self.wireserver.host, self.redactor
+            self.root, self.config, self.artifacts, self.fabric.wireserver.host, self.redactor
         )
-        self.outcomes = {}
-        unsupported = goal.unsupported_features()
-        failed: list[Outcome] = []
-        levels = {p.name.lower(): p.dependency_level for p in goal.plugins}
+        outcomes: dict[str, Outcome] = {}
         for plugin in _order(goal.plugins):
-            reason = plugin.unsupported
-            if unsupported:
-                reason = (
-                    f"the goal state requires unsupported feature(s): {', '.join(unsupported)}"
-                )
-            elif plugin.state == "enabled" and plugin.dependency_level > 0:
-                blockers = [
-                    o.name
-                    for o in failed
-                    if (o.name.lower() in {d.lower() for d in plugin.depends_on})
-                    or (not plugin.depends_on and levels[o.name.lower()] < plugin.dependency_level)
-                ]
-                if blockers:
-                    reason = f"skipped: it depends on {', '.join(blockers)}, which failed"
-            if reason is not None:
-                current = lifecycle.current(plugin.name)
-                outcome = Outcome(
-                    plugin.name,
-                    current.version if current else plugin.version,
-                    plugin.seq_no or 0,
-                    "Enable",
-                    reason,
-                )
+            outcome = self.memory.outcome_for(incarnation, plugin)
+            if outcome is not None:
+                log.debug("%s: already handled in incarnation %s", plugin.name, incarnation)
+            elif (reason := _blocked(plugin, goal, outcomes)) is not None:
                 log.warning("%s: %s", plugin.name, reason)
+                current = lifecycle.current(plugin.name)
+                version = current.version if current else plugin.version
+                outcome = Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", reason)
             else:
                 outcome = lifecycle.apply(plugin)
-            self.outcomes[plugin.name.lower()] = outcome
-            if outcome.failed:
-                failed.append(outcome)
-        return artifacts.goal_state, failures + len(failed)
+            outcomes[plugin.name.lower()] = outcome
+            self.memory.remember(incarnation, plugin, outcome)
+        return outcomes
 
-    def _report(self, goal_state: GoalState) -> int:
-        assert self.goal is not None and self.goal.status_blob_url is not None
+    def _entries(self) -> list[tuple[Outcome, dict[str, Any]]]:
+        """(outcome, handlerAggregateStatus entry) for each handler to report, in goal order."""
+        if self.goal is None:
+            return []
         ext = self.config.extensions
         entries = []
         for plugin in self.goal.plugins:
@@ -166,12 +210,17 @@ class Runner:
                 if outcome.version
                 else None
             )
-            entries.append(handler_status(self.root, outcome, folder))
+            entries.append((outcome, handler_status(self.root, outcome, folder)))
+        return entries
+
+    def _upload(
+        self, goal_state: GoalState, entries: list[dict[str, Any]], result: RoundResult
+    ) -> None:
+        assert self.goal is not None and self.goal.status_blob_url is not None
         document = self.redactor(aggregate_status(self.root, entries).decode()).encode()
         try:
             channel = upload_status(
-                self.http,
-                self.hostplugin,
+                self.fabric,
                 goal_state,
                 self.goal.status_blob_url,
                 self.goal.status_blob_type,
@@ -182,26 +231,26 @@ class Runner:
             level = logging.DEBUG if str(exc) == self._upload_error else logging.ERROR
             log.log(level, "%s", exc)
             self._upload_error = str(exc)
-            return 1
+            result.agent_failures.append(f"status upload: {exc}")
+            return
         if self._upload_error is not None:
             log.info("status uploaded through %s again", channel)
             self._upload_error = None
         log.debug("status uploaded through %s (%d bytes)", channel, len(document))
-        return 0
 
 
 def run_extensions(root: TargetRoot, config: Config, once: bool) -> int:
-    """The `azprov extensions` command; returns the exit code."""
+    """The `azprov extensions` command; returns the exit code (see EXIT_*)."""
     from azprov.fabric.client import open_fabric
     from azprov.host.leases import wireserver_endpoint
 
     with open_fabric(config, wireserver_endpoint(config.wireserver.endpoint, root.path)) as fabric:
-        runner = Runner(root, config, fabric.http, fabric.wireserver)
+        runner = Runner(root, config, fabric)
         if once:
-            failures = runner.round()
-            if failures:
-                log.error("extensions: %d failure(s) in this round", failures)
-            return 1 if failures else 0
+            result = runner.round()
+            for line in result.agent_failures + result.extension_errors:
+                log.error("%s", line)
+            return result.exit_code
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         log.info("extensions: polling every %g s", config.extensions.poll_interval)

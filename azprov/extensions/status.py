@@ -51,6 +51,17 @@ def _capped_message(value: Any) -> Any:
     return value
 
 
+def _message_text(value: Any) -> str:
+    return value.get("message") or "" if isinstance(value, dict) else ""
+
+
+def _code(value: Any) -> Any:
+    """The extension's code: a number, or a string of digits read as one; else as written."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else 0
+
+
 def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
     """The `status` object of element 0 of `status/<seqNo>.status`, checked and capped."""
     name = f"{seq_no}.status"
@@ -63,13 +74,8 @@ def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
     try:
         document = json.loads(raw)
         status = document[0]["status"]
-        if not isinstance(status, dict) or status.get("status") not in _STATUSES:
-            raise ValueError(
-                f"status.status is {status.get('status') if isinstance(status, dict) else status!r}"
-            )
-        code = status.get("code", 0)
-        if not isinstance(code, int):
-            raise ValueError(f"status.code is {code!r}")
+        if not isinstance(status, dict):
+            raise ValueError(f"status is {status!r}")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         why = f"{name} is malformed: {str(exc)[:200]}"
         return _settings_status(folder.name, "", "error", 1, why)
@@ -78,16 +84,27 @@ def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
         for k, v in status.items()
         if k in ("name", "operation", "status", "code", "formattedMessage", "substatus")
     }
+    # As the platform agent does: an unknown status is an error, a code is
+    # passed on as written ("0" included), a null substatus is none.
+    cleaned["code"] = _code(status.get("code", 0))
     cleaned["formattedMessage"] = _capped_message(
         status.get("formattedMessage") or {"lang": "en-US", "message": ""}
     )
-    if isinstance(status.get("substatus"), list):
+    if cleaned.get("status") not in _STATUSES:
+        cleaned["status"] = "error"
+        if not _message_text(cleaned["formattedMessage"]):
+            why = f"{name}: status.status is {str(status.get('status'))[:40]!r}"
+            cleaned["formattedMessage"] = _message(why)
+    substatus = status.get("substatus")
+    if isinstance(substatus, list):
         cleaned["substatus"] = [
             {**s, "formattedMessage": _capped_message(s.get("formattedMessage"))}
             if isinstance(s, dict)
             else s
-            for s in status["substatus"]
+            for s in substatus
         ]
+    else:
+        cleaned.pop("substatus", None)
     # When the extension wrote it: lifted out into settingsStatus by handler_status.
     stamp = document[0].get("timestampUTC")
     if isinstance(stamp, str) and len(stamp) <= 40:

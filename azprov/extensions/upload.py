@@ -12,8 +12,7 @@ import email.utils
 import logging
 
 from azprov.errors import FabricError, StatusUploadFailed
-from azprov.fabric.hostplugin import HostPlugin
-from azprov.fabric.http import Deadline, FabricHttp
+from azprov.fabric.client import Fabric
 from azprov.fabric.models import GoalState
 
 log = logging.getLogger(__name__)
@@ -50,8 +49,7 @@ def blob_requests(sas_url: str, blob_type: str, document: bytes) -> list[BlobReq
 
 
 def upload_status(
-    http: FabricHttp,
-    hostplugin: HostPlugin,
+    fabric: Fabric,
     goal_state: GoalState,
     sas_url: str,
     blob_type: str,
@@ -60,6 +58,7 @@ def upload_status(
     """Store `document`; returns the channel that worked. FabricError if neither did."""
     requests = blob_requests(sas_url, blob_type, document)
     failures = []
+    hostplugin = fabric.hostplugin
     if hostplugin.usable():
         try:
             for request in requests:
@@ -72,13 +71,8 @@ def upload_status(
         failures.append("HostGAPlugin: not usable")
     try:
         for request in requests:
-            http.call(
-                f"status upload ({blob_type})",
-                "PUT",
-                request.url,
-                Deadline(hostplugin.channel_timeout),
-                headers=request.headers,
-                content=request.content,
+            fabric.storage.put(
+                f"status upload ({blob_type})", request.url, request.headers, request.content
             )
     except FabricError as exc:
         failures.append(f"storage: {exc}")

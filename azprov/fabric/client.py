@@ -9,14 +9,19 @@ from azprov.fabric.wireserver import WireServer
 
 if TYPE_CHECKING:
     from azprov.config import Config
+    from azprov.fabric.hostplugin import HostPlugin
     from azprov.fabric.imds import Imds
+    from azprov.fabric.storage import Storage
 
 
 class Fabric:
-    """The WireServer and IMDS clients of one run, sharing one HTTP client.
+    """The WireServer, IMDS, HostGAPlugin and direct-storage clients of one run,
+    sharing one HTTP client.
 
-    The IMDS client is built on first use: `report-ready` never talks to IMDS
-    and should not pay for importing it.
+    All but the WireServer are built on first use: `report-ready` never talks
+    to IMDS and should not pay for importing it. The HostGAPlugin and storage
+    clients each have their own budget (`channel_timeout`); a direct storage
+    request gets one try with a short connect timeout.
     """
 
     def __init__(
@@ -27,11 +32,17 @@ class Fabric:
         *,
         imds_url: str = "",
         imds_timeout: float = 0.0,
+        channel_timeout: float = 10.0,
+        storage_connect_timeout: float = 1.5,
     ) -> None:
         self.http = http
         self.wireserver = wireserver
         self._imds = imds
         self._imds_settings = (imds_url, imds_timeout)
+        self._channel_timeout = channel_timeout
+        self._storage_connect_timeout = storage_connect_timeout
+        self._hostplugin: Optional[HostPlugin] = None
+        self._storage: Optional[Storage] = None
 
     @property
     def imds(self) -> Imds:
@@ -40,6 +51,27 @@ class Fabric:
 
             self._imds = Imds(self.http, *self._imds_settings)
         return self._imds
+
+    @property
+    def hostplugin(self) -> HostPlugin:
+        """The HostGAPlugin beside the WireServer (artifacts and status through the host)."""
+        if self._hostplugin is None:
+            from azprov.fabric.hostplugin import HostPlugin
+
+            base = self.wireserver.hostplugin_base
+            self._hostplugin = HostPlugin(self.http, base, self._channel_timeout)
+        return self._hostplugin
+
+    @property
+    def storage(self) -> Storage:
+        """Azure storage reached directly: one short try per request."""
+        if self._storage is None:
+            from azprov.fabric.storage import Storage
+
+            self._storage = Storage(
+                self.http, self._storage_connect_timeout, self._channel_timeout
+            )
+        return self._storage
 
     def close(self) -> None:
         self.http.close()
@@ -61,4 +93,6 @@ def open_fabric(config: Config, endpoint: str, policy: RetryPolicy | None = None
         ),
         imds_url=config.imds.url,
         imds_timeout=config.imds.total_timeout,
+        channel_timeout=config.extensions.channel_timeout,
+        storage_connect_timeout=config.extensions.storage_connect_timeout,
     )

@@ -75,6 +75,7 @@ class _Request:
     content: bytes | None
     max_bytes: int
     sink: IO[bytes] | None
+    policy: RetryPolicy
 
     @property
     def shown(self) -> str:
@@ -135,15 +136,19 @@ class FabricHttp:
         retry_status: Collection[int] = RETRYABLE_STATUS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         sink: IO[bytes] | None = None,
+        policy: RetryPolicy | None = None,
     ) -> T:
         """Send one logical request, retrying as the policy says, and parse the reply.
 
         `what` names the call for messages ("goal state"). A status in `accept`
         goes to `parse` (which may raise `Retry`); one in `retry_status` is
         retried; any other fails at once. With `sink`, the body is streamed to
-        it (rewound on each try) instead of kept in memory.
+        it (rewound on each try) instead of kept in memory. `policy` replaces the
+        client's timing for this call (e.g. one short try at a storage URL).
         """
-        request = _Request(what, method, url, headers, content, max_bytes, sink)
+        request = _Request(
+            what, method, url, headers, content, max_bytes, sink, policy or self.policy
+        )
         attempt = 0
         while True:
             attempt += 1
@@ -177,7 +182,7 @@ class FabricHttp:
             except Retry as exc:
                 return _Retryable(f"unusable reply: {exc}")
         if reply.status in retry_status:
-            wait = retry_after(reply.headers.get("retry-after"), self.policy)
+            wait = retry_after(reply.headers.get("retry-after"), request.policy)
             return _Retryable(
                 f"HTTP {reply.status}" + (f" with Retry-After {wait:g} s" if wait else ""), wait
             )
@@ -192,8 +197,9 @@ class FabricHttp:
         self, request: _Request, deadline: Deadline, attempt: int, why: _Retryable
     ) -> None:
         """Sleep before the next try, or raise FabricTimeout when it would pass the deadline."""
-        delay = max(self.policy.backoff(attempt), why.wait or 0.0)
-        if delay >= deadline.remaining():
+        policy = request.policy
+        delay = max(policy.backoff(attempt), why.wait or 0.0)
+        if delay >= deadline.remaining() or 0 < policy.max_attempts <= attempt:
             raise FabricTimeout(
                 f"{request.what}: no usable answer from {request.shown} within "
                 f"{deadline.seconds:g} s ({attempt} attempt{'' if attempt == 1 else 's'}); "
@@ -215,8 +221,8 @@ class FabricHttp:
         # Never let one request outlive the logical call's deadline.
         remaining = max(deadline.remaining(), 0.05)
         timeout = httpx.Timeout(
-            min(self.policy.read_timeout, remaining),
-            connect=min(self.policy.connect_timeout, remaining),
+            min(request.policy.read_timeout, remaining),
+            connect=min(request.policy.connect_timeout, remaining),
         )
         sink = request.sink
         if sink is not None:

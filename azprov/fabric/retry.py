@@ -18,6 +18,7 @@ class RetryPolicy:
     first_delay: float = 0.1
     max_delay: float = 5.0
     max_retry_after: float = 30.0
+    max_attempts: int = 0  # 0: as many as the deadline allows; 1: one try, never retried
 
     def backoff(self, attempt: int) -> float:
         """Delay before try `attempt + 1`: doubling from first_delay, capped, half-jittered."""

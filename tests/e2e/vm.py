@@ -14,7 +14,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from azprov.simulator import Answer, Request, SimulatedFabric, VmSpec
@@ -87,8 +87,12 @@ def boot(
     name: str,
     extra_cmdline: str = "",
     cdrom: Optional[Path] = None,
+    prepare: Optional[Callable[[SimulatedFabric], None]] = None,
 ) -> Boot:
-    """Boot `disk` once, until the probe powers the guest off; return the records."""
+    """Boot `disk` once, until the probe powers the guest off; return the records.
+
+    `prepare`, if given, is called with the started fabric before qemu starts.
+    """
     fabric = SimulatedFabric(spec=spec, advertised_base="http://168.63.129.16")
     clock_route(fabric)
     console = workdir / f"{name}.console.log"
@@ -128,6 +132,8 @@ def boot(
         ]  # fmt: skip
         if cdrom is not None:  # the provisioning media, as Azure attaches it
             argv += ["-drive", f"file={cdrom},format=raw,media=cdrom,if=ide,readonly=on"]
+        if prepare is not None:
+            prepare(fabric)
         started = time.monotonic()
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

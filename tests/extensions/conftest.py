@@ -15,7 +15,7 @@ from azprov.fabric.client import open_fabric
 from azprov.host.leases import wireserver_endpoint
 from azprov.host.root import TargetRoot
 from azprov.simulator import SimulatedFabric
-from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions
 
 LIB = "var/lib/waagent"
 
@@ -68,7 +68,7 @@ class Agent:
         with open_fabric(
             config, wireserver_endpoint(config.wireserver.endpoint, self.root)
         ) as clients:
-            yield Runner(TargetRoot(self.root), config, clients.http, clients.wireserver)
+            yield Runner(TargetRoot(self.root), config, clients)
 
     def lib(self, *parts: str) -> Path:
         return self.root.joinpath(LIB, *parts)

@@ -11,8 +11,8 @@ import pytest
 
 from azprov.extensions.certificates import TRANSPORT_CERT, TRANSPORT_KEY, certificate_header
 from azprov.simulator import Answer
-from azprov.simulator.extensions import STATUS_SIG, PluginSpec, SimulatedExtensions
 from tests.extensions.conftest import Agent, handler_entries
+from tests.extensions.simulated import STATUS_SIG, PluginSpec, SimulatedExtensions
 
 NAME = "Sim.SecretExtension"
 SECRET = {"password": "correct-horse-battery-staple-91", "token": "t0k3n-do-not-log"}
@@ -69,7 +69,11 @@ def test_certificates_are_fetched_once_per_goal_state_and_the_pair_is_kept(
     fabric.spec.certificates = True
     assert agent.once() == 0
     key = (agent.root / TRANSPORT_KEY.lstrip("/")).read_bytes()
-    assert agent.once() == 0  # a new process: fetches again, same transport pair
+    assert agent.once() == 0  # a new process, same goal state: nothing fetched again
+    fetched = [r for r in fabric.requests if "comp=certificates" in r.path]
+    assert len(fetched) == 1
+    fabric.new_incarnation()
+    assert agent.once() == 0  # a new Certificates URL: fetched again, same transport pair
     assert (agent.root / TRANSPORT_KEY.lstrip("/")).read_bytes() == key
     fetched = [r for r in fabric.requests if "comp=certificates" in r.path]
     assert len(fetched) == 2
@@ -149,10 +153,10 @@ def test_an_unusable_certificates_document_is_not_fetched_again_every_round(
         f"/machine/{fabric.spec.container_id}/{fabric.spec.role_name}?comp=certificates",
     )
     with agent.runner() as runner:
-        assert runner.round() == 1
-        assert runner.round() == 0
+        assert runner.round().exit_code == 1
+        assert runner.round().exit_code == 0
         fabric.new_incarnation()  # a new Certificates URL: fetched (and usable) again
-        assert runner.round() == 0
+        assert runner.round().exit_code == 0
     fetched = [r for r in fabric.requests if "comp=certificates" in r.path]
     assert len(fetched) == 2
     assert agent.lib(f"{ext.tenant.thumbprint}.prv").is_file()

@@ -6,8 +6,8 @@ import json
 import stat
 import time
 
-from azprov.simulator.extensions import PluginSpec, SimulatedExtensions
 from tests.extensions.conftest import Agent, enable_test_extension, handler_entries
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions
 
 NAME = "Sim.TestExtension"
 OTHER = "Sim.OtherExtension"

@@ -13,8 +13,9 @@ import pytest
 from azprov.errors import InvalidInput
 from azprov.extensions.packages import unpack_zip
 from azprov.simulator import Answer
-from azprov.simulator.extensions import PluginSpec, SimulatedExtensions, extension_zip
 from tests.extensions.conftest import Agent, enable_test_extension, handler_entries
+from tests.extensions.fleet import extension_zip
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions
 
 NAME = "Sim.TestExtension"
 

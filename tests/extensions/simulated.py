@@ -1,5 +1,7 @@
 """The extension side of the simulated fabric: ExtensionsConfig, storage, HostGAPlugin, Certificates.
 
+Test-only (moved out of the package): the handlers it serves are in `fleet.py`.
+
 `SimulatedExtensions(fabric)` adds to a `SimulatedFabric`:
 - the ExtensionsConfig and Certificates documents on the WireServer;
 - a fourth service, `storage`, holding manifests, packages and the status
@@ -9,26 +11,27 @@
 Certificates and protected settings are encrypted with the real openssl CLI:
 the Certificates to the agent's transport certificate (from its request
 header), holding one tenant certificate; protected settings to that tenant
-certificate. `extension_zip()` builds the test extension package.
+certificate. `fleet.extension_zip()` builds the test extension packages.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import json
 import subprocess
 import textwrap
 import threading
-import zipfile
+import time
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
-from azprov.simulator.fabric import Answer, Request, Service, SimulatedFabric
+from azprov.simulator.fabric import SimulatedFabric
+from azprov.simulator.service import Answer, Request, Service
+from tests.extensions.fleet import extension_zip
 
 STATUS_SIG = "SIMULATEDSASSIGNATURE0123456789"
 
@@ -104,8 +107,14 @@ class TenantCertificate:
 class SimulatedExtensions:
     """Extension routes for `fabric`; call `start()` (starts storage) and `stop()`."""
 
-    def __init__(self, fabric: SimulatedFabric, workdir: Path) -> None:
+    def __init__(
+        self, fabric: SimulatedFabric, workdir: Path, storage_base: Optional[str] = None
+    ) -> None:
         self.fabric = fabric
+        # The storage address written into documents (the guest of an emulated
+        # VM is given one it cannot reach); the service itself is on loopback.
+        self.storage_base = storage_base
+        self.in_svd_seq_no = 1
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.storage = Service("storage", fabric)
@@ -116,12 +125,17 @@ class SimulatedExtensions:
         self.blobs: dict[str, bytes] = {}
         self.blob_types: dict[str, str] = {}
         self.status_uploads: list[tuple[str, str]] = []  # (channel, request kind)
+        self.status_log: list[tuple[float, dict[str, Any]]] = []  # (when, document) per upload
         self._versions: dict[str, list[str]] = {}
         self._tenant: Optional[TenantCertificate] = None
         self._encrypted: dict[tuple[str, Optional[int], str], str] = {}
         self._lock = threading.Lock()
         fabric.spec.extensions_enabled = True
         self._install_routes()
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage_base or self.storage.base
 
     def start(self) -> SimulatedExtensions:
         self.storage.start()
@@ -151,7 +165,7 @@ class SimulatedExtensions:
 
     def manifest_xml(self, name: str) -> bytes:
         plugins = "".join(
-            f"<Plugin><Version>{v}</Version><Uris><Uri>{xml_escape(self.storage.base)}"
+            f"<Plugin><Version>{v}</Version><Uris><Uri>{xml_escape(self.storage_url)}"
             f"/packages/{name}-{v}.zip</Uri></Uris></Plugin>"
             for v in self._versions.get(name, [])
         )
@@ -162,7 +176,7 @@ class SimulatedExtensions:
 
     @property
     def status_blob_url(self) -> str:
-        return f"{self.storage.base}/status/vm.status?sv=2018-03-28&sr=b&sp=rw&sig={STATUS_SIG}"
+        return f"{self.storage_url}/status/vm.status?sv=2018-03-28&sr=b&sp=rw&sig={STATUS_SIG}"
 
     def _protected(self, plugin: PluginSpec) -> Optional[str]:
         if plugin.protected_settings is None:
@@ -175,7 +189,7 @@ class SimulatedExtensions:
             return self._encrypted[key]
 
     def extensions_config_xml(self) -> bytes:
-        base = self.storage.base
+        base = self.storage_url
         plugins, settings = [], []
         for p in self.plugins:
             location = f"{base}/manifests/{p.name}.xml"
@@ -223,6 +237,7 @@ class SimulatedExtensions:
             "<GuestAgentExtension><GAFamilies/></GuestAgentExtension>"
             f"<Plugins>{''.join(plugins)}</Plugins><PluginSettings>{''.join(settings)}</PluginSettings>"
             + (f"<RequiredFeatures>{features}</RequiredFeatures>" if features else "")
+            + f'<InVMGoalStateMetaData inSvdSeqNo="{self.in_svd_seq_no}" />'
             + f'<StatusUploadBlob statusBlobType="{self.status_blob_type}">'
             f"{xml_escape(self.status_blob_url)}</StatusUploadBlob></Extensions>"
         ).encode()
@@ -289,6 +304,9 @@ class SimulatedExtensions:
             else:
                 return Answer(400, b"<Error><Code>MissingRequiredHeader</Code></Error>")
             self.status_uploads.append((channel, kind))
+            if kind != "PageBlob create":
+                document = json.loads(self.blobs[path].rstrip(b"\0"))
+                self.status_log.append((time.monotonic(), document))
         return Answer(201)
 
     # -- routes -----------------------------------------------------------------------
@@ -344,7 +362,7 @@ class SimulatedExtensions:
         if refusal is not None:
             return refusal
         location = request.headers.get("x-ms-artifact-location", "")
-        if not location.startswith(self.storage.base):
+        if not location.startswith(self.storage_url):
             return Answer(400, b"<Error><Code>InvalidArtifactLocation</Code></Error>")
         return self._blob(urlsplit(location).path)
 
@@ -361,86 +379,3 @@ class SimulatedExtensions:
             return Answer(400, b"<Error><Code>InvalidStatusRequest</Code></Error>")
         answer = self._put_blob(url, headers, content, "HostGAPlugin")
         return Answer(200) if answer.status == 201 else answer
-
-
-# -- the test extension ---------------------------------------------------------------
-
-HANDLER_SH = """#!/bin/sh
-# The test extension's entry point: a shell script handing over to Python.
-exec python3 "$(dirname "$0")/handler.py" "$@"
-"""
-
-HANDLER_PY = r'''
-"""A test extension: does what its public settings say, writes real status files."""
-import base64, json, os, subprocess, sys, time
-
-op = sys.argv[1]
-here = os.getcwd()
-lib_dir = os.path.dirname(here)
-environment = json.load(open("HandlerEnvironment.json"))[0]["handlerEnvironment"]
-name = json.load(open("HandlerManifest.json"))[0]["name"]
-seq = os.environ["ConfigSequenceNumber"]
-text = open(os.path.join(environment["configFolder"], seq + ".settings")).read()
-handler = json.loads(text)["runtimeSettings"][0]["handlerSettings"] if text.strip() else {}
-behaviour = (handler.get("publicSettings") or {}).get(op, {})
-record = {"op": op, "seq": seq, "at": time.time(), "version": os.environ["AZURE_GUEST_AGENT_EXTENSION_VERSION"],
-          "cwd": here, "own_group": os.getpgid(0) == os.getsid(0),
-          "env": {k: v for k, v in os.environ.items() if k.startswith(("AZURE_", "VERSION", "Config"))}}
-with open(os.path.join(lib_dir, name + ".ops.log"), "a") as log:
-    log.write(json.dumps(record) + "\n")
-if op == "enable" and handler.get("protectedSettings"):
-    thumb = handler["protectedSettingsCertThumbprint"]
-    plain = subprocess.run(
-        ["openssl", "cms", "-decrypt", "-inform", "DER", "-inkey", os.path.join(lib_dir, thumb + ".prv"),
-         "-recip", os.path.join(lib_dir, thumb + ".crt")],
-        input=base64.b64decode(handler["protectedSettings"]), capture_output=True, check=True).stdout
-    fd = os.open("decrypted.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, plain)
-    os.close(fd)
-if behaviour.get("child"):
-    child = subprocess.Popen(["sleep", "300"])
-    open(os.path.join(lib_dir, name + ".child.pid"), "w").write(str(child.pid))
-print(behaviour.get("stdout", op + " says hello"))
-print(behaviour.get("stderr", op + " on stderr"), file=sys.stderr)
-sys.stdout.flush()
-time.sleep(behaviour.get("sleep", 0))
-if "heartbeat" in behaviour:
-    beat = {"status": behaviour["heartbeat"], "code": 0,
-            "formattedMessage": {"lang": "en-US", "message": "heart of " + name}}
-    json.dump([{"version": 1.0, "heartbeat": beat}], open(environment["heartbeatFile"], "w"))
-status_path = os.path.join(environment["statusFolder"], seq + ".status")
-if "raw_status" in behaviour:
-    open(status_path, "w").write(behaviour["raw_status"])
-elif op in ("enable", "disable"):
-    status = {"name": name, "operation": op, "status": behaviour.get("status", "success"), "code": 0,
-              "formattedMessage": {"lang": "en-US", "message": op + " done for seqNo " + seq}}
-    json.dump([{"version": 1.0, "timestampUTC": "2026-01-01T00:00:00Z", "status": status}], open(status_path, "w"))
-sys.exit(behaviour.get("exit", 0))
-'''
-
-
-def handler_manifest(name: str, version: str, **overrides: Any) -> bytes:
-    commands = {
-        f"{c}Command": f"bin/handler.sh {c}"
-        for c in ("install", "uninstall", "update", "enable", "disable")
-    }
-    manifest = {**commands, "rebootAfterInstall": False, "reportHeartbeat": False,
-                "updateMode": "UpdateWithInstall", **overrides}  # fmt: skip
-    return json.dumps([{"name": name, "version": version, "handlerManifest": manifest}]).encode()
-
-
-def extension_zip(
-    name: str, version: str, *, subfolder: str = "", **manifest_overrides: Any
-) -> bytes:
-    """The test extension as a package: HandlerManifest.json and shell/Python scripts."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(
-            f"{subfolder}HandlerManifest.json",
-            handler_manifest(name, version, **manifest_overrides),
-        )
-        archive.writestr(
-            "bin/handler.sh", HANDLER_SH
-        )  # mode bits unset: the agent marks it executable
-        archive.writestr("bin/handler.py", HANDLER_PY)
-    return buffer.getvalue()
