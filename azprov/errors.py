@@ -136,7 +136,9 @@ class FabricError(ReportableError):
         ├── HostPluginUnusable          the HostGAPlugin does not speak our protocol version
         ├── ArtifactUnavailable         no channel (direct, HostGAPlugin) gave the file
         │   ├── ManifestUnavailable     no location gave a usable extension manifest
-        │   └── PackageUnavailable      no URI gave the extension's package
+        │   ├── PackageUnavailable      no URI gave the extension's package
+        │   └── Transient…Unavailable   the same, where a channel only timed out or
+        │                               failed on the server side (also transient)
         ├── StatusUploadFailed          neither the HostGAPlugin nor storage took the status
         └── CertificatesUndecryptable   the tenant certificates cannot be opened
     """
@@ -210,6 +212,18 @@ class ManifestUnavailable(ArtifactUnavailable):
 
 class PackageUnavailable(ArtifactUnavailable):
     reason = "package_unavailable"
+
+
+class TransientArtifactUnavailable(ArtifactUnavailable, TransientFabricError):
+    """No channel gave the file, and at least one only timed out or failed on the server."""
+
+
+class TransientManifestUnavailable(ManifestUnavailable, TransientFabricError):
+    """No manifest location worked, and at least one may work when asked again."""
+
+
+class TransientPackageUnavailable(PackageUnavailable, TransientFabricError):
+    """No package URI worked, and at least one may work when asked again."""
 
 
 class HostPluginUnusable(FabricError):

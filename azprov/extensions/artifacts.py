@@ -16,10 +16,9 @@ from azprov.errors import (
     ArtifactUnavailable,
     FabricError,
     HostPluginUnusable,
-    ManifestUnavailable,
-    PackageUnavailable,
     ReplyTooLarge,
     StaleContainer,
+    TransientArtifactUnavailable,
     TransientFabricError,
 )
 from azprov.fabric.client import Fabric
@@ -31,18 +30,6 @@ log = logging.getLogger(__name__)
 DIRECT = "storage"
 HOST = "HostGAPlugin"
 CHANNELS = (DIRECT, HOST)
-
-
-class TransientArtifactUnavailable(ArtifactUnavailable, TransientFabricError):
-    """No channel gave the file, and at least one only timed out or failed on the server."""
-
-
-class TransientManifestUnavailable(ManifestUnavailable, TransientFabricError):
-    """No manifest location worked, and at least one may work when asked again."""
-
-
-class TransientPackageUnavailable(PackageUnavailable, TransientFabricError):
-    """No package URI worked, and at least one may work when asked again."""
 
 
 class Artifacts:

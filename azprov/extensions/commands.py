@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import logging
 import os
 import shlex
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from azprov.host.files import open_directory
+from azprov.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def run_command(
 ) -> CommandResult:
     """Run the manifest's command for `command` (install, …); wait at most `timeout` s."""
     line = shell_command(handler_dir, manifest_command)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = utc_timestamp()
     header = f"--- {stamp} {handler_dir.name} {command} (timeout {timeout:g} s) ---\n".encode()
     with open_directory(log_dir, mode=0o755) as dir_fd:
         out_fd = _open_log(dir_fd, "commands.stdout.log")

@@ -28,12 +28,12 @@ from azprov.extensions.handler import (
 )
 from azprov.extensions.manifest import HandlerManifest, PackageVersion, version_key
 from azprov.extensions.packages import install_package, resolve_version
-from azprov.host.root import TargetRoot
+from azprov.host.root import COMMAND_PATH, TargetRoot
 
 log = logging.getLogger(__name__)
 
 _BASE_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PATH": COMMAND_PATH,
     "LANG": "C.UTF-8",
     "HOME": "/root",
 }

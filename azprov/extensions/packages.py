@@ -27,12 +27,10 @@ from azprov.errors import (
     PackageUnavailable,
     ReplyTooLarge,
     TransientFabricError,
-)
-from azprov.extensions.artifacts import (
-    Artifacts,
     TransientManifestUnavailable,
     TransientPackageUnavailable,
 )
+from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.goal import Plugin
 from azprov.extensions.manifest import PackageVersion, choose_version, parse_version_manifest
 from azprov.host.files import open_directory

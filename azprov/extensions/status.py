@@ -7,7 +7,6 @@ malformed one is reported as an error for that handler, never a crash.
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
 from typing import Any, Optional
@@ -16,6 +15,7 @@ from azprov import __version__
 from azprov.extensions.handler import ENABLED, HandlerFolder, read_capped
 from azprov.extensions.lifecycle import Outcome
 from azprov.host.root import TargetRoot
+from azprov.timestamps import utc_timestamp
 
 STATUS_FILE_MAX_BYTES = 128 * 1024
 MESSAGE_MAX_CHARS = 1024
@@ -23,10 +23,6 @@ FAILURE_MAX_CHARS = 3200
 HEARTBEAT_MAX_BYTES = 16 * 1024
 HEARTBEAT_STALE_SECONDS = 10 * 60
 _STATUSES = ("transitioning", "warning", "error", "success")
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _message(text: str, limit: int = MESSAGE_MAX_CHARS) -> dict[str, str]:
@@ -159,7 +155,7 @@ def handler_status(
         entry["runtimeSettingsStatus"] = {
             "sequenceNumber": outcome.seq_no,
             "settingsStatus": {
-                "timestampUTC": settings.pop("timestampUTC", None) or utc_now(),
+                "timestampUTC": settings.pop("timestampUTC", None) or utc_timestamp(),
                 "version": 1.0,
                 "status": settings,
             },
@@ -186,7 +182,7 @@ def aggregate_status(root: TargetRoot, entries: list[dict[str, Any]]) -> bytes:
     """The document uploaded to the status blob."""
     document = {
         "version": "1.1",
-        "timestampUTC": utc_now(),
+        "timestampUTC": utc_timestamp(),
         "aggregateStatus": {
             "guestAgentStatus": {
                 "version": __version__,

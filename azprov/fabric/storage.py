@@ -8,7 +8,7 @@ or two), and never retried here: the caller goes to the HostGAPlugin at once.
 
 from __future__ import annotations
 
-from typing import IO, Mapping
+from typing import IO, Any, Mapping
 
 from azprov.fabric.http import Deadline, FabricHttp, Reply, RetryPolicy
 
@@ -25,25 +25,13 @@ class Storage:
 
     def get(self, what: str, url: str, *, max_bytes: int, sink: IO[bytes] | None = None) -> Reply:
         """GET `url`; the body goes to `sink` if given. FabricError when it did not work."""
-        reply: Reply = self.http.call(
-            what,
-            "GET",
-            url,
-            Deadline(self.timeout),
-            max_bytes=max_bytes,
-            sink=sink,
-            policy=self.policy,
-        )
-        return reply
+        return self._once(what, "GET", url, max_bytes=max_bytes, sink=sink)
 
     def put(self, what: str, url: str, headers: Mapping[str, str], content: bytes) -> Reply:
+        return self._once(what, "PUT", url, headers=headers, content=content)
+
+    def _once(self, what: str, method: str, url: str, **options: Any) -> Reply:
         reply: Reply = self.http.call(
-            what,
-            "PUT",
-            url,
-            Deadline(self.timeout),
-            headers=headers,
-            content=content,
-            policy=self.policy,
+            what, method, url, Deadline(self.timeout), policy=self.policy, **options
         )
         return reply

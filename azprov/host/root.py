@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 # Commands run with a fixed, minimal environment: no proxies, a C locale for
 # parseable messages, and a PATH that finds the sbin tools.
+COMMAND_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "PATH": COMMAND_PATH,
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
 }
