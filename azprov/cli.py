@@ -211,6 +211,43 @@ def status_command(options: Options, as_json: bool) -> None:
     click.echo(render_status(options.root(), as_json))
 
 
+def _check_ids(
+    ctx: click.Context, param: click.Parameter, value: Optional[str]
+) -> tuple[str, ...]:
+    """`--only a,b`: every id must be a check id (one line naming the bad one, exit 2)."""
+    from azprov.checks.model import CHECK_IDS
+
+    ids = tuple(i.strip() for i in (value or "").split(",") if i.strip())
+    for check_id in ids:
+        if check_id not in CHECK_IDS:
+            raise click.BadParameter(f"unknown check id {check_id!r}", ctx=ctx, param=param)
+    return ids
+
+
+@cli.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as a JSON list.")
+@click.option("--only", callback=_check_ids, metavar="ID,...", help="Run only these checks.")
+@click.option("--skip", callback=_check_ids, metavar="ID,...", help="Do not run these checks.")
+@pass_options
+@fail_cleanly
+def check_command(
+    options: Options, as_json: bool, only: tuple[str, ...], skip: tuple[str, ...]
+) -> None:
+    """Find what would make a VM from this image (or --root tree) fail on Azure; change nothing.
+
+    Exit status: 0 no errors, 1 errors found, 2 the check could not run.
+    """
+    from azprov.checks import check_tree
+    from azprov.checks.report import render_json, render_text
+
+    outcome = check_tree(options.root(), only, skip)
+    if as_json:
+        click.echo(render_json(outcome))
+    else:
+        click.echo(render_text(outcome, colour=sys.stdout.isatty()), color=sys.stdout.isatty())
+    sys.exit(outcome.exit_code)
+
+
 @cli.command("simulate")
 @click.option("--keep", is_flag=True, help="Keep the throwaway target root and print its path.")
 @pass_options
