@@ -185,6 +185,21 @@ def deprovision_command(options: Options, delete_user: bool, force: bool, dry_ru
     deprovision(
         options.root(), options.config(), delete_user=delete_user, force=force, dry_run=dry_run
     )
+    if not dry_run:
+        _report_still_wrong(options)
+
+
+def _report_still_wrong(options: Options) -> None:
+    """After deprovisioning, what the checks still find (deprovision fixes only what it owns)."""
+    from azprov.checks import check_tree
+    from azprov.checks.report import finding_line, summary_line
+
+    outcome = check_tree(options.root())
+    wrong = [f for f in outcome.findings if f.severity in ("error", "warn")]
+    click.echo("azprov check: " + ("still to fix by hand:" if wrong else "nothing left to fix"))
+    for finding in wrong:
+        click.echo(f"  {finding_line(finding)}")
+    click.echo(f"  {summary_line(outcome)}")
 
 
 @cli.command("extensions")

@@ -27,6 +27,7 @@ from azprov.errors import AzprovError
 from azprov.fabric.endpoints import LEASE_GLOBS
 from azprov.host import state
 from azprov.host.files import write_atomic
+from azprov.host.kvp import POOL, count_own_records, remove_own_records
 from azprov.host.root import HostError, TargetRoot
 from azprov.host.units import PROVISIONING_UNIT
 from azprov.host.users import read_accounts
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 HOSTNAME = "localhost"
 HISTORY_FILES = (".bash_history", ".zsh_history", ".sh_history", ".ash_history", ".history")
 HOST_KEY_GLOB = "etc/ssh/ssh_host_*"
+DBUS_MACHINE_ID = "/var/lib/dbus/machine-id"
 SUDOERS_DIR = "/etc/sudoers.d/"
 UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 # What shadow's useradd accepts, without a leading '-' that userdel would take as an option.
@@ -116,6 +118,7 @@ def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
             lambda: write_file(root, "/etc/machine-id", b"", 0o444),
         )
     )
+    actions += identity_actions(root)
     actions.append(
         Action(
             f"enable {PROVISIONING_UNIT} ({unit_file})",
@@ -241,6 +244,24 @@ def history_actions(
         if home:
             files += [root / f"{home}/{history}" for history in HISTORY_FILES]
     return removals(root, "shell history", [f for f in files if f.exists() or f.is_symlink()])
+
+
+def identity_actions(root: TargetRoot) -> list[Action]:
+    """D-Bus's copy of the machine ID (systemd copies it back into an empty /etc/machine-id),
+    and the KVP records azprov wrote (the host would show the build VM's report)."""
+    actions = []
+    dbus = root / DBUS_MACHINE_ID
+    if dbus.is_file() and not dbus.is_symlink():
+        actions += removals(root, "D-Bus machine ID", [dbus])
+    records = count_own_records(root)
+    if records:
+        actions.append(
+            Action(
+                f"remove azprov's {records} KVP record(s) from {POOL}",
+                lambda: remove_own_records(root),
+            )
+        )
+    return actions
 
 
 def removals(root: TargetRoot, what: str, paths: list[Path]) -> list[Action]:

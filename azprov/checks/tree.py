@@ -33,7 +33,7 @@ class Tree:
         """Compute a value once per run (unit enablement, the kernel command line…)."""
         if key not in self._memo:
             self._memo[key] = compute()
-        return self._memo[key]  # type: ignore[no-any-return]
+        return self._memo[key]
 
     def real(self, relative: str, follow_last: bool = True) -> Optional[str]:
         """The host path of `relative` with every link resolved inside the tree (None: a loop)."""
