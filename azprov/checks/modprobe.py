@@ -62,7 +62,13 @@ def _has_floppy(tree: Tree) -> bool:
     if config.get("CONFIG_BLK_DEV_FD") in ("y", "m"):
         return True
     version = default_kernel(tree)
-    return bool(version and tree.glob(f"*/modules/{version}/kernel/drivers/block/floppy.ko*"))
+    return bool(
+        version
+        and any(
+            tree.glob(f"{lib}/modules/{version}/kernel/drivers/block/floppy.ko*")
+            for lib in ("lib", "usr/lib")
+        )
+    )
 
 
 @check(
