@@ -102,16 +102,13 @@ def sshd_effective_config(tree: Tree) -> Iterator[Note]:
     config = effective_config(tree)
     if config is None:
         return
+    azprov = config.get(AZPROV)
     for keyword in POLICY_KEYWORDS:
         setting = config.get(keyword)
-        if (
-            setting
-            and setting.where != AZPROV
-            and setting.where.startswith("etc/ssh/sshd_config.d/")
-        ):
+        if azprov and setting and setting.where != AZPROV and setting.order < azprov.order:
             yield Note(
                 setting.where,
-                f"sets {keyword} {setting.value} and sorts before {AZPROV}",
+                f"sets {keyword} {setting.value} and is read before {AZPROV}",
                 "remove it, or rename the drop-in to sort after 00-azprov.conf",
             )
     empty = config.get("permitemptypasswords")

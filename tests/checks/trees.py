@@ -242,7 +242,7 @@ Breaker = Callable[[Path], None]
 
 
 def case_table() -> tuple[
-    list[tuple[str, str, Breaker]], Callable[[str, str], Callable[[Breaker], Breaker]]
+    list[tuple[str, str, Breaker]], Callable[..., Callable[[Breaker], Breaker]]
 ]:
     """A per-module table of (check id, expected severity, what breaks the good tree)."""
     table: list[tuple[str, str, Breaker]] = []
