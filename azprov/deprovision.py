@@ -118,7 +118,14 @@ def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
             lambda: write_file(root, "/etc/machine-id", b"", 0o444),
         )
     )
-    actions += identity_actions(root)
+    # systemd copies D-Bus's machine ID back into an empty /etc/machine-id.
+    dbus = root / DBUS_MACHINE_ID
+    if dbus.is_file() and not dbus.is_symlink():
+        actions += removals(root, "D-Bus machine ID", [dbus])
+    if count_own_records(root):  # the host would show the build VM's report on every clone
+        actions.append(
+            Action(f"remove azprov's KVP records from {POOL}", lambda: remove_own_records(root))
+        )
     actions.append(
         Action(
             f"enable {PROVISIONING_UNIT} ({unit_file})",
@@ -244,24 +251,6 @@ def history_actions(
         if home:
             files += [root / f"{home}/{history}" for history in HISTORY_FILES]
     return removals(root, "shell history", [f for f in files if f.exists() or f.is_symlink()])
-
-
-def identity_actions(root: TargetRoot) -> list[Action]:
-    """D-Bus's copy of the machine ID (systemd copies it back into an empty /etc/machine-id),
-    and the KVP records azprov wrote (the host would show the build VM's report)."""
-    actions = []
-    dbus = root / DBUS_MACHINE_ID
-    if dbus.is_file() and not dbus.is_symlink():
-        actions += removals(root, "D-Bus machine ID", [dbus])
-    records = count_own_records(root)
-    if records:
-        actions.append(
-            Action(
-                f"remove azprov's {records} KVP record(s) from {POOL}",
-                lambda: remove_own_records(root),
-            )
-        )
-    return actions
 
 
 def removals(root: TargetRoot, what: str, paths: list[Path]) -> list[Action]:
