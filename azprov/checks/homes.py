@@ -80,6 +80,10 @@ _HISTORIES = (".bash_history", ".zsh_history", ".sh_history", ".ash_history", ".
 _OTHER_HISTORIES = (".python_history", ".mysql_history", ".psql_history", ".lesshst", ".viminfo")
 
 
+# Caches and toolchains hold no shell history but can hold 100,000s of files.
+_BULK_DIRS = frozenset({".cache", ".pyenv", ".rustup", ".cargo", ".npm", "node_modules", ".git"})
+
+
 def _history_files(tree: Tree, home: str) -> Iterator[str]:
     """`.*sh_history` and `.history` anywhere under the home (as LISA searches)."""
     top = tree.real(home)
@@ -87,7 +91,11 @@ def _history_files(tree: Tree, home: str) -> Iterator[str]:
     if top is None or not (home == "root" or home.startswith("home/")):
         return
     for directory, subdirs, files in os.walk(top):
-        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
+        subdirs[:] = [
+            d
+            for d in subdirs
+            if d not in _BULK_DIRS and not os.path.islink(os.path.join(directory, d))
+        ]
         for name in files:
             if name.endswith("sh_history") or name == ".history":
                 yield os.path.relpath(os.path.join(directory, name), tree.base)
