@@ -9,12 +9,12 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Union
 
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+from azprov.checks.tools import find_tool
+
 _TOOLS = {
     b"\x28\xb5\x2f\xfd": ["zstd", "-dcq"],
     b"\x02\x21\x4c\x18": ["lz4", "-dcq"],
@@ -47,17 +47,19 @@ def _decompress(rest: bytes) -> Union[bytes, str]:
         return bz2.decompress(rest)
     for magic, argv in _TOOLS.items():
         if rest.startswith(magic):
-            if shutil.which(argv[0], path=_PATH) is None:
+            tool = find_tool(argv[0])
+            if tool is None:
                 return f"{argv[0]} is not installed"
-            done = subprocess.run(argv, input=rest, capture_output=True, check=False)
+            done = subprocess.run([tool, *argv[1:]], input=rest, capture_output=True, check=False)
             return done.stdout if done.returncode == 0 else f"{argv[0]} failed"
     return f"unknown compression (starts {rest[:4].hex()})"
 
 
 def _with_lister(path: Path) -> Union[list[str], str]:
     for argv in (["lsinitramfs", str(path)], ["lsinitrd", "--list", str(path)]):
-        if shutil.which(argv[0], path=_PATH):
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        tool = find_tool(argv[0])
+        if tool:
+            done = subprocess.run([tool, *argv[1:]], capture_output=True, text=True, check=False)
             if done.returncode == 0:
                 return done.stdout.split()
     return ""

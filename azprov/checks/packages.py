@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from typing import Iterator, Optional
 
 from azprov.checks.model import Note, check, unknown
+from azprov.checks.tools import find_tool
 from azprov.checks.tree import Tree
 
 TOOLS = (
@@ -98,9 +98,10 @@ def _numbers(version: str) -> tuple[int, ...]:
 
 
 def _rpm_versions(tree: Tree, names: tuple[str, ...]) -> Optional[dict[str, str]]:
-    if shutil.which("rpm") is None:
+    rpm = find_tool("rpm")
+    if rpm is None:
         return None
-    argv = ["rpm", "--root", tree.base, "-q", "--qf", "%{NAME} %{VERSION}\\n", *names]
+    argv = [rpm, "--root", tree.base, "-q", "--qf", "%{NAME} %{VERSION}\\n", *names]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     pairs = (line.split() for line in done.stdout.splitlines())
     return {p[0]: p[1] for p in pairs if len(p) == 2 and p[0] in names}

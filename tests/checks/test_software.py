@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,29 @@ def test_cloud_init_image_has_no_waagent_duties(tmp_path: Path) -> None:
     no_resource_disk_setup(root)
     unit(root, "cloud-init.service")
     assert problems(root, "waagent-duties") == []
+
+
+def test_missing_tools_are_unknown_not_guessed(tmp_path: Path) -> None:
+    """No zstd (nor lsinitramfs) for a zstd initramfs, no rpm for an rpm database: info."""
+    from tests.checks.trees import HV_MODULES, initramfs
+    from tests.conftest import run_azprov
+
+    root = good_tree(tmp_path / "root")
+    initramfs(root, HV_MODULES, compress="zstd")
+    (root / "var/lib/dpkg/status").unlink()
+    (root / "var/lib/rpm").mkdir(parents=True)
+    write(root, "etc/yum.repos.d/rhui.repo", "[rhui-baseos]\n")
+    ids = "hyperv-drivers-initramfs,package-currency"
+    with_tools = run_azprov("--root", str(root), "check", "--json", "--only", ids)
+    assert json.loads(with_tools.stdout) == []
+    run = run_azprov(
+        "--root", str(root), "check", "--json", "--only", ids, env={"PATH": "/nonexistent"}
+    )
+    assert run.returncode == 0, run.stderr
+    found = {f["id"]: f for f in json.loads(run.stdout)}
+    assert found["hyperv-drivers-initramfs"]["severity"] == "info"
+    assert found["hyperv-drivers-initramfs"]["found"] == (
+        "unknown: zstd is not installed, and neither lsinitramfs nor lsinitrd is"
+    )
+    assert found["package-currency"]["severity"] == "info"
+    assert found["package-currency"]["found"].startswith("unknown: the rpm database is binary")
