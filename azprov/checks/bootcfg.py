@@ -115,7 +115,11 @@ FORBIDDEN = ("libata.atapi_enabled=0", "reserve=0x1f0,0x8")
 def grub_forbidden_params(tree: Tree) -> Iterator[Note]:
     cmdline = boot_cmdline(tree)
     if cmdline.source is None:
-        yield unknown("boot", NO_BOOT_LOADER, "make sure the external command line has neither")
+        yield unknown(
+            "",
+            NO_BOOT_LOADER,
+            "keep libata.atapi_enabled=0 and reserve=0x1f0,0x8 off the external command line",
+        )
         return
     for word in FORBIDDEN:
         if word in cmdline.words:
@@ -146,7 +150,7 @@ def serial_console(tree: Tree) -> Iterator[Note]:
     cmdline = boot_cmdline(tree)
     fix = f"put console={wanted} last in GRUB_CMDLINE_LINUX, then update-grub (grub2-mkconfig)"
     if cmdline.source is None:
-        yield unknown("boot", NO_BOOT_LOADER, f"make sure it ends with console={wanted}")
+        yield unknown("", NO_BOOT_LOADER, f"make sure it ends with console={wanted}")
         return
     problem = _console_problem(cmdline.words, wanted)
     if problem:
@@ -170,7 +174,7 @@ def serial_console(tree: Tree) -> Iterator[Note]:
 def cmdline_recommended(tree: Tree) -> Iterator[Note]:
     cmdline = boot_cmdline(tree)
     if cmdline.source is None:
-        yield unknown("boot", NO_BOOT_LOADER)
+        yield unknown("", NO_BOOT_LOADER)
         return
     words = cmdline.words
     if not any(w.startswith("earlyprintk=") for w in words):
