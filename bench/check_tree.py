@@ -28,7 +28,17 @@ sys.path.insert(0, str(REPO))
 
 from tests.e2e.image import CACHE_DIR, PACKAGES, SUITE, unpack  # noqa: E402
 
-EXTRA = ("linux-headers-cloud-amd64", "perl", "vim", "git", "man-db", "manpages", "python3-venv")
+EXTRA = (
+    "linux-headers-cloud-amd64",
+    "perl",
+    "vim",
+    "git",
+    "man-db",
+    "manpages",
+    "manpages-dev",
+    "python3-pip",
+    "python3-venv",
+)
 GOAL_SECONDS = 2.0
 RUNS = 5
 
