@@ -1,7 +1,7 @@
 """`azprov check` on a Debian 12 tree of about 40,000 files, beside `find | wc -l` for scale.
 
 The tree is the e2e image's package set plus the kind of bulk a real build
-image carries (kernel headers, perl, vim, git, man pages), built once with
+image carries (kernel headers, a Go toolchain, perl, vim, git, man pages), built once with
 mmdebstrap and cached as a tarball next to the e2e rootfs; or pass a tree:
 
     .venv/bin/python bench/check_tree.py [DIR]
@@ -33,6 +33,7 @@ EXTRA = (
     "perl",
     "vim",
     "git",
+    "golang-go",
     "man-db",
     "manpages",
     "manpages-dev",
