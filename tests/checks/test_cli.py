@@ -132,3 +132,12 @@ def test_provision_does_not_import_checks() -> None:
     code = "import sys, azprov.cli, azprov.provision; print(any(m.startswith('azprov.checks') for m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_a_tree_without_etc_cannot_be_checked(tmp_path: Path) -> None:
+    """An empty mount point is not an image with 20 faults: exit 2, one line."""
+    run = run_azprov("--root", str(tmp_path), "check")
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip() == (
+        f"azprov: error: {tmp_path} does not look like a root file system: it has no etc/"
+    )
