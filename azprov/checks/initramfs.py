@@ -68,9 +68,14 @@ def _with_lister(path: Path) -> Union[list[str], str]:
 def list_initramfs(path: Path) -> Union[list[str], str]:
     """Every path in the initramfs, or a sentence saying why it could not be read."""
     try:
-        data = path.read_bytes()
+        return _list(path.read_bytes(), path)
     except OSError as exc:
         return f"cannot read it: {exc.strerror}"
+    except ValueError:  # a cpio header that is not hex: not an initramfs this reader knows
+        return "not a newc cpio archive"
+
+
+def _list(data: bytes, path: Path) -> Union[list[str], str]:
     names: list[str] = []
     offset = 0
     while offset < len(data):

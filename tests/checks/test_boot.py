@@ -178,3 +178,10 @@ def test_missing_tools_make_the_initramfs_unknown(tmp_path: Path) -> None:
     path.write_bytes(b"\x04\x22\x4d\x18" + b"\0" * 64)  # lz4 frame magic: unknown to the reader
     (finding,) = findings(root, "hyperv-drivers-initramfs")
     assert finding.severity == "info" and finding.found.startswith("unknown:")
+
+
+def test_corrupt_initramfs_is_unknown(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    (root / f"boot/initrd.img-{KVER}").write_bytes(b"070701" + b"zz" * 60)
+    (finding,) = findings(root, "hyperv-drivers-initramfs")
+    assert (finding.severity, finding.found) == ("info", "unknown: not a newc cpio archive")
