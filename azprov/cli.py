@@ -6,54 +6,15 @@ Imports of anything network- or host-related happen inside the commands, so
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import Optional
 
 import click
 
 from azprov import __version__
-
-if TYPE_CHECKING:
-    from azprov.config import Config
-    from azprov.host.root import TargetRoot
-
-log = logging.getLogger("azprov")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclasses.dataclass
-class Options:
-    root_dir: str
-    config_file: Optional[Path]
-    verbose: int
-
-    def root(self) -> TargetRoot:
-        from azprov.host.root import TargetRoot
-
-        return TargetRoot(self.root_dir)
-
-    def config(self) -> Config:
-        from azprov.config import load_config
-
-        return load_config(Path(self.root_dir), self.config_file)
-
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    # Under systemd the journal adds its own timestamp and unit name.
-    handler.setFormatter(logging.Formatter("azprov: %(message)s"))
-    root_logger = logging.getLogger()
-    root_logger.handlers[:] = [handler]
-    root_logger.setLevel(level)
-    # httpx logs every URL it requests, SAS signatures included: never let it.
-    # azprov's own messages name each request with the secrets redacted.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+from azprov.cli_image import check_command, deprovision_command
+from azprov.cli_options import Options, fail_cleanly, pass_options, setup_logging
 
 
 def _version_message() -> str:
@@ -64,31 +25,6 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     if value and not ctx.resilient_parsing:
         click.echo(_version_message())
         ctx.exit(0)
-
-
-def fail_cleanly(func: F) -> F:
-    """Turn any AzprovError into one line on stderr and its exit code; never a traceback."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from azprov.errors import AzprovError
-
-        try:
-            return func(*args, **kwargs)
-        except AzprovError as exc:
-            click.echo(f"azprov: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("azprov: interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                log.exception("internal error")
-            click.echo(f"azprov: internal error: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(70)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,10 +55,7 @@ def fail_cleanly(func: F) -> F:
 def cli(ctx: click.Context, config_file: Optional[Path], root_dir: str, verbose: int) -> None:
     """azprov: provision an Azure Linux VM on first boot and report to the platform."""
     ctx.obj = Options(root_dir=root_dir, config_file=config_file, verbose=verbose)
-    _setup_logging(verbose)
-
-
-pass_options = click.make_pass_decorator(Options)
+    setup_logging(verbose)
 
 
 @cli.command("report-ready")
@@ -170,49 +103,6 @@ def provision_command(options: Options) -> None:
     provision(root, config, host_keys)
 
 
-@cli.command("deprovision")
-@click.option(
-    "--user", "delete_user", is_flag=True, help="Also delete the admin user azprov created."
-)
-@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--dry-run", is_flag=True, help="Only list what would be done.")
-@pass_options
-@fail_cleanly
-def deprovision_command(options: Options, delete_user: bool, force: bool, dry_run: bool) -> None:
-    """Prepare this machine (or --root image) for capture: the reverse of provision."""
-    from azprov.deprovision import apply, plan
-
-    root = options.root()
-    options.config()  # a broken config file is reported here too, before any change
-    actions = plan(root, delete_user=delete_user)
-    where = "this machine" if root.live else str(root.path)
-    click.echo(f"azprov deprovision will change {where}:")
-    for action in actions:
-        click.echo(f"  - {action.description}")
-    if dry_run:
-        click.echo("dry run: nothing was changed")
-        return
-    if not force:
-        _confirm_deprovision(where)
-    apply(actions)
-    click.echo(f"deprovisioned {where}: {len(actions)} changes; capture the image now")
-    if root.live:
-        click.echo("(shell history written after this point, by this session, is not removed)")
-
-
-def _confirm_deprovision(where: str) -> None:
-    """Ask on the terminal; with no terminal refuse, so a script must say --force."""
-    from azprov.deprovision import DeprovisionRefused
-
-    if not sys.stdin.isatty():
-        raise DeprovisionRefused(
-            "refusing to deprovision without confirmation: stdin is not a terminal"
-            " (pass --force to run unattended, or --dry-run to only list)"
-        )
-    if not click.confirm(f"Deprovision {where}?", default=False):
-        raise DeprovisionRefused("deprovision cancelled: nothing was changed")
-
-
 @cli.command("extensions")
 @click.option("--once", is_flag=True, help="Run one round and exit with a code (see above).")
 @pass_options
@@ -254,6 +144,10 @@ def simulate_command(options: Options, keep: bool) -> None:
     from azprov.simulate import run_simulation
 
     sys.exit(run_simulation(keep=keep, verbose=options.verbose))
+
+
+cli.add_command(deprovision_command)
+cli.add_command(check_command)
 
 
 def main() -> None:

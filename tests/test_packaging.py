@@ -54,7 +54,7 @@ def test_deb_contents_and_dependencies(deb: Path) -> None:
         "./usr/bin/azprov",
         "./lib/systemd/system/azure-provisioning.service",
         "./etc/azprov/azprov.conf",
-        "./usr/lib/python3/dist-packages/azprov/deprovision.py",
+        "./usr/lib/python3/dist-packages/azprov/deprovision/__init__.py",
         "./usr/share/doc/azprov/copyright",
     ):
         assert path in files, path

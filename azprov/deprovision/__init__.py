@@ -24,6 +24,7 @@ from azprov.deprovision.actions import (
 )
 from azprov.deprovision.user import provisioned_user, user_actions
 from azprov.host import state
+from azprov.host.kvp import POOL, count_own_records, remove_own_records
 from azprov.host.leases import LEASE_GLOBS
 from azprov.host.root import TargetRoot
 from azprov.host.units import PROVISIONING_UNIT
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 HOSTNAME = "localhost"
 HISTORY_FILES = (".bash_history", ".zsh_history", ".sh_history", ".ash_history", ".history")
 HOST_KEY_GLOB = "etc/ssh/ssh_host_*"
+DBUS_MACHINE_ID = "/var/lib/dbus/machine-id"
 UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 
 
@@ -74,6 +76,14 @@ def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
             lambda: write_file(root, "/etc/machine-id", b"", 0o444),
         )
     )
+    # systemd copies D-Bus's machine ID back into an empty /etc/machine-id.
+    dbus = root / DBUS_MACHINE_ID
+    if dbus.is_file() and not dbus.is_symlink():
+        actions += removals(root, "D-Bus machine ID", [dbus])
+    if count_own_records(root):  # the host would show the build VM's report on every clone
+        actions.append(
+            Action(f"remove azprov's KVP records from {POOL}", lambda: remove_own_records(root))
+        )
     actions.append(
         Action(
             f"enable {PROVISIONING_UNIT} ({unit_file})",

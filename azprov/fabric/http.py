@@ -39,6 +39,12 @@ from azprov.fabric.transport import (
 
 log = logging.getLogger(__name__)
 
+# httpx (0.24 and later) logs every request URL at INFO, SAS signatures included:
+# never let it, whoever configured logging. azprov's own messages name each
+# request with the secrets redacted.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 429} | set(range(500, 600)))

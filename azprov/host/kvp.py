@@ -72,3 +72,36 @@ def write_kvp(root: TargetRoot, key: str, value: str) -> bool:
         log.warning("could not write KVP %s to %s: %s", key, POOL, exc)
         return False
     return True
+
+
+# The keys azprov writes; deprovision removes exactly these records and keeps others'.
+AZPROV_KEYS = frozenset({"PROVISIONING_REPORT"})
+
+
+def count_own_records(root: TargetRoot) -> int:
+    """How many records in the root's pool azprov wrote (0 when there is no pool)."""
+    try:
+        data = (root / POOL).read_bytes()
+    except (OSError, HostError):
+        return 0
+    return sum(1 for key, _ in decode_records(data) if key in AZPROV_KEYS)
+
+
+def remove_own_records(root: TargetRoot) -> None:
+    """Rewrite the pool without azprov's records, under the writers' lock, in place."""
+    try:
+        fd = os.open(root / POOL, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise HostError(f"cannot open {POOL}: {exc.strerror}", path=POOL) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            records = decode_records(handle.read())
+        kept = b"".join(encode_record(k, v) for k, v in records if k not in AZPROV_KEYS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, kept, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

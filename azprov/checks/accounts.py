@@ -1,0 +1,151 @@
+"""Accounts: locked passwords, leftover build users, and sudo that lets the admin in."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Iterator
+
+from azprov.checks.model import Note, check
+from azprov.checks.tree import Tree
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    home: str  # relative to the tree
+    shell: str
+
+    @property
+    def can_log_in(self) -> bool:
+        return not self.shell.endswith(("nologin", "false"))
+
+
+def users(tree: Tree) -> list[User]:
+    found = []
+    for line in tree.lines("etc/passwd"):
+        fields = line.split(":")
+        if len(fields) >= 7 and fields[2].isdigit():
+            found.append(User(fields[0], int(fields[2]), fields[5].strip("/"), fields[6]))
+    return found
+
+
+def uid_range(tree: Tree) -> tuple[int, int]:
+    values = {"UID_MIN": 1000, "UID_MAX": 60000}
+    for line in tree.lines("etc/login.defs"):
+        words = line.split()
+        if len(words) >= 2 and words[0] in values and words[1].isdigit():
+            values[words[0]] = int(words[1])
+    return values["UID_MIN"], values["UID_MAX"]
+
+
+def _live_password(field: str) -> bool:
+    """A crypt hash or an empty field; `!`/`*` prefixes (and `x`, LISA's rule) are locked."""
+    return field == "" or field.startswith("$") or bool(re.match(r"^[./0-9A-Za-z]{13}$", field))
+
+
+@check(
+    "passwords-locked",
+    "error",
+    consequence="one known password opens every clone",
+    source="LISA verify_no_pre_exist_users; waagent DeleteRootPassword; virt-sysprep passwd-backups",
+)
+def passwords_locked(tree: Tree) -> Iterator[Note]:
+    for path in ("etc/shadow", "etc/shadow-", "etc/gshadow-"):
+        for line in tree.lines(path):
+            fields = line.split(":")
+            if len(fields) >= 2 and _live_password(fields[1]):
+                state = "no password (empty field)" if fields[1] == "" else "a password hash"
+                yield Note(
+                    path,
+                    f"gives {fields[0]} {state}",
+                    f"lock it: usermod -L {fields[0]} (and remove etc/*-)",
+                )
+
+
+_BUILD_DROPINS = re.compile(r"^(90-cloud-init-users|waagent|90-azprov-.*)$")
+
+
+@check(
+    "leftover-users-sudoers",
+    "warn",
+    consequence="build accounts become back doors or collide with the deployment's admin name",
+    source="waagent deprovision+user; virt-sysprep user-account",
+)
+def leftover_users_sudoers(tree: Tree) -> Iterator[Note]:
+    low, high = uid_range(tree)
+    names = {u.name for u in users(tree)}
+    for user in users(tree):
+        if low <= user.uid <= high:
+            yield Note(
+                "etc/passwd",
+                f"has user {user.name} (UID {user.uid}, home /{user.home})",
+                f"userdel -r {user.name}",
+            )
+    for path in tree.glob("etc/sudoers.d/*"):
+        name = path.rsplit("/", 1)[1]
+        if _BUILD_DROPINS.match(name):
+            yield Note(path, "is a build admin's sudo rule", f"remove {path}")
+            continue
+        for line in tree.lines(path):
+            words = line.split("#", 1)[0].split()
+            if (
+                words
+                and re.match(r"^[a-z_][a-z0-9_.-]*$", words[0])
+                and words[0] not in names
+                and words[0] != "root"
+            ):
+                yield Note(
+                    path, f"grants sudo to {words[0]}, who does not exist", "remove the line"
+                )
+
+
+def sudoers_files(tree: Tree) -> list[str]:
+    """etc/sudoers and what it includes (sudo skips drop-in names with '.' or ending in '~')."""
+    files: list[str] = []
+    pending = ["etc/sudoers"]
+    while pending and len(files) < 200:
+        path = pending.pop(0)
+        if path in files or not tree.exists(path):
+            continue
+        files.append(path)
+        for line in tree.lines(path):
+            match = re.match(r"^\s*[@#](include|includedir)\s+(\S+)", line)
+            if not match:
+                continue
+            target = match.group(2).lstrip("/")
+            if match.group(1) == "include":
+                pending.append(target if "/" in target else f"etc/{target}")
+            else:
+                pending += [
+                    p
+                    for p in tree.glob(f"{target}/*")
+                    if "." not in p.rsplit("/", 1)[1] and not p.endswith("~")
+                ]
+    return files
+
+
+@check(
+    "sudo-policy",
+    "error",
+    consequence="the admin cannot escalate: sudo asks for a locked password or ignores azprov's rule",
+    source="LISA verify_default_targetpw; waagent conf_sudoer",
+)
+def sudo_policy(tree: Tree) -> Iterator[Note]:
+    if not tree.exists("etc/sudoers"):
+        yield Note(
+            "etc/sudoers", "is missing (sudo not installed)", "install sudo", severity="warn"
+        )
+        return
+    for path in sudoers_files(tree):
+        for number, line in enumerate(tree.lines(path), 1):
+            if re.match(r"^\s*Defaults\b.*(?<![!\w])(targetpw|rootpw|runaspw)\b", line):
+                yield Note(f"{path}:{number}", f"has '{line.strip()}'", "remove it")
+    if not any(
+        re.match(r"^\s*[@#]includedir\s+/etc/sudoers\.d\b", line)
+        for line in tree.lines("etc/sudoers")
+    ):
+        yield Note(
+            "etc/sudoers", "has no @includedir /etc/sudoers.d", "add '@includedir /etc/sudoers.d'"
+        )

@@ -1,0 +1,229 @@
+"""The kernel command line the image boots with, read from its generated boot config.
+
+What counts is what the boot loader reads (grub.cfg, BLS entries, grubenv),
+not `etc/default/grub` and not the build VM's /proc/cmdline; when the template
+disagrees, both are reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import shlex
+from typing import Iterator, Optional
+
+from azprov.checks.kernel import is_arm64
+from azprov.checks.model import Note, check, unknown
+from azprov.checks.tree import Tree
+
+GRUB_CONFIGS = ("boot/grub/grub.cfg", "boot/grub2/grub.cfg", "boot/grub/menu.lst")
+NO_BOOT_LOADER = (
+    "no boot loader configuration in the tree (boot/grub/grub.cfg, boot/grub2/grub.cfg,"
+    " boot/loader/entries/*.conf): the kernel command line comes from outside the image"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cmdline:
+    source: Optional[str]  # the file it was read from; None: no boot loader config
+    words: tuple[str, ...]
+
+    def values(self, key: str) -> list[str]:
+        return [w.split("=", 1)[1] for w in self.words if w.startswith(key + "=")]
+
+
+def _grubenv(tree: Tree) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in tree.lines("boot/grub2/grubenv") if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+def _expand(tree: Tree, options: str) -> tuple[str, ...]:
+    env = _grubenv(tree)
+    options = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), options)
+    try:
+        return tuple(shlex.split(options))
+    except ValueError:
+        return tuple(options.split())
+
+
+def _bls(tree: Tree) -> Optional[Cmdline]:
+    entries = [p for p in tree.glob("boot/loader/entries/*.conf") if "rescue" not in p]
+    for path in sorted(entries, reverse=True):  # the newest kernel sorts last and boots first
+        for line in tree.lines(path):
+            if line.startswith("options"):
+                return Cmdline(path, _expand(tree, line[len("options") :]))
+    return None
+
+
+def _grub(tree: Tree, path: str) -> Optional[Cmdline]:
+    """The first menu entry's kernel line (GRUB_DEFAULT=0, what images use)."""
+    text = tree.read_text(path)
+    if text is None:
+        return None
+    if "blscfg" in text and tree.glob("boot/loader/entries/*.conf"):
+        return _bls(tree)
+    for line in text.splitlines():
+        words = line.split(None, 2)
+        if words and words[0] in ("linux", "linuxefi", "linux16", "kernel") and len(words) > 1:
+            return Cmdline(path, _expand(tree, words[2] if len(words) > 2 else ""))
+    return None
+
+
+def boot_cmdline(tree: Tree) -> Cmdline:
+    def find() -> Cmdline:
+        for path in GRUB_CONFIGS:
+            found = _grub(tree, path)
+            if found:
+                return found
+        return _bls(tree) or Cmdline(None, ())
+
+    return tree.memo("boot.cmdline", find)
+
+
+def grub_defaults(tree: Tree) -> Optional[tuple[str, tuple[str, ...]]]:
+    """GRUB_CMDLINE_LINUX + _DEFAULT from etc/default/grub then grub.d/*.cfg (later wins)."""
+    files = [
+        p for p in ["etc/default/grub", *tree.glob("etc/default/grub.d/*.cfg")] if tree.exists(p)
+    ]
+    if not files:
+        return None
+    values: dict[str, str] = {}
+    for path in files:
+        for line in tree.lines(path):
+            match = re.match(r"\s*(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(.*)", line)
+            if match:
+                raw = match.group(2).strip()
+                with contextlib.suppress(ValueError):
+                    raw = " ".join(shlex.split(raw))
+                values[match.group(1)] = raw.replace("$GRUB_CMDLINE_LINUX", "")
+    words = " ".join(
+        [values.get("GRUB_CMDLINE_LINUX", ""), values.get("GRUB_CMDLINE_LINUX_DEFAULT", "")]
+    )
+    return files[-1], tuple(words.split())
+
+
+FORBIDDEN = ("libata.atapi_enabled=0", "reserve=0x1f0,0x8")
+
+
+@check(
+    "grub-forbidden-params",
+    "error",
+    consequence="the emulated IDE/ATAPI path is off: no provisioning CD; LISA fails the image",
+    source="LISA verify_grub",
+)
+def grub_forbidden_params(tree: Tree) -> Iterator[Note]:
+    cmdline = boot_cmdline(tree)
+    if cmdline.source is None:
+        yield unknown(
+            "",
+            NO_BOOT_LOADER,
+            "keep libata.atapi_enabled=0 and reserve=0x1f0,0x8 off the external command line",
+        )
+        return
+    for word in FORBIDDEN:
+        if word in cmdline.words:
+            yield Note(
+                cmdline.source, f"has {word}", f"remove {word} and regenerate the boot config"
+            )
+
+
+def _console_problem(words: tuple[str, ...], wanted: str) -> Optional[str]:
+    consoles = [w.split("=", 1)[1].split(",")[0] for w in words if w.startswith("console=")]
+    if wanted not in consoles:
+        return f"has no console={wanted}" + (
+            f" (consoles: {', '.join(consoles)})" if consoles else ""
+        )
+    if consoles[-1] != wanted:
+        return f"has console={consoles[-1]} after console={wanted} (the last one is /dev/console)"
+    return None
+
+
+@check(
+    "serial-console",
+    "error",
+    consequence="no boot diagnostics or serial console, and azprov's failure reasons are not shown",
+    source="LISA verify_serial_console_is_enabled; MS generic doc; azprov unit",
+)
+def serial_console(tree: Tree) -> Iterator[Note]:
+    wanted = "ttyAMA0" if is_arm64(tree) else "ttyS0"
+    cmdline = boot_cmdline(tree)
+    fix = f"put console={wanted} last in GRUB_CMDLINE_LINUX, then update-grub (grub2-mkconfig)"
+    if cmdline.source is None:
+        yield unknown("", NO_BOOT_LOADER, f"make sure it ends with console={wanted}")
+        return
+    problem = _console_problem(cmdline.words, wanted)
+    if problem:
+        yield Note(cmdline.source, problem, fix)
+    defaults = grub_defaults(tree)
+    if defaults and not problem and _console_problem(defaults[1], wanted):
+        yield Note(
+            defaults[0],
+            f"{_console_problem(defaults[1], wanted)}, unlike {cmdline.source}",
+            "fix the template too: the next update-grub would drop the serial console",
+            severity="warn",
+        )
+
+
+@check(
+    "cmdline-recommended",
+    "info",
+    consequence="boot output, slow-disk tolerance and NIC naming as Microsoft advises",
+    source="MS generic/Ubuntu/RHEL docs; LISA verify_pmu_disabled_for_arm64",
+)
+def cmdline_recommended(tree: Tree) -> Iterator[Note]:
+    cmdline = boot_cmdline(tree)
+    if cmdline.source is None:
+        yield unknown("", NO_BOOT_LOADER)
+        return
+    words = cmdline.words
+    if not any(w.startswith("earlyprintk=") for w in words):
+        yield Note(cmdline.source, "has no earlyprintk=ttyS0", "add earlyprintk=ttyS0,115200")
+    if not tree.exists("etc/redhat-release") and not cmdline.values("rootdelay"):
+        yield Note(cmdline.source, "has no rootdelay=300", "add rootdelay=300")
+    for word in ("rhgb", "quiet"):
+        if word in words:
+            yield Note(
+                cmdline.source, f"has {word}", f"drop {word}: boot messages go to the console"
+            )
+    if is_arm64(tree) and "initcall_blacklist=arm_pmu_acpi_init" not in words:
+        yield Note(
+            cmdline.source,
+            "has no initcall_blacklist=arm_pmu_acpi_init",
+            "add it (arm64)",
+            severity="warn",
+        )
+
+
+@check(
+    "efi-fallback-loader",
+    "error",
+    consequence="a new Gen2 VM has no NVRAM boot entry and firmware finds nothing to boot",
+    source="MS Ubuntu doc (Gen2 step)",
+)
+def efi_fallback_loader(tree: Tree) -> Iterator[Note]:
+    names = {p.lower(): p for p in tree.glob("boot/efi/*") + tree.glob("boot/efi/*/*")}
+    if "boot/efi/efi" not in names:
+        yield unknown(
+            "boot/efi",
+            "no EFI system partition in the tree (no boot/efi/EFI): a Gen1 (BIOS) image, or the ESP is not mounted",
+            "for Gen2, mount the ESP at boot/efi and check again",
+        )
+        return
+    loader = "bootaa64.efi" if is_arm64(tree) else "bootx64.efi"
+    found = [
+        p
+        for p in tree.glob(names["boot/efi/efi"] + "/*/*")
+        if p.lower().endswith("/boot/" + loader)
+    ]
+    if not found:
+        yield Note(
+            names["boot/efi/efi"] + "/BOOT",
+            f"has no {loader.upper()}",
+            "grub-install --removable (or debconf grub2/force_efi_extra_removable)",
+        )
+        return
+    if tree.size(found[0]) == 0:
+        yield Note(
+            found[0], "is empty", "reinstall the removable loader (grub-install --removable)"
+        )

@@ -1,0 +1,187 @@
+"""What a check is, what it finds, and running them.
+
+Check ids are the fact sheet's ids (docs/CI gates rely on them); a check that
+passes says nothing, so every line printed is something to act on or know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Iterable, Optional
+
+from azprov.checks.tree import Tree
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("error", "warn", "info")
+
+# The fact sheet's order: the output follows it, so related checks stay together.
+CHECK_IDS = (
+    "prov-unit-enabled",
+    "prov-agent-conflict",
+    "network-online-wait",
+    "azprov-runtime-deps",
+    "modprobe-policy",
+    "hyperv-drivers-initramfs",
+    "fstab-boot-safe",
+    "lvm-devices-file",
+    "efi-fallback-loader",
+    "arch-64bit",
+    "grub-forbidden-params",
+    "serial-console",
+    "cmdline-recommended",
+    "net-dhcp-configured",
+    "net-config-not-pinned",
+    "udev-persistent-net",
+    "net-vf-unmanaged",
+    "dhcp-timeout",
+    "dhcp-dns-leftovers",
+    "hostname-generic",
+    "machine-id",
+    "clone-shared-secrets",
+    "ssh-host-keys",
+    "passwords-locked",
+    "authorized-keys",
+    "leftover-users-sudoers",
+    "shell-history",
+    "agent-state-leftover",
+    "cloud-cli-credentials",
+    "logs-crash-tmp",
+    "sudo-policy",
+    "sshd-enabled",
+    "sshd-effective-config",
+    "swap-os-disk",
+    "waagent-duties",
+    "time-sync-ptp",
+    "kvp-daemon",
+    "selinux-labels",
+    "package-currency",
+    "image-file-size",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Note:
+    """What one check saw: the path, the value there, and the fix in a few words.
+
+    `severity` and `consequence` default to the check's own.
+    """
+
+    path: str
+    found: str
+    fix: str
+    severity: Optional[str] = None
+    consequence: Optional[str] = None
+
+
+def unknown(path: str, why: str, fix: str = "check it by hand") -> Note:
+    """A check that cannot be decided from the tree: info, never a guess."""
+    return Note(path, f"unknown: {why}", fix, severity="info", consequence="not checked")
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    id: str
+    severity: str
+    path: str
+    found: str
+    fix: str
+    source: str
+    consequence: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "path": self.path,
+            "found": self.found,
+            "fix": self.fix,
+            "source": self.source,
+        }
+
+
+CheckFunction = Callable[[Tree], Iterable[Note]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    id: str
+    severity: str
+    consequence: str
+    source: str
+    run: CheckFunction
+
+    def findings(self, tree: Tree) -> list[Finding]:
+        return [
+            Finding(
+                self.id,
+                note.severity or self.severity,
+                note.path,
+                note.found,
+                note.fix,
+                self.source,
+                note.consequence or self.consequence,
+            )
+            for note in self.run(tree)
+        ]
+
+
+REGISTRY: dict[str, Check] = {}
+
+
+def check(
+    check_id: str, severity: str, *, consequence: str, source: str
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register a check under its fact-sheet id."""
+    if check_id not in CHECK_IDS or severity not in SEVERITIES:
+        raise ValueError(f"not a fact-sheet check: {check_id} ({severity})")
+
+    def register(function: CheckFunction) -> CheckFunction:
+        REGISTRY[check_id] = Check(check_id, severity, consequence, source, function)
+        return function
+
+    return register
+
+
+@dataclasses.dataclass
+class Outcome:
+    findings: list[Finding]
+    ran: int
+    broken: list[str]  # ids of checks that crashed: the run could not be completed
+
+    def count(self, severity: str) -> int:
+        return sum(1 for finding in self.findings if finding.severity == severity)
+
+    @property
+    def exit_code(self) -> int:
+        if self.broken:
+            return 2
+        return 1 if self.count("error") else 0
+
+
+def run_checks(tree: Tree, ids: Iterable[str]) -> Outcome:
+    """Run the given checks in sheet order; a crashing check is reported, never hidden."""
+    wanted = set(ids)
+    outcome = Outcome([], 0, [])
+    for check_id in CHECK_IDS:
+        if check_id not in wanted or check_id not in REGISTRY:
+            continue
+        outcome.ran += 1
+        try:
+            outcome.findings += REGISTRY[check_id].findings(tree)
+        except Exception as exc:  # a bug or an unreadable tree: say which check, go on
+            log.debug("check %s failed", check_id, exc_info=True)
+            outcome.broken.append(check_id)
+            outcome.findings.append(
+                Finding(
+                    check_id,
+                    "info",
+                    "",
+                    f"unknown: the check itself failed ({type(exc).__name__}: {exc})",
+                    "report this as a bug in azprov",
+                    "azprov",
+                    "not checked",
+                )
+            )
+    return outcome
