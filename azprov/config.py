@@ -1,4 +1,4 @@
-"""Configuration: one frozen dataclass tree read from INI files.
+"""Configuration: one immutable tree of named tuples read from INI files.
 
 Files, later wins: `<root>/etc/azprov/azprov.conf`, then
 `<root>/etc/azprov/azprov.conf.d/*.conf` in sorted order, then `--config FILE`.
@@ -9,9 +9,8 @@ names the file, the key and the value: a typo must never be silently ignored.
 from __future__ import annotations
 
 import configparser
-import dataclasses
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, NamedTuple, Optional
 
 from azprov.config_values import (
     absolute_path,
@@ -30,33 +29,28 @@ MAIN_FILE = "etc/azprov/azprov.conf"
 DROPIN_DIR = "etc/azprov/azprov.conf.d"
 
 
-@dataclasses.dataclass(frozen=True)
-class WireServerConfig:
+class WireServerConfig(NamedTuple):
     endpoint: Optional[str] = None  # None: DHCP option 245, else 168.63.129.16
     total_timeout: float = 1200.0
     hostplugin_port: int = 32526
 
 
-@dataclasses.dataclass(frozen=True)
-class ImdsConfig:
+class ImdsConfig(NamedTuple):
     url: str = "http://169.254.169.254/metadata"
     total_timeout: float = 300.0
 
 
-@dataclasses.dataclass(frozen=True)
-class MediaConfig:
+class MediaConfig(NamedTuple):
     path: Optional[str] = None  # a directory already holding ovf-env.xml
 
 
-@dataclasses.dataclass(frozen=True)
-class ProvisioningConfig:
+class ProvisioningConfig(NamedTuple):
     ssh_host_key_types: str = ""  # empty: `ssh-keygen -A` (every default type)
     user_groups: str = ""  # extra groups for the admin user, comma-separated
     publish_hostname: bool = True  # renew the DHCP lease so Azure DNS learns the name
 
 
-@dataclasses.dataclass(frozen=True)
-class ExtensionsConfig:
+class ExtensionsConfig(NamedTuple):
     lib_dir: str = "/var/lib/waagent"
     log_dir: str = "/var/log/azure"
     poll_interval: float = 6.0
@@ -69,8 +63,7 @@ class ExtensionsConfig:
     storage_connect_timeout: float = 1.5
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     wireserver: WireServerConfig = WireServerConfig()
     imds: ImdsConfig = ImdsConfig()
     media: MediaConfig = MediaConfig()

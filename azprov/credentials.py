@@ -6,10 +6,9 @@ the host (which installs them), so neither has to import the other.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import posixpath
-from typing import Optional
+from typing import NamedTuple, Optional
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +36,7 @@ class Secret:
         return hash(self._value)
 
 
-@dataclasses.dataclass(frozen=True)
-class AuthorizedKey:
+class AuthorizedKey(NamedTuple):
     line: str  # one validated authorized_keys line
     path: Optional[str]  # where the platform asked for it (checked against the home later)
 

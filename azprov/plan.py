@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import logging
 import posixpath
 import re
 import struct
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from azprov.credentials import AuthorizedKey, Secret
 from azprov.errors import InvalidInput
@@ -43,8 +42,7 @@ _LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 RESERVED_USERS = frozenset({"root", "daemon", "bin", "sys", "nobody", "admin", "sshd"})
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """Everything provisioning will apply, already validated."""
 
     hostname: str

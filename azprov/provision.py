@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import logging
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 from azprov.config import Config
 from azprov.errors import (
@@ -166,8 +165,7 @@ def background() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
         yield pool
 
 
-@dataclasses.dataclass(frozen=True)
-class Gathered:
+class Gathered(NamedTuple):
     """The three fetches, all finished; each accessor returns its value or raises its error."""
 
     goal: concurrent.futures.Future[GoalState]

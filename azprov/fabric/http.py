@@ -13,11 +13,10 @@ Why these rules:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
-from typing import IO, Callable, Collection, Mapping, Optional, TypeVar
+from typing import IO, Callable, Collection, Mapping, NamedTuple, Optional, TypeVar
 
 import httpx
 
@@ -52,8 +51,7 @@ SUCCESS_STATUS = frozenset(range(200, 300))
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 
-@dataclasses.dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """What a call returned: status, headers (lower-case names) and body."""
 
     status: int
@@ -70,8 +68,7 @@ class Retry(Exception):
     """Raised by a reply parser when the body is unusable but may be fine next time."""
 
 
-@dataclasses.dataclass(frozen=True)
-class _Request:
+class _Request(NamedTuple):
     """One logical request, as tried again on each attempt."""
 
     what: str
@@ -88,8 +85,7 @@ class _Request:
         return redact_url(self.url)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Retryable:
+class _Retryable(NamedTuple):
     """Why a try did not succeed but another may; `wait` is the server's Retry-After."""
 
     description: str

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from azprov.errors import InvalidInput
 from azprov.fabric.http import RETRYABLE_STATUS, Deadline, FabricHttp, Reply, Retry
@@ -14,14 +13,12 @@ API_VERSION = "2021-08-01"  # osProfile (2020-07-15), disablePasswordAuthenticat
 IMDS_RETRY_STATUS = frozenset(RETRYABLE_STATUS | {404, 410})
 
 
-@dataclasses.dataclass(frozen=True)
-class ImdsPublicKey:
+class ImdsPublicKey(NamedTuple):
     key_data: str
     path: Optional[str]
 
 
-@dataclasses.dataclass(frozen=True)
-class InstanceMetadata:
+class InstanceMetadata(NamedTuple):
     """The fields of `compute` that provisioning uses, type-checked but not yet validated."""
 
     vm_id: Optional[str]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from azprov.errors import MalformedDocument
 from azprov.fabric.xmldoc import child, parse_xml, text
 
 
-@dataclasses.dataclass(frozen=True)
-class GoalState:
+class GoalState(NamedTuple):
     """What the WireServer wants of this VM now (the parts every agent needs)."""
 
     incarnation: str

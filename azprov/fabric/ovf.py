@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import logging
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from azprov.credentials import Secret
 from azprov.errors import InvalidInput
@@ -21,15 +20,13 @@ log = logging.getLogger(__name__)
 OVF_FILE = "ovf-env.xml"
 
 
-@dataclasses.dataclass(frozen=True)
-class OvfPublicKey:
+class OvfPublicKey(NamedTuple):
     path: Optional[str]
     value: Optional[str]  # None: the key is only a certificate fingerprint
     fingerprint: Optional[str]
 
 
-@dataclasses.dataclass(frozen=True)
-class OvfEnv:
+class OvfEnv(NamedTuple):
     hostname: Optional[str]
     username: Optional[str]
     password: Optional[Secret]

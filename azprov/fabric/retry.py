@@ -3,14 +3,13 @@ all inside the deadline of one logical call."""
 
 from __future__ import annotations
 
-import dataclasses
 import email.utils
 import random
 import time
+from typing import NamedTuple
 
 
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """Timing of one logical call: per-request timeouts and the backoff between tries."""
 
     connect_timeout: float = 3.0

@@ -6,10 +6,9 @@ and reports to Azure; it never changes the machine.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from typing import Mapping, Optional
+from typing import Mapping, NamedTuple, Optional
 
 from azprov import AGENT_NAME
 from azprov.config_values import parse_endpoint
@@ -25,8 +24,7 @@ WIRE_PROTOCOL_VERSION = "2012-11-30"
 DESCRIPTION_MAX_CHARS = 1024  # cloud-init keeps 512, WALinuxAgent 3686; our report line fits
 
 
-@dataclasses.dataclass(frozen=True)
-class Health:
+class Health(NamedTuple):
     """A health report: Ready, or NotReady with a substatus and a description."""
 
     state: str  # "Ready" | "NotReady"

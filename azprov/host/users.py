@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
 import tempfile
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from azprov.credentials import Secret
 from azprov.errors import HostError
@@ -17,8 +16,7 @@ from azprov.host.root import TargetRoot
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class Account:
+class Account(NamedTuple):
     name: str
     uid: int
     gid: int
@@ -26,8 +24,7 @@ class Account:
     shell: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Accounts:
+class Accounts(NamedTuple):
     """The accounts in the root's /etc/passwd and where system accounts end (UID_MIN)."""
 
     users: dict[str, Account]
