@@ -96,7 +96,7 @@ def provision(
         finish(root, vm_id, applied, host_keys, run)
     if config.provisioning.publish_hostname:
         run.timed("publish_hostname", publish_hostname, root)  # after Ready: DNS must not delay it
-    log.info("VM %s provisioned: %s", vm_id, run.summary())
+    log.info("VM %s provisioned: %s", vm_id, run.summary(root))
 
 
 def finish(

@@ -37,8 +37,11 @@ class RunRecord:
         with self.phase(name):
             return func(*args)
 
-    def summary(self) -> str:
-        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
+    def summary(self, root: TargetRoot) -> str:
+        """Phase times, then each command run and how long it took, as one log line."""
+        phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
+        commands = ", ".join(f"{tool} {seconds:.2f} s" for tool, seconds in root.command_times)
+        return f"{phases}; commands: {commands or 'none'}"
 
     def save(self, root: TargetRoot, vm_id: Optional[str], result: str, line: str) -> None:
         state.save_run(
@@ -51,6 +54,7 @@ class RunRecord:
                 "finished_at": utc_timestamp(),
                 "seconds": round(time.monotonic() - self.started, 4),
                 "phases": self.phases,
+                "commands": [[tool, round(seconds, 4)] for tool, seconds in root.command_times],
             },
         )
 

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -41,6 +42,8 @@ class TargetRoot:
             self.live = self.path == Path("/")
         if self.live:
             self.path = Path("/")
+        # (tool, seconds) of every command run, for the run's account of its time.
+        self.command_times: list[tuple[str, float]] = []
 
     def __repr__(self) -> str:
         return f"TargetRoot({str(self.path)!r})"
@@ -120,6 +123,7 @@ class TargetRoot:
     ) -> subprocess.CompletedProcess[bytes]:
         """Run a system tool. Secrets go through `stdin`, never argv; stdin is never logged."""
         log.debug("running %s", " ".join(argv))
+        started = time.monotonic()
         try:
             result = subprocess.run(
                 list(argv),
@@ -135,6 +139,8 @@ class TargetRoot:
             raise HostError(
                 f"{what}: {argv[0]} did not finish in {timeout:g} s", tool=argv[0]
             ) from None
+        finally:
+            self.command_times.append((os.path.basename(argv[0]), time.monotonic() - started))
         if check and result.returncode != 0:
             detail = one_line(result.stderr.decode("utf-8", "replace"))[-300:]
             raise HostError(

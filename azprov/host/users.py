@@ -108,8 +108,25 @@ def set_password(root: TargetRoot, name: str, password: Secret) -> None:
 
 
 def lock_password(root: TargetRoot, name: str) -> None:
-    """No password was provisioned: lock password login for the account."""
+    """No password was provisioned: lock password login for the account.
+
+    `useradd` (without -p) already writes a locked `!` entry, so a user it just
+    made needs no `usermod --lock` process; an existing account with a usable
+    password gets one.
+    """
+    if _shadow_password(root, name).startswith(("!", "*")):
+        log.debug("the password of %s is already locked", name)
+        return
     root.run(["usermod", *root.prefix_args(), "--lock", name], what=f"lock the password of {name}")
+
+
+def _shadow_password(root: TargetRoot, name: str) -> str:
+    """The password field of `name` in /etc/shadow ("" when there is no entry)."""
+    for line in _lines(root, "/etc/shadow"):
+        fields = line.split(":")
+        if fields[0] == name and len(fields) > 1:
+            return fields[1]
+    return ""
 
 
 def _replace_shadow_field(root: TargetRoot, name: str, hashed: str) -> None:

@@ -142,7 +142,7 @@ def test_network_unreachable_is_retried_for_real(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
         )
         # Bring the network up once azprov has met ENETUNREACH (its retry line),
         # however long its start-up takes on a loaded machine.
