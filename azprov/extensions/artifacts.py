@@ -16,6 +16,7 @@ from azprov.errors import (
     ArtifactUnavailable,
     FabricError,
     HostPluginUnusable,
+    HttpStatusError,
     ReplyTooLarge,
     StaleContainer,
     TransientArtifactUnavailable,
@@ -54,7 +55,7 @@ class Artifacts:
     ) -> bytes:
         """The body of `url` (empty when streamed to `sink`); FabricError when no channel works."""
         failures = []
-        transient = False
+        transient, refused = False, False
         for channel in list(self.order):
             try:
                 reply = self._fetch_from(channel, what, url, max_bytes, sink)
@@ -66,12 +67,15 @@ class Artifacts:
                 log.info("%s: not from %s: %s", what, channel, why)
                 failures.append(f"{channel}: {why}")
                 transient = transient or isinstance(exc, TransientFabricError)
+                refused = refused or isinstance(exc, HttpStatusError)
                 continue
             if self.order[0] != channel:
                 log.info("%s worked: trying it first from now on", channel)
                 self.order[:] = [channel] + [c for c in self.order if c != channel]
             return reply.content
-        kind = TransientArtifactUnavailable if transient else ArtifactUnavailable
+        # A server that understood and refused (a 403, a 404) is the answer, even when
+        # the other channel only timed out: asking again next round will not change it.
+        kind = TransientArtifactUnavailable if transient and not refused else ArtifactUnavailable
         raise kind(
             f"{what}: cannot fetch {redact_url(url)} ({'; '.join(failures)})",
             url=redact_url(url),

@@ -94,10 +94,11 @@ def parse_handler_manifest(content: bytes, name: str) -> HandlerManifest:
     commands = {}
     for command in COMMANDS:
         value = manifest.get(f"{command}Command")
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidInput(f"{field} {command}Command", value, "missing or not a string")
         # Commands are relative to the handler folder, even when written with a leading '/'.
-        commands[command] = value.strip().lstrip("/")
+        relative = value.strip().lstrip("/") if isinstance(value, str) else ""
+        if not relative:
+            raise InvalidInput(f"{field} {command}Command", value, "missing or names no file")
+        commands[command] = relative
     mode = manifest.get("updateMode") or "UpdateWithInstall"
     if mode not in UPDATE_MODES:
         raise InvalidInput(f"{field} updateMode", mode, f"expected {' or '.join(UPDATE_MODES)}")

@@ -39,13 +39,34 @@ def request_key(plugin: Plugin) -> list[Any]:
     return [plugin.name.lower(), plugin.version, plugin.state, plugin.seq_no, digest]
 
 
+_OUTCOME_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "version": (str, type(None)),
+    "seq_no": (int,),
+    "operation": (str,),
+    "failure": (str, type(None)),
+    "present": (bool,),
+    "heartbeat": (bool,),
+    "retry": (bool,),
+}
+
+
 def _outcome(value: Any) -> Optional[Outcome]:
-    if not isinstance(value, dict):
+    """A saved outcome, only when every field has its type (the file may be damaged)."""
+    if not isinstance(value, dict) or set(value) != set(_OUTCOME_TYPES):
         return None
-    try:
-        return Outcome(**value)
-    except TypeError:
-        return None
+    for key, types in _OUTCOME_TYPES.items():
+        if not isinstance(value[key], types) or (key == "seq_no" and isinstance(value[key], bool)):
+            return None
+    return Outcome(**value)
+
+
+def _usable_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("request"), list)
+        and _outcome(entry.get("outcome")) is not None
+    )
 
 
 @dataclasses.dataclass
@@ -78,6 +99,11 @@ class Memory:
             memory = cls(**{k: v for k, v in saved.items() if k in fields})
             if not isinstance(memory.channels, list) or not isinstance(memory.plugins, dict):
                 raise TypeError("channels or plugins")
+            damaged = [name for name, entry in memory.plugins.items() if not _usable_entry(entry)]
+            if damaged:
+                log.warning("%s: forgetting damaged entries %s", MEMORY_FILE, ", ".join(damaged))
+                for name in damaged:
+                    del memory.plugins[name]
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("%s is unusable (%s): starting afresh", MEMORY_FILE, exc)
             return cls()

@@ -259,6 +259,9 @@ def run_extensions(root: TargetRoot, config: Config, once: bool) -> int:
                 runner.round()
             except AzprovError as exc:
                 log.error("extensions: round failed: %s", exc)
+            except Exception as exc:  # a bug must not end the service: log it, poll again
+                log.error("extensions: round failed: %s: %s", type(exc).__name__, exc)
+                log.debug("round failure", exc_info=exc)
             stop.wait(config.extensions.poll_interval)
         log.info("extensions: stopping (SIGTERM)")
         return 0

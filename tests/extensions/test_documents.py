@@ -213,6 +213,10 @@ def test_handler_manifest() -> None:
         parse_handler_manifest(
             json.dumps([{"handlerManifest": {"installCommand": "x"}}]).encode(), "P.E-1.0"
         )
+    with pytest.raises(InvalidInput, match="installCommand='/ ' is invalid: missing or names no"):
+        parse_handler_manifest(
+            json.dumps([{"handlerManifest": {**commands, "installCommand": "/ "}}]).encode(), "P"
+        )
     with pytest.raises(InvalidInput, match="updateMode='Sometimes'"):
         parse_handler_manifest(
             json.dumps([{"handlerManifest": {**commands, "updateMode": "Sometimes"}}]).encode(),

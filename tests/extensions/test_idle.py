@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -198,3 +198,47 @@ def test_help_documents_the_exit_codes() -> None:
     assert run.returncode == 0
     for code in ("0", "1", "3"):
         assert f"{code} " in run.stdout
+
+
+def test_a_404_from_the_hostplugin_is_final_even_when_storage_only_timed_out(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    """The common setup: storage unreachable (a timeout, transient) and the HostGAPlugin
+    answering 404 (the blob is not there). The 404 is the answer: the handler is not
+    fetched again every round."""
+    _publish_two(ext)
+    with _black_hole() as base:
+        ext.storage_base = base
+        ext.publish(NAME, "1.0.0", extension_zip(NAME, "1.0.0", style="sample"))
+        ext.publish(OTHER, "1.5.0", extension_zip(OTHER, "1.5.0", style="access"))
+        fabric.hostplugin.script([Answer(404, b"BlobNotFound")] * 50, "/extensionArtifact")
+        with agent.runner() as runner:
+            runner.fabric.storage.policy = runner.fabric.storage.policy._replace(
+                connect_timeout=0.3
+            )
+            assert runner.round().exit_code == EXIT_AGENT_FAILED
+            asked = len(_downloads(fabric))
+            runner.round()
+            assert len(_downloads(fabric)) == asked
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda plugins: plugins.update({next(iter(plugins)): "garbage"}),
+        lambda plugins: next(iter(plugins.values()))["outcome"].update(failure=5),
+        lambda plugins: next(iter(plugins.values()))["outcome"].update(seq_no=True),
+        lambda plugins: next(iter(plugins.values())).update(request="x"),
+    ],
+)
+def test_a_damaged_memory_file_is_forgotten_not_fatal(
+    ext: SimulatedExtensions, agent: Agent, damage: Any
+) -> None:
+    _publish_two(ext)
+    assert agent.once() == 0
+    memory = agent.root / MEMORY_FILE.lstrip("/")
+    saved = json.loads(memory.read_text())
+    damage(saved["plugins"])
+    memory.write_text(json.dumps(saved))
+    assert agent.once() == 0  # the damaged entry is dropped and its handler looked at again
+    assert json.loads(memory.read_text())["plugins"].keys() == {NAME.lower(), OTHER.lower()}
