@@ -59,6 +59,9 @@ def fail_cleanly(func: F) -> F:
         except AzprovError as exc:
             click.echo(f"azprov: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.Abort:  # Ctrl-C or end of input at a question
+            click.echo("azprov: cancelled: nothing was changed", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("azprov: interrupted", err=True)
             sys.exit(130)

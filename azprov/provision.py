@@ -70,6 +70,8 @@ def provision(
     """
     run = RunRecord()
     with contextlib.ExitStack() as cleanup:
+        if host_keys is not None:
+            cleanup.callback(host_keys.cancel)  # a no-op once they are installed
         cleanup.enter_context(state.run_lock(root))
         cleanup.enter_context(stop_on_sigterm())
         fabric = cleanup.enter_context(open_configured_fabric(root, config))
@@ -78,12 +80,13 @@ def provision(
             vm_id = run.timed("identity", read_vm_id, root)
             if state.provisioned_vm_id(root) == vm_id:
                 log.info("VM %s is already provisioned; nothing to do", vm_id)
-                disable_provisioning_unit(root)
+                disable_provisioning_unit(root)  # never raises: a failure is only logged
                 return
             log.info("provisioning VM %s", vm_id)
-            host_keys = host_keys or start_host_keys(root, config.provisioning.ssh_host_key_types)
-            if host_keys is not None:
-                cleanup.callback(host_keys.cancel)  # a no-op once they are installed
+            if host_keys is None:
+                host_keys = start_host_keys(root, config.provisioning.ssh_host_key_types)
+                if host_keys is not None:
+                    cleanup.callback(host_keys.cancel)
             with run.phase("gather"):
                 gathered = gather(fabric, root, config, run)
                 goal_state = gathered.goal_state()  # kept for the report if the rest failed

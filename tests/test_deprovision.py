@@ -176,6 +176,15 @@ def test_answering_no_on_a_terminal_changes_nothing(provisioned: Path) -> None:
     assert snapshot(provisioned) == before
 
 
+def test_end_of_input_at_the_question_cancels_in_one_line(provisioned: Path) -> None:
+    before = snapshot(provisioned)
+    code, output = _on_a_terminal(provisioned, b"\x04")  # Ctrl-D
+    assert code == 1
+    assert b"azprov: cancelled: nothing was changed" in output
+    assert b"internal error" not in output and b"Traceback" not in output
+    assert snapshot(provisioned) == before
+
+
 def test_answering_yes_on_a_terminal_deprovisions(provisioned: Path) -> None:
     code, output = _on_a_terminal(provisioned, b"y\n")
     assert code == 0, output

@@ -55,6 +55,8 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.startswith("azprov")]
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            found.append((node.lineno, "relative import (write azprov.… in full)"))
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("azprov"):
             module = node.module or ""
             names = [f"{module}.{a.name}" for a in node.names]
@@ -77,6 +79,9 @@ def test_imports_point_one_way() -> None:
     for path in modules():
         rank, family = layer(module_name(path))
         for line, imported in imports_of(path):
+            if imported.startswith("relative"):
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} {imported}")
+                continue
             their_rank, their_family = layer(imported)
             upward = their_rank > rank
             across = {family, their_family} == {"fabric", "host"}
@@ -136,3 +141,12 @@ def test_every_package_ships() -> None:
     shipped = set(re.findall(r'"([\w.]+)"', listed.group(1)))
     present = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert present == shipped
+
+
+def test_a_relative_import_is_reported(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("from . import plan\nfrom azprov.fabric import http\n")
+    assert imports_of(module) == [
+        (1, "relative import (write azprov.… in full)"),
+        (2, "azprov.fabric.http"),
+    ]

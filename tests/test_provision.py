@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -464,3 +465,76 @@ def test_goal_state_cut_short_once_still_ends_in_ready(fabric, config_file, imag
     assert run.returncode == 0, run.stderr
     assert "not well-formed XML" in run.stderr
     assert fabric.health_reports[-1].state == "Ready"
+
+
+def test_host_keys_never_outlive_the_run_in_a_temporary_folder(
+    fabric, config_file, image, tmp_path
+):
+    """The CLI starts key generation before the lock: every way out of the run (already
+    provisioned, an unreadable VM ID, success) removes the private folder."""
+    for key in (image / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch)}
+    args = ("--config", str(config_file), "--root", str(image), "provision")
+    assert run_azprov(*args, env=env).returncode == 0
+    for key in (image / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()  # a provisioned VM whose keys are gone: the CLI starts making them
+    assert run_azprov(*args, env=env).returncode == 0  # already provisioned
+    uuid_file = image / "sys/class/dmi/id/product_uuid"
+    uuid_file.write_text("not a uuid\n")
+    assert run_azprov(*args, env=env).returncode != 0
+    assert list(scratch.iterdir()) == []
+
+
+def test_no_ssh_keygen_still_posts_ready_then_fails_the_unit(fabric, config_file, image, tmp_path):
+    """Without ssh-keygen a generalized image cannot get host keys; Ready does not depend
+    on them, so it is posted, and the failure goes to KVP and the exit status."""
+    for key in (image / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import subprocess, sys, runpy\n"
+        "real = subprocess.Popen.__init__\n"
+        "def fake(self, args, *a, **k):\n"
+        "    if args and args[0] == 'ssh-keygen':\n"
+        "        raise FileNotFoundError(2, 'No such file', 'ssh-keygen')\n"
+        "    real(self, args, *a, **k)\n"
+        "subprocess.Popen.__init__ = fake\n"
+        "sys.argv = ['azprov', *sys.argv[1:]]\n"
+        "runpy.run_module('azprov', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(probe),
+            "--config",
+            str(config_file),
+            "--root",
+            str(image),
+            "provision",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+    assert result.returncode == 1 and "ssh-keygen is not installed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [r.state for r in fabric.health_reports] == ["Ready"]
+    assert kvp_reports(image)[-1].startswith("result=error|reason=host_change_failed")
+
+
+def test_a_key_set_cut_short_by_a_power_loss_is_made_again(fabric, config_file, image):
+    """A power loss while the new keys were being installed leaves a partial set and
+    azprov's note saying so: the next boot generates the whole set again."""
+    for key in (image / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    ensure_host_keys(TargetRoot(image), "ecdsa")  # the part that made it to disk
+    note = image / "etc/ssh/.azprov-host-keys-incomplete"
+    note.write_bytes(b"")
+    run = provision(config_file, image)
+    assert run.returncode == 0, run.stderr
+    assert (image / "etc/ssh/ssh_host_ed25519_key").is_file()
+    assert not note.exists()

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import logging
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -25,6 +26,10 @@ from azprov.host.root import TargetRoot
 log = logging.getLogger(__name__)
 
 SSH_DIR = "/etc/ssh"
+# Present only while a new key set is being installed (see _move_into_root); beside
+# the keys, so it goes wherever they go (and an image with its own /etc/ssh gets no
+# other directory for it).
+INCOMPLETE = f"{SSH_DIR}/.azprov-host-keys-incomplete"
 
 
 def existing_host_keys(root: TargetRoot) -> list[Path]:
@@ -50,7 +55,7 @@ def ensure_host_keys(root: TargetRoot, key_types: str) -> list[str]:
 def start_host_keys(root: TargetRoot, key_types: str) -> Optional[PendingHostKeys]:
     """Start making host keys in the background if the image has none (else None)."""
     wanted = parse_key_types(key_types)
-    if existing_host_keys(root):
+    if existing_host_keys(root) and not (root / INCOMPLETE).exists():
         return None
     return PendingHostKeys(root, wanted)
 
@@ -68,32 +73,41 @@ class PendingHostKeys:
         self.workdir = Path(tempfile.mkdtemp(prefix="azprov-hostkeys-"))  # 0700
         self.ssh_dir = self.workdir / SSH_DIR.lstrip("/")
         self.ssh_dir.mkdir(parents=True)
-        if key_types:
-            # -N "" : host keys have no passphrase; sshd must read them unattended.
-            self.processes = [
-                root.start(
-                    [
-                        "ssh-keygen",
-                        "-q",
-                        "-t",
-                        kind,
-                        "-N",
-                        "",
-                        "-C",
-                        "",
-                        "-f",
-                        str(self.ssh_dir / f"ssh_host_{kind}_key"),
-                    ]
-                )
-                for kind in key_types
+        self.processes: list[subprocess.Popen[bytes]] = []
+        # A failure to start (no ssh-keygen) is raised by install(), after Ready:
+        # Ready does not depend on host keys, and this runs before anything can report.
+        self.start_error: Optional[HostError] = None
+        try:
+            self._start(key_types)
+        except HostError as exc:
+            self.start_error = exc
+
+    def _start(self, key_types: list[str]) -> None:
+        # -N "" : host keys have no passphrase; sshd must read them unattended.
+        # Without types, -A -f DIR writes every default type below DIR/etc/ssh.
+        commands = [
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                kind,
+                "-N",
+                "",
+                "-C",
+                "",
+                "-f",
+                str(self.ssh_dir / f"ssh_host_{kind}_key"),
             ]
-        else:
-            # -f DIR makes ssh-keygen -A write below DIR/etc/ssh instead of /etc/ssh.
-            self.processes = [root.start(["ssh-keygen", "-A", "-f", str(self.workdir)])]
+            for kind in key_types
+        ] or [["ssh-keygen", "-A", "-f", str(self.workdir)]]
+        for argv in commands:  # appended one by one: cancel() must see every one started
+            self.processes.append(self.root.start(argv))
 
     def install(self) -> list[str]:
         """Wait for the keys, move them into the root's /etc/ssh, return their fingerprints."""
         try:
+            if self.start_error is not None:
+                raise self.start_error
             for process in self.processes:
                 _, stderr = process.communicate()
                 if process.returncode != 0:
@@ -110,9 +124,13 @@ class PendingHostKeys:
 
     def _move_into_root(self) -> None:
         """All the keys or none: a partial set would read as "the image has keys" on
-        the next boot, which would then never make the missing ones."""
+        the next boot, which would then never make the missing ones. A failure removes
+        what was written; a power loss leaves INCOMPLETE, which makes the next boot
+        generate the whole set again."""
         target = self.root / SSH_DIR
         target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        incomplete = self.root / INCOMPLETE
+        write_atomic(incomplete, b"", mode=0o600)
         written: list[Path] = []
         try:
             for made in sorted(self.ssh_dir.iterdir()):
@@ -124,6 +142,7 @@ class PendingHostKeys:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
+        incomplete.unlink()
 
     def cancel(self) -> None:
         """Stop any key generation still running and remove the private directory."""

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Optional
 
 from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot
@@ -75,10 +76,11 @@ def reload_sshd(root: TargetRoot) -> None:
     """Make a running sshd read the new policy (nothing to do if it is not running yet)."""
     if root.skip_live("reloading sshd"):
         return
-    if not sshd_may_be_running():
+    pid_file = _configured_pid_file(root)
+    if pid_file is not None and not sshd_may_be_running(pid_file):
         # First boot: sshd is ordered after azprov's unit and starts with the new
         # files; asking systemctl about two unit names would cost two processes.
-        log.debug("sshd is not running (no live %s); nothing to reload", SSHD_PID_FILE)
+        log.debug("sshd is not running (no live %s); nothing to reload", pid_file)
         return
     for unit in ("ssh.service", "sshd.service"):
         if root.systemctl("is-active", "--quiet", unit, check=False).returncode == 0:
@@ -88,6 +90,20 @@ def reload_sshd(root: TargetRoot) -> None:
 
 
 SSHD_PID_FILE = "/run/sshd.pid"
+_PID_FILE_LINE = re.compile(r"^\s*PidFile(?:\s*=\s*|\s+)(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def _configured_pid_file(root: TargetRoot) -> Optional[str]:
+    """Where sshd writes its pid: sshd_config's PidFile, else the default; None when
+    it writes none (`PidFile none`), so only systemctl can tell."""
+    try:
+        text = (root / "/etc/ssh/sshd_config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return SSHD_PID_FILE
+    found = _PID_FILE_LINE.search(text)
+    if found is None:
+        return SSHD_PID_FILE
+    return None if found.group(1).lower() == "none" else found.group(1)
 
 
 def sshd_may_be_running(pid_file: str = SSHD_PID_FILE) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from azprov.errors import HostError
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
@@ -14,6 +15,7 @@ UNIT_DIR = "/etc/systemd/system"
 
 def disable_provisioning_unit(root: TargetRoot) -> None:
     """Remove the unit's enablement links, as `systemctl disable --no-reload` would.
+    Never raises: a failure is logged (see below).
 
     That is all `disable` does for a unit whose [Install] section has only
     WantedBy=: unlink `<target>.wants/<unit>` under /etc/systemd/system. Doing it
@@ -31,7 +33,14 @@ def disable_provisioning_unit(root: TargetRoot) -> None:
         if (folder / PROVISIONING_UNIT).is_symlink()
     ]
     for link in links:
-        (root / root.outside_view(link)).unlink()  # refuses a .wants that leads out of the root
-        log.info("disabled %s (removed %s)", PROVISIONING_UNIT, root.outside_view(link))
+        shown = root.outside_view(link)
+        try:
+            (root / shown).unlink()  # `root /` refuses a .wants that leads out of the root
+        except (OSError, HostError) as exc:
+            # Never fatal: the marker is written, so a unit left enabled runs again at
+            # the next boot and exits at once, having nothing to do.
+            log.warning("could not disable %s (%s): %s", PROVISIONING_UNIT, shown, exc)
+            continue
+        log.info("disabled %s (removed %s)", PROVISIONING_UNIT, shown)
     if not links:
         log.info("%s was not enabled; nothing to disable", PROVISIONING_UNIT)

@@ -28,3 +28,17 @@ def test_a_dead_pid_means_not_running(tmp_path: Path) -> None:
 def test_an_unreadable_pid_file_falls_back_to_asking(tmp_path: Path) -> None:
     (tmp_path / "sshd.pid").write_text("not a pid\n")
     assert sshd_may_be_running(str(tmp_path / "sshd.pid")) is True
+
+
+def test_the_pid_file_named_in_sshd_config_is_the_one_read(tmp_path: Path) -> None:
+    from azprov.host.root import TargetRoot
+    from azprov.host.sshd import SSHD_PID_FILE, _configured_pid_file
+
+    config = tmp_path / "etc/ssh/sshd_config"
+    config.parent.mkdir(parents=True)
+    config.write_text("Port 22\n")
+    assert _configured_pid_file(TargetRoot(tmp_path)) == SSHD_PID_FILE
+    config.write_text("Port 22\npidfile = /run/other.pid\n")
+    assert _configured_pid_file(TargetRoot(tmp_path)) == "/run/other.pid"
+    config.write_text("PidFile none\n")
+    assert _configured_pid_file(TargetRoot(tmp_path)) is None  # only systemctl can tell
