@@ -26,7 +26,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.image import CACHE_DIR, PACKAGES, SUITE, unpack  # noqa: E402
+from tests.e2e.image import CACHE_DIR, PACKAGES, SUITE, build_rootfs, unpack  # noqa: E402
 
 EXTRA = (
     "linux-headers-cloud-amd64",
@@ -54,21 +54,7 @@ def bench_tarball() -> Path:
     if shutil.which("mmdebstrap") is None:
         sys.exit(f"no tree given, no cached {tarball} and no mmdebstrap to build it")
     print(f"building {tarball.name} with mmdebstrap (once)...", flush=True)
-    partial = tarball.with_name(tarball.stem + ".partial.tar")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "mmdebstrap",
-            "--quiet",
-            "--variant=apt",
-            "--include=" + ",".join(packages),
-            SUITE,
-            str(partial),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    partial.rename(tarball)
+    build_rootfs(tarball, packages)
     return tarball
 
 

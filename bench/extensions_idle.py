@@ -32,8 +32,10 @@ from azprov.simulator import SimulatedFabric
 REPO = Path(__file__).resolve().parent.parent
 # The extension side of the simulated fabric and its handlers are test code.
 sys.path.insert(0, str(REPO))
-from tests.extensions.fleet import extension_zip  # noqa: E402
-from tests.extensions.simulated import PluginSpec, SimulatedExtensions  # noqa: E402
+from tests.extensions.simulated import (  # noqa: E402
+    SimulatedExtensions,
+    publish_sample_and_access,
+)
 
 NAME = "Bench.IdleExtension"
 OTHER = "Bench.AccessLike"
@@ -128,13 +130,7 @@ def _once(command: list[str], env: dict[str, str]) -> tuple[int, float, int]:
 
 
 def _publish(extensions: SimulatedExtensions) -> None:
-    extensions.fabric.spec.certificates = True
-    extensions.publish(NAME, "1.0.0", extension_zip(NAME, "1.0.0", style="sample"))
-    extensions.publish(OTHER, "1.5.0", extension_zip(OTHER, "1.5.0", style="access"))
-    extensions.plugins = [
-        PluginSpec(NAME, "1.0", seq_no=1, protected_settings={"password": "bench-secret"}),
-        PluginSpec(OTHER, "1.5", seq_no=3),
-    ]
+    publish_sample_and_access(extensions, NAME, OTHER, "bench-secret", access_seq_no=3)
 
 
 def _loop(

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 GUEST_FILES = Path(__file__).resolve().parent / "guest"
 CACHE_DIR = Path(os.environ.get("AZPROV_E2E_CACHE", "/var/cache/azprov-e2e"))
@@ -65,21 +65,28 @@ def cached_rootfs() -> Path:
     with _locked(CACHE_DIR / ".lock"):
         if tarball.is_file():
             return tarball
-        partial = tarball.with_name(tarball.stem + ".partial.tar")  # mmdebstrap goes by the suffix
-        subprocess.run(
-            [
-                "mmdebstrap",
-                "--quiet",
-                "--variant=apt",
-                "--include=" + ",".join(PACKAGES),
-                SUITE,
-                str(partial),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        partial.rename(tarball)
+        build_rootfs(tarball, PACKAGES)
     return tarball
+
+
+def build_rootfs(tarball: Path, packages: Iterable[str]) -> None:
+    """A Debian rootfs with `packages` as a tarball, made with mmdebstrap (written aside
+    first, so an interrupted build never leaves a tarball that looks complete)."""
+    partial = tarball.with_name(tarball.stem + ".partial.tar")  # mmdebstrap goes by the suffix
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "mmdebstrap",
+            "--quiet",
+            "--variant=apt",
+            "--include=" + ",".join(sorted(packages)),
+            SUITE,
+            str(partial),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    partial.rename(tarball)
 
 
 @dataclasses.dataclass(frozen=True)

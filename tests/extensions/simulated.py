@@ -379,3 +379,19 @@ class SimulatedExtensions:
             return Answer(400, b"<Error><Code>InvalidStatusRequest</Code></Error>")
         answer = self._put_blob(url, headers, content, "HostGAPlugin")
         return Answer(200) if answer.status == 201 else answer
+
+
+def publish_sample_and_access(
+    ext: SimulatedExtensions, sample: str, access: str, password: str, access_seq_no: int
+) -> None:
+    """Two real-shaped handlers in service: `sample` (sample.py, with protected settings
+    encrypted to the tenant certificate) and `access` (the shim-and-noop shape)."""
+    from tests.extensions.fleet import extension_zip
+
+    ext.fabric.spec.certificates = True
+    ext.publish(sample, "1.0.0", extension_zip(sample, "1.0.0", style="sample"))
+    ext.publish(access, "1.5.0", extension_zip(access, "1.5.0", style="access"))
+    ext.plugins = [
+        PluginSpec(sample, "1.0", seq_no=1, protected_settings={"password": password}),
+        PluginSpec(access, "1.5", seq_no=access_seq_no),
+    ]

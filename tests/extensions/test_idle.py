@@ -19,7 +19,7 @@ from azprov.simulator import Answer, SimulatedFabric
 from tests.conftest import run_azprov
 from tests.extensions.conftest import Agent, handler_entries
 from tests.extensions.fleet import extension_zip
-from tests.extensions.simulated import PluginSpec, SimulatedExtensions
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions, publish_sample_and_access
 
 NAME = "Idle.Sample"
 OTHER = "Idle.Access"
@@ -37,13 +37,7 @@ def _downloads(fabric: SimulatedFabric) -> list[str]:
 
 
 def _publish_two(ext: SimulatedExtensions) -> None:
-    ext.fabric.spec.certificates = True  # the protected settings are encrypted to the tenant
-    ext.publish(NAME, "1.0.0", extension_zip(NAME, "1.0.0", style="sample"))
-    ext.publish(OTHER, "1.5.0", extension_zip(OTHER, "1.5.0", style="access"))
-    ext.plugins = [
-        PluginSpec(NAME, "1.0", seq_no=1, protected_settings={"password": "S3cret-Idle"}),
-        PluginSpec(OTHER, "1.5", seq_no=7),
-    ]
+    publish_sample_and_access(ext, NAME, OTHER, "S3cret-Idle", access_seq_no=7)
 
 
 def test_an_unchanged_goal_state_downloads_and_runs_nothing_in_a_new_process(
