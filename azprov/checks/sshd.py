@@ -17,7 +17,7 @@ import re
 import shlex
 from typing import Iterator, Optional
 
-from azprov.checks.model import Note, check
+from azprov.checks.model import Note, check, unreadable
 from azprov.checks.tree import Tree
 from azprov.host.sshd import DROPIN, SSHD_CONFIG
 
@@ -66,11 +66,16 @@ def _words(line: str) -> list[str]:
     return [match.group(1).lower(), *values]
 
 
-def _read(tree: Tree, path: str, found: dict[str, Setting], depth: int) -> None:
+def _read(
+    tree: Tree, path: str, found: dict[str, Setting], depth: int, skipped: list[str]
+) -> None:
     """Collect first values from `path` up to its first Match (the rest of it is conditional)."""
     if path == AZPROV and not tree.exists(AZPROV):
         for keyword in (*AZPROV_KEYWORDS, AZPROV):
             found.setdefault(keyword, Setting("(set by azprov)", AZPROV, len(found)))
+        return
+    if tree.unreadable(path):
+        skipped.append(path)
         return
     for number, line in enumerate(tree.lines(path), 1):
         words = _words(line)
@@ -83,23 +88,31 @@ def _read(tree: Tree, path: str, found: dict[str, Setting], depth: int) -> None:
             for pattern in words[1:]:
                 for included in _expand(tree, pattern):
                     if depth < _MAX_DEPTH:
-                        _read(tree, included, found, depth + 1)
+                        _read(tree, included, found, depth + 1, skipped)
             continue
         found.setdefault(keyword, Setting(" ".join(words[1:]), f"{path}:{number}", len(found)))
 
 
+def _config(tree: Tree) -> tuple[Optional[dict[str, Setting]], list[str]]:
+    main = SSHD_CONFIG.lstrip("/")
+    if tree.unreadable(main):
+        return None, [main]
+    if not tree.exists(main):
+        return None, []
+    found: dict[str, Setting] = {}
+    skipped: list[str] = []
+    _read(tree, main, found, 0, skipped)
+    return found, skipped
+
+
 def effective_config(tree: Tree) -> Optional[dict[str, Setting]]:
     """keyword (lower case) -> its effective global value; None without an sshd_config."""
+    return tree.memo("sshd.config", lambda: _config(tree))[0]
 
-    def read() -> Optional[dict[str, Setting]]:
-        main = SSHD_CONFIG.lstrip("/")
-        if not tree.exists(main):
-            return None
-        found: dict[str, Setting] = {}
-        _read(tree, main, found, 0)
-        return found
 
-    return tree.memo("sshd.config", read)
+def unreadable_files(tree: Tree) -> list[str]:
+    """Config files sshd would read that are a FIFO, a link loop, unreadable…"""
+    return tree.memo("sshd.config", lambda: _config(tree))[1]
 
 
 @check(
@@ -109,8 +122,10 @@ def effective_config(tree: Tree) -> Optional[dict[str, Setting]]:
     source="sshd_config(5); LISA verify_client_active_interval; MS RHEL doc",
 )
 def sshd_effective_config(tree: Tree) -> Iterator[Note]:
+    cannot = unreadable(tree, *unreadable_files(tree))
     config = effective_config(tree)
-    if config is None:
+    if cannot or config is None:
+        yield from cannot  # a file sshd reads cannot be read here: every value is in doubt
         return
     azprov = config.get(AZPROV)
     for keyword in POLICY_KEYWORDS:
