@@ -72,3 +72,12 @@ def test_tree_tells_absent_from_unreadable(tmp_path: Path) -> None:
     assert tree.unreadable("etc/self") == "a link loop"
     assert tree.unreadable("etc/pipe") == "a FIFO"
     assert tree.unreadable("etc") == "a directory"
+
+
+def test_unreadable_machine_id_does_not_decide_the_first_boot(tmp_path: Path) -> None:
+    """A disabling preset matters only on a first boot, which a FIFO machine-id leaves open."""
+    root = good_tree(tmp_path / "root")
+    write(root, "usr/lib/systemd/system-preset/99-default.preset", "disable *\n")
+    fifo(root, "etc/machine-id")
+    found = [(f.severity, f.found) for f in findings(root, "prov-unit-enabled")]
+    assert found == [("info", "unknown: etc/machine-id is a FIFO")]
