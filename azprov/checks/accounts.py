@@ -6,7 +6,7 @@ import dataclasses
 import re
 from typing import Iterator
 
-from azprov.checks.model import Note, check
+from azprov.checks.model import Note, check, unreadable
 from azprov.checks.tree import Tree
 
 
@@ -53,7 +53,9 @@ def _live_password(field: str) -> bool:
 )
 def passwords_locked(tree: Tree) -> Iterator[Note]:
     for path in ("etc/shadow", "etc/shadow-", "etc/gshadow-"):
-        for line in tree.lines(path):
+        cannot = unreadable(tree, path)
+        yield from cannot
+        for line in [] if cannot else tree.lines(path):
             fields = line.split(":")
             if len(fields) >= 2 and _live_password(fields[1]):
                 state = "no password (empty field)" if fields[1] == "" else "a password hash"
@@ -74,6 +76,10 @@ _BUILD_DROPINS = re.compile(r"^(90-cloud-init-users|waagent|90-azprov-.*)$")
     source="waagent deprovision+user; virt-sysprep user-account",
 )
 def leftover_users_sudoers(tree: Tree) -> Iterator[Note]:
+    cannot = unreadable(tree, "etc/passwd", "etc/login.defs")
+    if cannot:
+        yield from cannot
+        return
     low, high = uid_range(tree)
     names = {u.name for u in users(tree)}
     for user in users(tree):
@@ -133,6 +139,10 @@ def sudoers_files(tree: Tree) -> list[str]:
     source="LISA verify_default_targetpw; waagent conf_sudoer",
 )
 def sudo_policy(tree: Tree) -> Iterator[Note]:
+    cannot = unreadable(tree, *dict.fromkeys(["etc/sudoers", *sudoers_files(tree)]))
+    if cannot:
+        yield from cannot
+        return
     if not tree.exists("etc/sudoers"):
         yield Note(
             "etc/sudoers", "is missing (sudo not installed)", "install sudo", severity="warn"

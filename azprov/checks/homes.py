@@ -6,7 +6,7 @@ import os
 from typing import Iterator
 
 from azprov.checks.accounts import User, users
-from azprov.checks.model import Note, check
+from azprov.checks.model import Note, check, unreadable
 from azprov.checks.sshd import effective_config
 from azprov.checks.tree import Tree
 
@@ -55,6 +55,7 @@ def _authorized_files(tree: Tree, user: User, home: str) -> list[str]:
     source="LISA verify_no_pre_exist_users; virt-sysprep ssh-userdir",
 )
 def authorized_keys(tree: Tree) -> Iterator[Note]:
+    yield from unreadable(tree, "etc/passwd")  # homes not named in passwd are still looked at
     for user, home in homes(tree):
         if not user.can_log_in:
             continue
@@ -108,6 +109,7 @@ def _history_files(tree: Tree, home: str) -> Iterator[str]:
     source="LISA verify_bash_history_is_empty; virt-sysprep bash-history, zsh-history",
 )
 def shell_history(tree: Tree) -> Iterator[Note]:
+    yield from unreadable(tree, "etc/passwd")
     for user, home in homes(tree):
         if user.shell.endswith("sh") or home == "root" or home.startswith("home/"):
             found = set(_history_files(tree, home)) | {f"{home}/{h}" for h in _HISTORIES}

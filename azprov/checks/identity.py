@@ -6,7 +6,7 @@ import re
 from typing import Iterator
 
 from azprov.checks import systemd
-from azprov.checks.model import Note, check
+from azprov.checks.model import Note, check, unreadable
 from azprov.checks.sshd import effective_config
 from azprov.checks.tree import Tree
 from azprov.host.units import PROVISIONING_UNIT
@@ -25,6 +25,10 @@ def _shown(value: str) -> str:
     source="machine-id(5); networkd.conf(5); virt-sysprep machine-id",
 )
 def machine_id(tree: Tree) -> Iterator[Note]:
+    cannot = unreadable(tree, "etc/machine-id", "var/lib/dbus/machine-id")
+    if cannot:
+        yield from cannot
+        return
     value = (tree.read_text("etc/machine-id") or "").strip()
     if _ID.match(value):
         yield Note(
@@ -72,6 +76,7 @@ def _hosts_names(tree: Tree) -> list[str]:
     source="waagent reset_hostname; virt-sysprep net-hostname; systemd BUILDING_IMAGES",
 )
 def hostname_generic(tree: Tree) -> Iterator[Note]:
+    yield from unreadable(tree, "etc/hostname", "etc/hosts")
     name = (tree.read_text("etc/hostname") or "").strip()
     if name not in _GENERIC:
         yield Note(

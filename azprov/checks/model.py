@@ -80,6 +80,16 @@ def unknown(path: str, why: str, fix: str = "check it by hand") -> Note:
     return Note(path, f"unknown: {why}", fix, severity="info", consequence="not checked")
 
 
+def unreadable(tree: Tree, *paths: str) -> list[Note]:
+    """`unknown:` for each of `paths` that is there but cannot be read (a FIFO, a link loop…)."""
+    return [
+        unknown(path, f"{path} is {why}", f"make {path} a readable regular file")
+        for path in paths
+        for why in [tree.unreadable(path)]
+        if why
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class Finding:
     id: str

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from typing import Iterator, Optional
 
 from azprov.checks.model import Note, check, unknown
-from azprov.checks.tools import find_tool
+from azprov.checks.rpmdb import db_dir, rpm_versions
 from azprov.checks.tree import Tree
 
 TOOLS = (
@@ -97,16 +96,6 @@ def _numbers(version: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", upstream)[:4])
 
 
-def _rpm_versions(tree: Tree, names: tuple[str, ...]) -> Optional[dict[str, str]]:
-    rpm = find_tool("rpm")
-    if rpm is None:
-        return None
-    argv = [rpm, "--root", tree.base, "-q", "--qf", "%{NAME} %{VERSION}\\n", *names]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    pairs = (line.split() for line in done.stdout.splitlines())
-    return {p[0]: p[1] for p in pairs if len(p) == 2 and p[0] in names}
-
-
 def _version_notes(versions: dict[str, str], where: str) -> Iterator[Note]:
     omi = versions.get("omi")
     if omi and _numbers(omi) < (1, 6, 8, 1):
@@ -150,17 +139,13 @@ def package_currency(tree: Tree) -> Iterator[Note]:
                     f"add the distribution's {suite} suite",
                 )
         return
-    rpmdb = [p for p in ("var/lib/rpm", "usr/lib/sysimage/rpm") if tree.is_dir(p)]
+    rpmdb = db_dir(tree)
     if rpmdb:
-        versions = _rpm_versions(tree, ("omi", "openssl", "WALinuxAgent"))
-        if versions is None:
-            yield unknown(
-                rpmdb[0],
-                "the rpm database is binary and rpm is not installed here",
-                "run the check where rpm is installed",
-            )
+        versions = rpm_versions(tree, ("omi", "openssl", "WALinuxAgent"))
+        if isinstance(versions, str):
+            yield unknown(rpmdb, versions, "check the package versions by hand")
         else:
-            yield from _version_notes(versions, rpmdb[0])
+            yield from _version_notes(versions, rpmdb)
         if not tree.glob("etc/yum.repos.d/*.repo"):
             yield Note(
                 "etc/yum.repos.d",

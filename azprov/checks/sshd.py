@@ -2,7 +2,9 @@
 
 sshd_config(5): the first value obtained for a keyword wins; `Include` is
 expanded where it stands (globs sorted, relative paths under /etc/ssh); global
-values stop at the first `Match`. azprov writes its per-VM policy at first
+values stop at the first `Match` of a file: in the main file that ends them,
+in an included file only the rest of that file is conditional. A line is
+`Keyword value`, `Keyword=value` or `Keyword = value`. azprov writes its per-VM policy at first
 boot to `sshd_config.d/00-azprov.conf`, so the image is judged with that
 drop-in in place.
 """
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import re
 import shlex
 from typing import Iterator, Optional
 
-from azprov.checks.model import Note, check
+from azprov.checks.model import Note, check, unreadable
 from azprov.checks.tree import Tree
 from azprov.host.sshd import DROPIN, SSHD_CONFIG
 
@@ -27,6 +30,8 @@ POLICY_KEYWORDS = (
     "challengeresponseauthentication",
 )
 _MAX_DEPTH = 16
+# sshd's strdelim: the keyword, optional whitespace, at most one `=`, optional whitespace.
+_LINE = re.compile(r"\s*([^\s=]+)\s*(?:=\s*)?(.*)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,47 +54,65 @@ def _expand(tree: Tree, pattern: str) -> list[str]:
     return files
 
 
-def _read(tree: Tree, path: str, found: dict[str, Setting], depth: int) -> bool:
-    """Collect first values from `path`; False once a Match block ends the global part."""
+def _words(line: str) -> list[str]:
+    """The keyword (lower case) and its values; [] for a blank or comment line."""
+    match = _LINE.match(line)
+    if match is None or match.group(1).startswith("#"):
+        return []
+    try:
+        values = shlex.split(match.group(2), comments=True)
+    except ValueError:
+        values = match.group(2).split("#", 1)[0].split()
+    return [match.group(1).lower(), *values]
+
+
+def _read(
+    tree: Tree, path: str, found: dict[str, Setting], depth: int, skipped: list[str]
+) -> None:
+    """Collect first values from `path` up to its first Match (the rest of it is conditional)."""
     if path == AZPROV and not tree.exists(AZPROV):
         for keyword in (*AZPROV_KEYWORDS, AZPROV):
             found.setdefault(keyword, Setting("(set by azprov)", AZPROV, len(found)))
-        return True
+        return
+    if tree.unreadable(path):
+        skipped.append(path)
+        return
     for number, line in enumerate(tree.lines(path), 1):
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:
-            words = line.split("#", 1)[0].split()
+        words = _words(line)
         if not words:
             continue
-        keyword = words[0].lower()
-        if "=" in keyword:  # `Keyword=value`
-            keyword, _, first = keyword.partition("=")
-            words = [keyword, first, *words[1:]]
+        keyword = words[0]
         if keyword == "match":
-            return False
+            return
         if keyword == "include":
             for pattern in words[1:]:
                 for included in _expand(tree, pattern):
-                    if depth < _MAX_DEPTH and not _read(tree, included, found, depth + 1):
-                        return False
+                    if depth < _MAX_DEPTH:
+                        _read(tree, included, found, depth + 1, skipped)
             continue
         found.setdefault(keyword, Setting(" ".join(words[1:]), f"{path}:{number}", len(found)))
-    return True
+
+
+def _config(tree: Tree) -> tuple[Optional[dict[str, Setting]], list[str]]:
+    main = SSHD_CONFIG.lstrip("/")
+    if tree.unreadable(main):
+        return None, [main]
+    if not tree.exists(main):
+        return None, []
+    found: dict[str, Setting] = {}
+    skipped: list[str] = []
+    _read(tree, main, found, 0, skipped)
+    return found, skipped
 
 
 def effective_config(tree: Tree) -> Optional[dict[str, Setting]]:
     """keyword (lower case) -> its effective global value; None without an sshd_config."""
+    return tree.memo("sshd.config", lambda: _config(tree))[0]
 
-    def read() -> Optional[dict[str, Setting]]:
-        main = SSHD_CONFIG.lstrip("/")
-        if not tree.exists(main):
-            return None
-        found: dict[str, Setting] = {}
-        _read(tree, main, found, 0)
-        return found
 
-    return tree.memo("sshd.config", read)
+def unreadable_files(tree: Tree) -> list[str]:
+    """Config files sshd would read that are a FIFO, a link loop, unreadable…"""
+    return tree.memo("sshd.config", lambda: _config(tree))[1]
 
 
 @check(
@@ -99,8 +122,10 @@ def effective_config(tree: Tree) -> Optional[dict[str, Setting]]:
     source="sshd_config(5); LISA verify_client_active_interval; MS RHEL doc",
 )
 def sshd_effective_config(tree: Tree) -> Iterator[Note]:
+    cannot = unreadable(tree, *unreadable_files(tree))
     config = effective_config(tree)
-    if config is None:
+    if cannot or config is None:
+        yield from cannot  # a file sshd reads cannot be read here: every value is in doubt
         return
     azprov = config.get(AZPROV)
     for keyword in POLICY_KEYWORDS:

@@ -7,7 +7,7 @@ import re
 from typing import Iterator
 
 from azprov.checks.bootcfg import boot_cmdline
-from azprov.checks.model import Note, check, unknown
+from azprov.checks.model import Note, check, unknown, unreadable
 from azprov.checks.tree import Tree
 
 KERNEL_NAMES = re.compile(r"^/dev/(sd[a-z]|nvme\d|vd[a-z]|xvd[a-z]|hd[a-z])")
@@ -47,6 +47,10 @@ def _mount_units(tree: Tree) -> Iterator[tuple[str, str]]:
     source="MS Debian/RHEL/Ubuntu docs; LISA verify_os_partition_identifier; systemd.mount(5)",
 )
 def fstab_boot_safe(tree: Tree) -> Iterator[Note]:
+    cannot = unreadable(tree, "etc/fstab")
+    if cannot:
+        yield from cannot
+        return
     mounts = fstab(tree)
     named = [(m.where, m.device) for m in mounts] + list(_mount_units(tree))
     for where, device in named:
@@ -87,6 +91,10 @@ def _on_lvm(device: str) -> bool:
     source="virt-sysprep lvm-system-devices; MS docs",
 )
 def lvm_devices_file(tree: Tree) -> Iterator[Note]:
+    cannot = unreadable(tree, "etc/fstab")
+    if cannot:
+        yield from cannot
+        return
     lvm = [m for m in fstab(tree) if _on_lvm(m.device)]
     devices = "etc/lvm/devices/system.devices"
     if any(m.point in ("/", "/usr") for m in lvm) and tree.exists(devices):
@@ -108,6 +116,7 @@ def lvm_devices_file(tree: Tree) -> Iterator[Note]:
     source="LISA verify_no_swap_on_osdisk; MS docs",
 )
 def swap_os_disk(tree: Tree) -> Iterator[Note]:
+    yield from unreadable(tree, "etc/fstab")
     for mount in fstab(tree):
         if mount.fstype == "swap" and not mount.device.startswith("/dev/zram"):
             yield Note(

@@ -30,7 +30,10 @@ def unit_dirs(tree: Tree) -> tuple[str, ...]:
 
 
 def unit_file(tree: Tree, unit: str) -> Optional[str]:
-    """Where the unit (or, for `x@y.service`, its template) is defined; None: not installed."""
+    """Where the unit (or, for `x@y.service`, its template) is defined; None: not installed.
+
+    A link counts only when it leads to a file inside the tree (a dangling one defines nothing).
+    """
     names = [unit]
     if "@" in unit:
         prefix, _, rest = unit.partition("@")
@@ -38,7 +41,7 @@ def unit_file(tree: Tree, unit: str) -> Optional[str]:
     for directory in unit_dirs(tree):
         for name in names:
             path = f"{directory}/{name}"
-            if tree.lstat(path) is not None and not is_mask(tree, path):
+            if tree.is_file(path) and not is_mask(tree, path):
                 return path
     return None
 
@@ -76,7 +79,11 @@ def enable_links(tree: Tree, unit: str) -> list[str]:
 
 def enabled(tree: Tree, unit: str) -> bool:
     """Started at boot: installed, not masked and pulled in by a `.wants`/`.requires` link."""
-    return bool(enable_links(tree, unit)) and masked(tree, unit) is None
+    return (
+        bool(enable_links(tree, unit))
+        and masked(tree, unit) is None
+        and unit_file(tree, unit) is not None
+    )
 
 
 def any_enabled(tree: Tree, *units: str) -> list[str]:

@@ -18,6 +18,13 @@ from azprov.host.root import TargetRoot
 T = TypeVar("T")
 _MAX_LINKS = 40
 _GLOB_CHARS = frozenset("*?[")
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 class Tree:
@@ -95,8 +102,36 @@ class Tree:
         found = self.stat(relative)
         return found.st_size if found is not None and stat.S_ISREG(found.st_mode) else 0
 
+    def unreadable(self, relative: str) -> Optional[str]:
+        """Why a file that is there cannot be read as one; None when absent or readable.
+
+        `read_bytes` and `lines` give None / [] both for an absent file and for a link
+        loop, a FIFO or a file that cannot be opened: a check for which absent means
+        something asks this first and says `unknown:` rather than guess.
+        """
+        path = self.real(relative)
+        if path is None:
+            return "a link loop"
+        try:
+            mode = os.lstat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            return f"unreadable ({exc.strerror})"
+        kind = next((name for test, name in _KINDS if test(mode)), None)
+        if kind is not None or not stat.S_ISREG(mode):
+            return kind or "not a regular file"
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK))
+        except OSError as exc:
+            return f"unreadable ({exc.strerror})"
+        return None
+
     def read_bytes(self, relative: str, limit: int = 1 << 24) -> Optional[bytes]:
-        """A regular file's content (at most `limit` bytes); None when absent or unreadable."""
+        """A regular file's content (at most `limit` bytes); None when absent or unreadable.
+
+        See `unreadable` to tell the two apart.
+        """
         path = self.real(relative)
         if path is None:
             return None

@@ -73,6 +73,12 @@ def sshd_missing(root: Path) -> None:
     (root / "usr/sbin/sshd").unlink()
 
 
+@case("sshd-enabled")
+def sshd_unit_deleted_link_left(root: Path) -> None:
+    # The unit file is gone; its dangling `.wants` link starts nothing.
+    (root / "usr/lib/systemd/system/ssh.service").unlink()
+
+
 @case("kvp-daemon", "warn")
 def kvp_disabled(root: Path) -> None:
     systemctl(root, "disable", "hv-kvp-daemon.service")

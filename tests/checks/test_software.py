@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,9 @@ from tests.checks.trees import (
     case_table,
     findings,
     good_tree,
+    link,
     problems,
+    rpm_db,
     systemctl,
     unit,
     write,
@@ -119,14 +125,57 @@ def test_fires(tmp_path: Path, check_id: str, severity: str, breaker) -> None:
     assert_case(tmp_path, check_id, severity, breaker)
 
 
-def test_rpm_database_without_dpkg(tmp_path: Path) -> None:
-    """RHEL-family tree: versions come from `rpm --root` (or are unknown without rpm)."""
+def snapshot(top: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Every entry under `top` (links not followed): mode, size, mtime and content or target."""
+    seen: dict[str, tuple[int, int, int, str]] = {}
+    for directory, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = Path(directory, name)
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                body = os.readlink(path)
+            elif stat.S_ISREG(info.st_mode):
+                body = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                body = ""
+            seen[str(path.relative_to(top))] = (info.st_mode, info.st_size, info.st_mtime_ns, body)
+    return seen
+
+
+def rhel_tree(tmp_path: Path) -> Path:
     root = good_tree(tmp_path / "root")
     (root / "var/lib/dpkg/status").unlink()
-    (root / "var/lib/rpm").mkdir(parents=True)
     write(root, "etc/yum.repos.d/rhui.repo", "[rhui-baseos]\nbaseurl=https://rhui.example/\n")
-    found = [f for f in findings(root, "package-currency") if f.severity != "info"]
-    assert found == []
+    return root
+
+
+def test_rpm_versions_come_from_a_copy_and_the_tree_is_untouched(tmp_path: Path) -> None:
+    """The image's own database is read (through its links), nothing is written, nor the host's."""
+    root = rhel_tree(tmp_path)
+    rpm_db(root, {"omi": "1.6.8", "openssl": "3.0.7"}, "usr/lib/sysimage/rpm")
+    link(root, "var/lib/rpm", "../../usr/lib/sysimage/rpm")
+    host = tmp_path / "host-root"
+    rpm_db(host, {"openssl": "1.0.1"}, ".rpmdb")
+    shutil.rmtree(root / "root")
+    link(root, "root", str(host))  # `rpm --root` would follow it to this "host" database
+    before, host_before = snapshot(root), snapshot(host)
+    (finding,) = problems(root, "package-currency")
+    assert (finding.severity, finding.found) == ("error", "has omi 1.6.8")
+    assert finding.path == "var/lib/rpm"
+    assert snapshot(root) == before and snapshot(host) == host_before
+
+
+def test_rpm_failures_are_unknown_not_empty(tmp_path: Path) -> None:
+    root = rhel_tree(tmp_path)
+    (root / "var/lib/rpm").mkdir(parents=True)
+    (finding,) = findings(root, "package-currency")
+    assert finding.severity == "info"
+    assert finding.found.startswith("unknown: var/lib/rpm holds no rpm database")
+    (root / "var/lib/rpm/rpmdb.sqlite").write_bytes(b"not a database" * 100)
+    before = snapshot(root)
+    (finding,) = findings(root, "package-currency")
+    assert finding.severity == "info" and finding.found.startswith("unknown: rpm ")
+    assert snapshot(root) == before
 
 
 def test_cloud_init_image_has_no_waagent_duties(tmp_path: Path) -> None:
@@ -141,11 +190,9 @@ def test_missing_tools_are_unknown_not_guessed(tmp_path: Path) -> None:
     from tests.checks.trees import HV_MODULES, initramfs
     from tests.conftest import run_azprov
 
-    root = good_tree(tmp_path / "root")
+    root = rhel_tree(tmp_path)
     initramfs(root, HV_MODULES, compress="zstd")
-    (root / "var/lib/dpkg/status").unlink()
-    (root / "var/lib/rpm").mkdir(parents=True)
-    write(root, "etc/yum.repos.d/rhui.repo", "[rhui-baseos]\n")
+    rpm_db(root, {"openssl": "3.0.7"})
     ids = "hyperv-drivers-initramfs,package-currency"
     with_tools = run_azprov("--root", str(root), "check", "--json", "--only", ids)
     assert json.loads(with_tools.stdout) == []

@@ -82,3 +82,27 @@ def test_first_value_wins_across_includes(tmp_path: Path) -> None:
         fired(root, "sshd-effective-config", "warn").path
         == "etc/ssh/sshd_config.d/05-alive.conf:1"
     )
+
+
+def test_spaces_around_the_equals_sign(tmp_path: Path) -> None:
+    """sshd -T accepts `PermitEmptyPasswords = yes`: the value is `yes`, not `= yes`."""
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/ssh/sshd_config.d/60-site.conf", "PermitEmptyPasswords = yes\n")
+    assert fired(root, "sshd-effective-config").found == "sets PermitEmptyPasswords yes"
+    write(root, "etc/ssh/sshd_config.d/60-site.conf", "PermitEmptyPasswords\t=\tno\n")
+    write(root, "etc/ssh/sshd_config.d/61-site.conf", "PermitRootLogin  =yes\n")
+    assert fired(root, "sshd-effective-config", "warn").found == "sets PermitRootLogin yes"
+
+
+def test_match_in_an_included_file_ends_with_that_file(tmp_path: Path) -> None:
+    """A Match block in a drop-in is conditional only to its end; later files and lines count."""
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/ssh/sshd_config.d/10.conf", "Match User x\n    PasswordAuthentication yes\n")
+    write(root, "etc/ssh/sshd_config.d/20.conf", "PermitEmptyPasswords yes\n")
+    main = root / "etc/ssh/sshd_config"
+    main.write_text(main.read_text() + "PermitRootLogin yes\n")
+    found = sorted((f.severity, f.found) for f in problems(root, "sshd-effective-config"))
+    assert found == [
+        ("error", "sets PermitEmptyPasswords yes"),
+        ("warn", "sets PermitRootLogin yes"),
+    ]

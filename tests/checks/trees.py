@@ -77,6 +77,28 @@ def initramfs(root: Path, modules: tuple[str, ...], compress: str = "gzip") -> N
     path.write_bytes(early + packed)
 
 
+def rpm_db(root: Path, packages: dict[str, str], relative: str = "var/lib/rpm") -> None:
+    """A real rpm database at `root/relative` holding empty noarch packages (name: version)."""
+    work = root.parent / "rpmbuild"
+    database = root / relative
+    database.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["rpm", "--dbpath", str(database), "--initdb"], check=True)
+    for name, version in packages.items():
+        spec = work / f"{name}.spec"
+        spec.parent.mkdir(parents=True, exist_ok=True)
+        spec.write_text(
+            f"Name: {name}\nVersion: {version}\nRelease: 1\nSummary: t\nLicense: MIT\n"
+            "BuildArch: noarch\n%description\nt\n%files\n"
+        )
+        top = ["--define", f"_topdir {work}", "--define", f"_dbpath {work}/db"]
+        subprocess.run(["rpmbuild", "-bb", *top, str(spec)], check=True, capture_output=True)
+        (package,) = (work / "RPMS/noarch").glob(f"{name}-{version}-*.rpm")
+        install = ["-i", "--justdb", "--nodeps", "--noscripts", str(package)]
+        subprocess.run(
+            ["rpm", "--dbpath", str(database), *install], check=True, capture_output=True
+        )
+
+
 HV_MODULES = ("hv/hv_vmbus", "scsi/hv_storvsc", "net/hyperv/hv_netvsc", "nvme/host/nvme")
 KERNEL_CONFIG = "\n".join(
     f"CONFIG_{name}={value}"
