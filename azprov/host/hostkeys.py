@@ -100,11 +100,8 @@ class PendingHostKeys:
             ]
             for kind in key_types
         ] or [["ssh-keygen", "-A", "-f", str(self.workdir)]]
-        # Niceness 10: on a one-vCPU VM the keys take the CPU the interpreter leaves idle
-        # (while it waits on the network) instead of slowing the path to Ready, which
-        # does not need them; with more vCPUs this changes nothing.
         for argv in commands:  # appended one by one: cancel() must see every one started
-            self.processes.append(self.root.start(argv, niceness=10))
+            self.processes.append(self.root.start(argv))
 
     def install(self) -> list[str]:
         """Wait for the keys, move them into the root's /etc/ssh, return their fingerprints."""

@@ -8,7 +8,6 @@ skips live actions (hostnamectl, reloading sshd, DHCP renew) with a log line.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -99,12 +98,11 @@ class TargetRoot:
     def has_tool(name: str) -> bool:
         return shutil.which(name, path=_ENV["PATH"]) is not None
 
-    def start(self, argv: Sequence[str], *, niceness: int = 0) -> subprocess.Popen[bytes]:
-        """Start a system tool in the background (same environment as `run`), `niceness`
-        steps below this process's priority."""
+    def start(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """Start a system tool in the background (same environment as `run`)."""
         log.debug("starting %s", " ".join(argv))
         try:
-            process = subprocess.Popen(
+            return subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -113,11 +111,6 @@ class TargetRoot:
             )
         except FileNotFoundError:
             raise HostError(f"{argv[0]} is not installed", tool=argv[0]) from None
-        if niceness:
-            with contextlib.suppress(OSError):  # gone already, or not allowed: no matter
-                current = os.getpriority(os.PRIO_PROCESS, process.pid)
-                os.setpriority(os.PRIO_PROCESS, process.pid, min(current + niceness, 19))
-        return process
 
     def run(
         self,
