@@ -496,6 +496,7 @@ def test_no_ssh_keygen_still_posts_ready_then_fails_the_unit(fabric, config_file
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import subprocess, sys, runpy\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
         "real = subprocess.Popen.__init__\n"
         "def fake(self, args, *a, **k):\n"
         "    if args and args[0] == 'ssh-keygen':\n"
