@@ -74,12 +74,12 @@ _BUILD_DROPINS = re.compile(r"^(90-cloud-init-users|waagent|90-azprov-.*)$")
     "warn",
     consequence="build accounts become back doors or collide with the deployment's admin name",
     source="waagent deprovision+user; virt-sysprep user-account",
+    reads=(
+        "etc/passwd",
+        "etc/login.defs",
+    ),
 )
 def leftover_users_sudoers(tree: Tree) -> Iterator[Note]:
-    cannot = unreadable(tree, "etc/passwd", "etc/login.defs")
-    if cannot:
-        yield from cannot
-        return
     low, high = uid_range(tree)
     names = {u.name for u in users(tree)}
     for user in users(tree):

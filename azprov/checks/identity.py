@@ -23,12 +23,12 @@ def _shown(value: str) -> str:
     "error",
     consequence="clones would share it (one DHCP client identity, one journal identity)",
     source="machine-id(5); networkd.conf(5); virt-sysprep machine-id",
+    reads=(
+        "etc/machine-id",
+        "var/lib/dbus/machine-id",
+    ),
 )
 def machine_id(tree: Tree) -> Iterator[Note]:
-    cannot = unreadable(tree, "etc/machine-id", "var/lib/dbus/machine-id")
-    if cannot:
-        yield from cannot
-        return
     value = (tree.read_text("etc/machine-id") or "").strip()
     if _ID.match(value):
         yield Note(

@@ -121,8 +121,10 @@ class Check:
     consequence: str
     source: str
     run: CheckFunction
+    reads: tuple[str, ...] = ()  # files it cannot decide without: unreadable -> unknown
 
     def findings(self, tree: Tree) -> list[Finding]:
+        notes = unreadable(tree, *self.reads) or self.run(tree)
         return [
             Finding(
                 self.id,
@@ -133,7 +135,7 @@ class Check:
                 self.source,
                 note.consequence or self.consequence,
             )
-            for note in self.run(tree)
+            for note in notes
         ]
 
 
@@ -141,14 +143,21 @@ REGISTRY: dict[str, Check] = {}
 
 
 def check(
-    check_id: str, severity: str, *, consequence: str, source: str
+    check_id: str,
+    severity: str,
+    *,
+    consequence: str,
+    source: str,
+    reads: tuple[str, ...] = (),
 ) -> Callable[[CheckFunction], CheckFunction]:
-    """Register a check under its fact-sheet id."""
+    """Register a check under its fact-sheet id. When one of `reads` is present but
+    unreadable (a FIFO, a link loop…), the check reports that as `unknown:` instead of
+    running: it would otherwise read the file as absent and guess."""
     if check_id not in CHECK_IDS or severity not in SEVERITIES:
         raise ValueError(f"not a fact-sheet check: {check_id} ({severity})")
 
     def register(function: CheckFunction) -> CheckFunction:
-        REGISTRY[check_id] = Check(check_id, severity, consequence, source, function)
+        REGISTRY[check_id] = Check(check_id, severity, consequence, source, function, reads)
         return function
 
     return register

@@ -45,12 +45,9 @@ def _mount_units(tree: Tree) -> Iterator[tuple[str, str]]:
     "error",
     consequence="device names change between hypervisors; a failed required mount means emergency mode",
     source="MS Debian/RHEL/Ubuntu docs; LISA verify_os_partition_identifier; systemd.mount(5)",
+    reads=("etc/fstab",),
 )
 def fstab_boot_safe(tree: Tree) -> Iterator[Note]:
-    cannot = unreadable(tree, "etc/fstab")
-    if cannot:
-        yield from cannot
-        return
     mounts = fstab(tree)
     named = [(m.where, m.device) for m in mounts] + list(_mount_units(tree))
     for where, device in named:
@@ -89,12 +86,9 @@ def _on_lvm(device: str) -> bool:
     "error",
     consequence="the devices file pins PVs to the build disk: on Azure the VG stays inactive, no root",
     source="virt-sysprep lvm-system-devices; MS docs",
+    reads=("etc/fstab",),
 )
 def lvm_devices_file(tree: Tree) -> Iterator[Note]:
-    cannot = unreadable(tree, "etc/fstab")
-    if cannot:
-        yield from cannot
-        return
     lvm = [m for m in fstab(tree) if _on_lvm(m.device)]
     devices = "etc/lvm/devices/system.devices"
     if any(m.point in ("/", "/usr") for m in lvm) and tree.exists(devices):
