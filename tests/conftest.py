@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import socket
 import subprocess
@@ -20,13 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 # Make sure nothing a test starts can use a proxy or reach a real endpoint by accident.
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
     os.environ.pop(_name, None)
-
-# The CLI keeps httpx's and httpcore's loggers at WARNING: from httpx 0.24 on,
-# httpx logs every URL it requests at INFO, SAS signatures included. Tests that
-# run azprov in-process (not through the CLI) get the same levels, so what
-# caplog sees is what the journal would.
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 # The real Azure endpoints. No test may ever send a packet there.
 REAL_AZURE_ADDRESSES = frozenset({"168.63.129.16", "169.254.169.254"})

@@ -432,3 +432,24 @@ def test_https_is_still_verified(tmp_path: Path) -> None:
         assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     finally:
         server.close()
+
+
+def test_httpx_request_logs_stay_off_whoever_set_up_logging() -> None:
+    """httpx 0.24+ logs every request URL at INFO, SAS signatures included: importing
+    azprov's HTTP layer turns that off, for the CLI and for anyone calling it in-process."""
+    import subprocess
+
+    probe = (
+        "import logging; logging.basicConfig(level=logging.DEBUG); "
+        "[logging.getLogger(n).setLevel(logging.DEBUG) for n in ('httpx', 'httpcore')]; "
+        "import azprov.fabric.http; "
+        "print(logging.getLogger('httpx').level, logging.getLogger('httpcore').level)"
+    )
+    levels = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout.split()
+    assert levels == [str(logging.WARNING)] * 2
