@@ -22,7 +22,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from azprov.errors import FabricError
+from azprov.errors import FabricError, HttpStatusError, TransportError
 from azprov.fabric.http import Deadline, FabricHttp, Reply, RetryPolicy, redact_url
 from azprov.simulator import Answer, SimulatedFabric
 from azprov.simulator.documents import goal_state_xml
@@ -453,3 +453,17 @@ def test_httpx_request_logs_stay_off_whoever_set_up_logging() -> None:
         cwd=Path(__file__).resolve().parents[2],
     ).stdout.split()
     assert levels == [str(logging.WARNING)] * 2
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "gopher://127.0.0.1/x"])
+def test_a_request_that_cannot_be_sent_fails_at_once_as_a_transport_error(
+    http: FabricHttp, url: str
+) -> None:
+    """Not the server's answer (that is HttpStatusError) and not worth a retry."""
+    started = time.monotonic()
+    with pytest.raises(TransportError) as caught:
+        http.call("goal state", "GET", url, Deadline(10))
+    assert time.monotonic() - started < 1
+    assert caught.value.reason == "transport_error"
+    assert str(caught.value).startswith(f"goal state: GET {url} failed: ")
+    assert not isinstance(caught.value, HttpStatusError)
