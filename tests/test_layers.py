@@ -118,17 +118,20 @@ def test_no_module_or_function_is_too_long() -> None:
 )
 def test_first_boot_imports_nothing_it_does_not_run(command_module: str) -> None:
     """`provision` and `report-ready` must not pay for the extension runner, the
-    simulator, deprovision, status or the image checks."""
+    simulator, deprovision, status or the image checks, nor for the `httpx` package
+    over its engine (most of a first boot's CPU, see azprov/fabric/transport.py)."""
     probe = (
         f"import sys, azprov.cli, {command_module}; "
-        "print(' '.join(sorted(m for m in sys.modules if m.startswith('azprov'))))"
+        "print(' '.join(sorted(m.split('.')[0] if not m.startswith('azprov') else m "
+        "for m in sys.modules)))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert command_module in loaded
+    assert command_module in loaded and "httpcore" in loaded  # the probe sees imports
     unwanted = ("azprov.extensions", "azprov.simulat", "azprov.deprovision", "azprov.status")
     assert not [m for m in loaded if m.startswith((*unwanted, "azprov.checks"))]
+    assert "httpx" not in loaded
 
 
 def test_every_package_ships() -> None:

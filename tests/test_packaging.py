@@ -58,7 +58,12 @@ def test_deb_contents_and_dependencies(deb: Path) -> None:
     ):
         assert path in files, path
     depends = run("dpkg-deb", "--field", str(deb), "Depends")
-    for dependency in ("python3-httpx (>= 0.23)", "python3-defusedxml", "python3-click"):
+    for dependency in (
+        "python3-httpx (>= 0.23)",
+        "python3-httpcore (>= 0.16)",
+        "python3-defusedxml",
+        "python3-click",
+    ):
         assert dependency in depends
     assert run("dpkg-deb", "--field", str(deb), "Architecture").strip() == "all"
 
@@ -181,6 +186,7 @@ def test_rpm_contents_scriptlets_and_requirements(rpm: Path) -> None:
     assert "try-restart" not in scripts and "systemctl restart" not in scripts
     requires = run("rpm", "-qpR", str(rpm))
     assert "python3-httpx >= 0.23" in requires
+    assert "python3-httpcore >= 0.16" in requires
     configs = run("rpm", "-qpc", str(rpm)).split()
     assert configs == ["/etc/azprov/azprov.conf"]
     preset = (REPO / "packaging/rpm/80-azprov.preset").read_text()

@@ -19,7 +19,7 @@ TOOLS = (
     "systemctl",
     "mount",
 )
-LIBRARIES = ("httpx", "defusedxml", "click")
+LIBRARIES = ("httpx", "httpcore", "defusedxml", "click")
 _BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin")
 
 

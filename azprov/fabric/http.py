@@ -1,8 +1,7 @@
 """The one HTTP layer every fabric call goes through: one client, one retry policy.
 
 Why these rules:
-- `trust_env=False`: the fabric must never be reached through a proxy (IMDS
-  refuses proxied requests; a corporate proxy turns every call into a hang).
+- Never a proxy from the environment, never a redirect (transport.py says how).
 - Retry connection errors (refused, ENETUNREACH early in boot, reset),
   timeouts, 408, 429 and 5xx with capped exponential backoff and jitter,
   honouring Retry-After, until the logical call's deadline. The cap is a few
@@ -16,9 +15,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+import urllib.parse
 from typing import IO, Callable, Collection, Mapping, NamedTuple, Optional, TypeVar
 
-import httpx
+import httpcore
 
 from azprov import AGENT_NAME
 from azprov.errors import (
@@ -29,18 +29,14 @@ from azprov.errors import (
     one_line,
 )
 from azprov.fabric.retry import Deadline, RetryPolicy, retry_after
-from azprov.fabric.transport import (
-    LazyTransport,
-    plain_http_transport,
-    set_nodelay,
-    verified_https_transport,
-)
+from azprov.fabric.transport import FINAL_ERRORS, RETRYABLE_ERRORS, Pools, set_nodelay
 
 log = logging.getLogger(__name__)
 
-# httpx (0.24 and later) logs every request URL at INFO, SAS signatures included:
-# never let it, whoever configured logging. azprov's own messages name each
-# request with the secrets redacted.
+# httpx (0.24 and later) logs every request URL at INFO and httpcore traces
+# requests at DEBUG, SAS signatures included: never let them, whoever configured
+# logging (a caller may use httpx beside azprov). azprov's own messages name
+# each request with the secrets redacted.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
 
@@ -100,23 +96,23 @@ def redact_url(url: str) -> str:
     return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=<redacted>", url)
 
 
+class Unsendable(Exception):
+    """The URL cannot be sent as it is: not http(s), no host, or characters no server
+    would take unescaped (azprov escapes nothing it did not build)."""
+
+
 class FabricHttp:
-    """An httpx client bound to one retry policy; shared by WireServer, HostGAPlugin and IMDS."""
+    """The one HTTP client, bound to one retry policy; every fabric channel goes through it.
+
+    Redirects are never followed and the environment's proxies never used.
+    """
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.policy = policy or RetryPolicy()
-        plain, self._set_nodelay = plain_http_transport()
-        self._client = httpx.Client(
-            trust_env=False,
-            follow_redirects=False,
-            timeout=httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout),
-            headers={"User-Agent": AGENT_NAME},
-            transport=plain,
-            mounts={"https://": LazyTransport(verified_https_transport)},
-        )
+        self._pools = Pools()
 
     def close(self) -> None:
-        self._client.close()
+        self._pools.close()
 
     def __enter__(self) -> FabricHttp:
         return self
@@ -170,9 +166,9 @@ class FabricHttp:
         """One try: the parsed reply, a `_Retryable` saying why not yet, or a final error."""
         try:
             reply = self._send(request, deadline)
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        except RETRYABLE_ERRORS as exc:
             return _Retryable(_describe_transport_error(exc))
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except (Unsendable, *FINAL_ERRORS) as exc:
             raise TransportError(
                 f"{request.what}: {request.method} {request.shown} failed: "
                 f"{_describe_transport_error(exc)}",
@@ -220,32 +216,32 @@ class FabricHttp:
         time.sleep(delay)
 
     def _send(self, request: _Request, deadline: Deadline) -> Reply:
+        pool = self._pools.for_scheme(sendable_scheme(request.url))
         # Never let one request outlive the logical call's deadline.
         remaining = max(deadline.remaining(), 0.05)
-        timeout = httpx.Timeout(
-            min(request.policy.read_timeout, remaining),
-            connect=min(request.policy.connect_timeout, remaining),
-        )
+        read = min(request.policy.read_timeout, remaining)
+        connect = min(request.policy.connect_timeout, remaining)
+        timeout = {"connect": connect, "read": read, "write": read, "pool": read}
         sink = request.sink
         if sink is not None:
             sink.seek(0)
             sink.truncate()
-        with self._client.stream(
+        with pool.stream(
             request.method,
             request.url,
-            headers=dict(request.headers or {}),
+            headers=[("User-Agent", AGENT_NAME), *(request.headers or {}).items()],
             content=request.content,
-            timeout=timeout,
+            extensions={"timeout": timeout},
         ) as response:
-            if self._set_nodelay:
-                set_nodelay(response)
+            if self._pools.needs_nodelay:
+                set_nodelay(response.extensions)
             size = 0
             chunks: list[bytes] = []
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_stream():
                 # The read timeout is per read: a server trickling bytes must
                 # still not hold the call past its deadline.
                 if deadline.remaining() <= 0:
-                    raise httpx.ReadTimeout("the reply was still arriving at the deadline")
+                    raise httpcore.ReadTimeout("the reply was still arriving at the deadline")
                 size += len(chunk)
                 if size > request.max_bytes:
                     raise ReplyTooLarge(
@@ -259,16 +255,42 @@ class FabricHttp:
                 else:
                     chunks.append(chunk)
             return Reply(
-                status=response.status_code,
-                headers={k.lower(): v for k, v in response.headers.items()},
+                status=response.status,
+                headers=_header_map(response.headers),
                 content=b"".join(chunks),
                 url=request.url,
             )
 
 
+def sendable_scheme(url: str) -> str:
+    """The URL's scheme, once it is known to be sendable as it is; else Unsendable."""
+    if any(not 0x21 <= ord(char) <= 0x7E for char in url):
+        raise Unsendable("the URL has spaces, control or non-ASCII characters")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (a port that is not a number raises here)
+    except ValueError as exc:
+        raise Unsendable(f"unusable URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise Unsendable(f"unsupported URL scheme {parts.scheme!r}")
+    if not parts.hostname:
+        raise Unsendable("the URL names no host")
+    return parts.scheme
+
+
+def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names; a header sent more than once keeps every value, comma-joined."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
 def _describe_transport_error(exc: Exception) -> str:
     text = one_line(str(exc)) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpcore.TimeoutException):
         return f"timed out ({type(exc).__name__})"
     return text
 

@@ -40,6 +40,12 @@ def no_httpx(root: Path) -> None:
     (root / "usr/lib/python3/dist-packages/httpx").rmdir()
 
 
+@case("azprov-runtime-deps")
+def no_httpcore(root: Path) -> None:
+    (root / "usr/lib/python3/dist-packages/httpcore/__init__.py").unlink()
+    (root / "usr/lib/python3/dist-packages/httpcore").rmdir()
+
+
 @case("package-currency", "warn")
 def no_security_suite(root: Path) -> None:
     write(

@@ -176,7 +176,7 @@ def services(root: Path) -> None:
 def software(root: Path) -> None:
     link(root, "usr/bin/python3", "python3.11")
     write(root, "usr/bin/python3.11", "", 0o755)
-    for library in ("httpx", "defusedxml", "click"):
+    for library in ("httpx", "httpcore", "defusedxml", "click"):
         write(root, f"usr/lib/python3/dist-packages/{library}/__init__.py")
     for tool in ("openssl", "ssh-keygen", "hostnamectl", "systemctl", "mount"):
         write(root, f"usr/bin/{tool}", "", 0o755)

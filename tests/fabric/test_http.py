@@ -467,3 +467,51 @@ def test_a_request_that_cannot_be_sent_fails_at_once_as_a_transport_error(
     assert caught.value.reason == "transport_error"
     assert str(caught.value).startswith(f"goal state: GET {url} failed: ")
     assert not isinstance(caught.value, HttpStatusError)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1/machine?comp=goal state", "spaces, control or non-ASCII"),
+        ("http://127.0.0.1/m\u00e4chine", "spaces, control or non-ASCII"),
+        ("http://127.0.0.1/machine\r\nX-Injected: 1", "spaces, control or non-ASCII"),
+        ("http:///machine", "names no host"),
+        ("http://127.0.0.1:port/machine", "unusable URL"),
+        ("http://[::1/machine", "unusable URL"),
+        ("//127.0.0.1/machine", "unsupported URL scheme ''"),
+    ],
+)
+def test_a_url_that_cannot_be_sent_as_it_is_fails_at_once_naming_why(
+    http: FabricHttp, url: str, why: str
+) -> None:
+    """URLs come from the goal state: nothing is escaped or guessed on their behalf,
+    and a header cannot be smuggled in through one."""
+    started = time.monotonic()
+    with pytest.raises(TransportError) as caught:
+        http.call("artifact", "GET", url, Deadline(10))
+    assert time.monotonic() - started < 1
+    assert why in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_redirect_is_the_servers_answer_not_followed(
+    http: FabricHttp, fabric: SimulatedFabric
+) -> None:
+    fabric.wireserver.script(
+        [Answer(302, headers={"Location": f"{fabric.imds.base}/metadata/instance"})], "/machine"
+    )
+    with pytest.raises(HttpStatusError) as caught:
+        get_goal_state(http, fabric)
+    assert caught.value.status == 302
+    assert fabric.requests_to("imds") == []
+
+
+def test_requests_carry_the_agent_name_and_no_accept_encoding(
+    http: FabricHttp, fabric: SimulatedFabric
+) -> None:
+    """No Accept-Encoding: replies are used as sent, never decompressed on the way."""
+    get_goal_state(http, fabric)
+    (request,) = fabric.requests_to("wireserver")
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert headers["user-agent"].startswith("azprov")
+    assert "accept-encoding" not in headers
