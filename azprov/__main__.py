@@ -1,3 +1,3 @@
-from azprov.cli import main
+from azprov.cli_entry import main
 
 main()

@@ -13,6 +13,7 @@ from typing import Optional
 import click
 
 from azprov import __version__
+from azprov.cli_common import provision_command as first_boot
 from azprov.cli_image import check_command, deprovision_command
 from azprov.cli_options import Options, fail_cleanly, pass_options, setup_logging
 
@@ -84,23 +85,7 @@ def report_failure_command(options: Options, text: str) -> None:
 @fail_cleanly
 def provision_command(options: Options) -> None:
     """First boot: hostname, admin user, SSH keys, sshd, then report Ready (once per VM)."""
-    from azprov.errors import ConfigError
-    from azprov.host.hostkeys import start_host_keys
-
-    root = options.root()
-    try:
-        config = options.config()
-    except ConfigError as exc:
-        from azprov.provision import record_config_error
-
-        record_config_error(root, exc)
-        raise
-    # SSH host keys take seconds of CPU on a small VM: on a generalized image, start
-    # making them (privately) now, so they overlap the imports and the network calls.
-    host_keys = start_host_keys(root, config.provisioning.ssh_host_key_types)
-    from azprov.provision import provision
-
-    provision(root, config, host_keys)
+    first_boot(options)  # the unit's exact command line runs it without click: cli_entry.py
 
 
 @cli.command("extensions")

@@ -7,7 +7,7 @@ Layers, lowest first (a module may import only its own layer or lower ones):
     2  plan                                        deciding what to apply
     3  provision, report, deprovision, status,     the flows, where fabric meets host
        extensions.*, checks.*, simulator.*
-    4  cli, cli_options, cli_image, simulate, __main__   the command line
+    4  cli*, simulate, __main__                    the command line
 
 and fabric and host never import each other: they meet only in the flows.
 """
@@ -43,7 +43,15 @@ def layer(module: str) -> tuple[int, str]:
         return 1, top
     if top == "plan":
         return 2, "plan"
-    if top in ("cli", "cli_options", "cli_image", "simulate", "__main__"):
+    if top in (
+        "cli",
+        "cli_common",
+        "cli_entry",
+        "cli_options",
+        "cli_image",
+        "simulate",
+        "__main__",
+    ):
         return 4, "cli"
     return 3, top
 
