@@ -1,8 +1,10 @@
 """Bench: unit start -> Ready acknowledged, azprov vs the seed document's reference unit.
 
-Both boot the same Debian 12 image (the emulated-boot tests' cached rootfs)
+All boot the same Debian 12 image (the emulated-boot tests' cached rootfs)
 in the same run, against the same simulated fabric:
 - azprov: the freshly built .deb, its unit with its real defaults;
+- azprov+rsa: the same with an RSA host key in the set (a conf.d drop-in:
+  `ssh_host_key_types = ed25519, ecdsa, rsa`), to show what RSA costs sshd;
 - reference: the seed document's unit and Python sample (Ready, then
   hostnamectl from IMDS, then self-disable), taken from
   ../shared/seeds/003_*.txt at run time, with only
@@ -97,6 +99,7 @@ FLOOR_COMMANDS = (
      "import httpx, click, defusedxml.ElementTree"),
 )  # fmt: skip
 FLOOR_REPEATS = 3
+RSA_VARIANT = "azprov+rsa"  # ssh_host_key_types = ed25519, ecdsa, rsa (the default has no RSA)
 READY_ALLOWANCE = 1.5  # Done when: unit start -> Ready <= floor + 1.5 s
 SSHD_ALLOWANCE = 1.0  # Done when: unit start -> sshd active <= Ready + 1 s
 
@@ -144,6 +147,13 @@ def install_floor(tree: Path) -> None:
     script.chmod(0o755)
     (tree / "etc/systemd/system/bench-floor.service").write_text(FLOOR_UNIT)
     systemctl(tree, "enable", "bench-floor.service")
+
+
+def install_rsa_variant(tree: Path) -> None:
+    """azprov with RSA back in its host-key set: what the default leaves out, measured."""
+    dropin = tree / "etc/azprov/azprov.conf.d/50-bench-rsa.conf"
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[provisioning]\nssh_host_key_types = ed25519, ecdsa, rsa\n")
 
 
 def floor_seconds(result: Boot) -> dict[str, list[float]]:
@@ -203,10 +213,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="azprov-bench-") as tmp:
         work = Path(tmp)
-        (work / "azprov").mkdir()
-        (work / "reference").mkdir()
+        for name in ("azprov", RSA_VARIANT, "reference"):
+            (work / name).mkdir()
         images: dict[str, BootFiles] = {
             "azprov": build_image(work / "azprov", built_package("deb"), install_floor),
+            RSA_VARIANT: build_image(
+                work / RSA_VARIANT, built_package("deb"), install_rsa_variant
+            ),
             "reference": build_image(work / "reference", None, install_reference),
         }
         figures: dict[str, list[tuple[float, Optional[float]]]] = {name: [] for name in images}
@@ -221,7 +234,7 @@ def main() -> None:
                 figures[name].append(ready_seconds(result))
                 # Only azprov's log is unbuffered (stderr); the sample's print()s
                 # reach the journal in one block when it exits.
-                first_log = first_log_seconds(result) if name == "azprov" else None
+                first_log = first_log_seconds(result) if name != "reference" else None
                 if first_log is not None:
                     print(
                         f"  {name} run {run + 1}: unit start -> first log line {first_log:.2f} s"
@@ -277,7 +290,7 @@ def summary(
         if key == "libraries":
             shown += "  (the floor)"
         elif key == "azprov" and value is not None and floor is not None:
-            shown += f"  (floor + {value - floor:.2f} s)"
+            shown += f"  (floor {'+' if value >= floor else '-'} {abs(value - floor):.2f} s)"
         lines.append(f"  {label:<58} {shown}")
     if floor is None:
         lines.append("  (no floor was measured: see the floor lines of each run above)")

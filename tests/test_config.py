@@ -193,3 +193,14 @@ def test_first_bad_file_is_named_even_when_a_later_one_is_fine(tmp_path: Path) -
 def test_percent_signs_are_literal(tmp_path: Path) -> None:
     path = write(tmp_path / "x.conf", "[provisioning]\nuser_groups = a%b,%(x)s\n")
     assert load_config(tmp_path, path).provisioning.user_groups == "a%b,%(x)s"
+
+
+def test_host_key_types_default_to_ed25519_and_ecdsa_and_rsa_can_be_asked_for(
+    tmp_path: Path,
+) -> None:
+    assert load_config(tmp_path).provisioning.ssh_host_key_types == "ed25519, ecdsa"
+    with_rsa = write(tmp_path / "rsa.conf", "[provisioning]\nssh_host_key_types = ed25519, rsa\n")
+    assert load_config(tmp_path, with_rsa).provisioning.ssh_host_key_types == "ed25519, rsa"
+    # Empty is ssh-keygen -A: whatever the installed OpenSSH makes by default.
+    empty = write(tmp_path / "empty.conf", "[provisioning]\nssh_host_key_types =\n")
+    assert load_config(tmp_path, empty).provisioning.ssh_host_key_types == ""
