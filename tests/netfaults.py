@@ -35,15 +35,20 @@ PROXY_VARIABLES = (
 
 
 class ConnectionRecorder:
-    """Accepts TCP connections on 127.0.0.1, records what arrived, then closes them."""
+    """Accepts TCP connections on 127.0.0.1 (or `host`, e.g. ::1), records what arrived,
+    then closes them."""
 
     def __init__(
-        self, reply: Optional[bytes] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+        self,
+        reply: Optional[bytes] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n",
+        host: str = "127.0.0.1",
     ) -> None:
         self.reply = reply  # None: close the connection without a word
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind((host, 0))
         self._sock.listen(16)
         self._sock.settimeout(0.05)
         self.port: int = self._sock.getsockname()[1]
@@ -54,7 +59,8 @@ class ConnectionRecorder:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def _serve(self) -> None:
         while not self._stop.is_set():

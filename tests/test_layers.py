@@ -121,15 +121,19 @@ def test_no_module_or_function_is_too_long() -> None:
 
 
 @pytest.mark.parametrize(
-    "command_module",
-    ["azprov.provision", "azprov.report"],
+    ("entry", "command_module"),
+    [
+        # `azprov provision` as the unit runs it: no click either (cli_entry.py)
+        ("azprov.cli_entry, azprov.cli_common", "azprov.provision"),
+        ("azprov.cli", "azprov.report"),
+    ],
 )
-def test_first_boot_imports_nothing_it_does_not_run(command_module: str) -> None:
+def test_first_boot_imports_nothing_it_does_not_run(entry: str, command_module: str) -> None:
     """`provision` and `report-ready` must not pay for the extension runner, the
     simulator, deprovision, status or the image checks, nor for the `httpx` package
     over its engine (most of a first boot's CPU, see azprov/fabric/transport.py)."""
     probe = (
-        f"import sys, azprov.cli, {command_module}; "
+        f"import sys, {entry}, {command_module}; "
         "print(' '.join(sorted(m.split('.')[0] if not m.startswith('azprov') else m "
         "for m in sys.modules)))"
     )
@@ -140,6 +144,7 @@ def test_first_boot_imports_nothing_it_does_not_run(command_module: str) -> None
     unwanted = ("azprov.extensions", "azprov.simulat", "azprov.deprovision", "azprov.status")
     assert not [m for m in loaded if m.startswith((*unwanted, "azprov.checks"))]
     assert "httpx" not in loaded
+    assert ("click" in loaded) == (entry == "azprov.cli")
 
 
 def test_every_package_ships() -> None:

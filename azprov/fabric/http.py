@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import urllib.parse
 from typing import IO, Callable, Collection, Mapping, NamedTuple, Optional, TypeVar
 
 import httpcore
@@ -29,7 +28,15 @@ from azprov.errors import (
     one_line,
 )
 from azprov.fabric.retry import Deadline, RetryPolicy, retry_after
-from azprov.fabric.transport import FINAL_ERRORS, RETRYABLE_ERRORS, Pools, set_nodelay
+from azprov.fabric.transport import (
+    FINAL_ERRORS,
+    RETRYABLE_ERRORS,
+    Pools,
+    Unsendable,
+    header_map,
+    sendable,
+    set_nodelay,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +101,6 @@ _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|code|token)=[^&]*")
 def redact_url(url: str) -> str:
     """Hide SAS signatures and tokens in a URL before it reaches a log or an error."""
     return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=<redacted>", url)
-
-
-class Unsendable(Exception):
-    """The URL cannot be sent as it is: not http(s), no host, or characters no server
-    would take unescaped (azprov escapes nothing it did not build)."""
 
 
 class FabricHttp:
@@ -216,7 +218,10 @@ class FabricHttp:
         time.sleep(delay)
 
     def _send(self, request: _Request, deadline: Deadline) -> Reply:
-        pool = self._pools.for_scheme(sendable_scheme(request.url))
+        scheme, url, headers = sendable(
+            request.url, {"User-Agent": AGENT_NAME, **(request.headers or {})}
+        )
+        pool = self._pools.for_scheme(scheme)
         # Never let one request outlive the logical call's deadline.
         remaining = max(deadline.remaining(), 0.05)
         read = min(request.policy.read_timeout, remaining)
@@ -228,8 +233,8 @@ class FabricHttp:
             sink.truncate()
         with pool.stream(
             request.method,
-            request.url,
-            headers=[("User-Agent", AGENT_NAME), *(request.headers or {}).items()],
+            url,
+            headers=headers,
             content=request.content,
             extensions={"timeout": timeout},
         ) as response:
@@ -256,40 +261,15 @@ class FabricHttp:
                     chunks.append(chunk)
             return Reply(
                 status=response.status,
-                headers=_header_map(response.headers),
+                headers=header_map(response.headers),
                 content=b"".join(chunks),
                 url=request.url,
             )
 
 
-def sendable_scheme(url: str) -> str:
-    """The URL's scheme, once it is known to be sendable as it is; else Unsendable."""
-    if any(not 0x21 <= ord(char) <= 0x7E for char in url):
-        raise Unsendable("the URL has spaces, control or non-ASCII characters")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018  (a port that is not a number raises here)
-    except ValueError as exc:
-        raise Unsendable(f"unusable URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise Unsendable(f"unsupported URL scheme {parts.scheme!r}")
-    if not parts.hostname:
-        raise Unsendable("the URL names no host")
-    return parts.scheme
-
-
-def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Lower-case names; a header sent more than once keeps every value, comma-joined."""
-    headers: dict[str, str] = {}
-    for name, value in raw:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers
-
-
 def _describe_transport_error(exc: Exception) -> str:
-    text = one_line(str(exc)) or type(exc).__name__
+    # redact_url: an error may quote what was sent (a URL in a header value, say).
+    text = redact_url(one_line(str(exc))) or type(exc).__name__
     if isinstance(exc, httpcore.TimeoutException):
         return f"timed out ({type(exc).__name__})"
     return text

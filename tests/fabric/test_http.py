@@ -15,6 +15,7 @@ import shutil
 import socket
 import ssl
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from azprov.errors import FabricError, HttpStatusError, TransportError
+from azprov.fabric import transport
 from azprov.fabric.http import Deadline, FabricHttp, Reply, RetryPolicy, redact_url
 from azprov.simulator import Answer, SimulatedFabric
 from azprov.simulator.documents import goal_state_xml
@@ -515,3 +517,118 @@ def test_requests_carry_the_agent_name_and_no_accept_encoding(
     headers = {name.lower(): value for name, value in request.headers.items()}
     assert headers["user-agent"].startswith("azprov")
     assert "accept-encoding" not in headers
+
+
+def test_a_url_is_sent_exactly_as_written_params_and_all(
+    http: FabricHttp, fabric: SimulatedFabric
+) -> None:
+    """`;params` belong to the path: dropping them would fetch another resource than
+    the one named in every message."""
+    url = f"{fabric.wireserver.base}/machine;x=1/blob;v=2?comp=goalstate&a=%2F"
+    http.call("artifact", "GET", url, Deadline(5), accept=range(100, 600))
+    (request,) = fabric.requests_to("wireserver")
+    assert request.path == "/machine;x=1/blob;v=2?comp=goalstate&a=%2F"
+
+
+def test_the_host_header_of_an_ipv6_endpoint_is_bracketed(http: FabricHttp) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        server = ConnectionRecorder(host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        reply = http.call(
+            "goal state", "GET", f"{server.url}/machine", Deadline(5), accept=range(100, 600)
+        )
+        assert reply.status == 502  # the recorder's answer: it was reached over IPv6
+        head = server.received[0].decode("latin-1").lower()
+        assert f"host: [::1]:{server.port}\r\n" in head
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("https://store.example/m.xml?sv=1&sig=SECRET\r\nX-Evil: 1", "control or non-ASCII"),
+        ("https://store.example/m\u00e4.xml?sv=1&sig=SECRET", "control or non-ASCII"),
+    ],
+)
+def test_a_header_that_cannot_be_sent_fails_at_once_without_quoting_it(
+    http: FabricHttp, fabric: SimulatedFabric, value: str, why: str
+) -> None:
+    """The HostGAPlugin is given the artifact URL, SAS signature included, in a header:
+    a value that no server would take is refused before sending, and not repeated."""
+    with pytest.raises(TransportError) as caught:
+        http.call(
+            "manifest via the HostGAPlugin",
+            "GET",
+            f"{fabric.wireserver.base}/extensionArtifact",
+            Deadline(5),
+            headers={"x-ms-artifact-location": value},
+        )
+    assert why in str(caught.value) and "x-ms-artifact-location" in str(caught.value)
+    assert "SECRET" not in str(caught.value)
+    assert fabric.requests_to("wireserver") == []
+
+
+def test_a_url_with_user_info_is_refused(http: FabricHttp, fabric: SimulatedFabric) -> None:
+    url = fabric.wireserver.base.replace("http://", "http://user:pw@") + "/machine"
+    with pytest.raises(TransportError) as caught:
+        http.call("goal state", "GET", url, Deadline(5))
+    assert "user info" in str(caught.value)
+    assert fabric.requests_to("wireserver") == []
+
+
+class KeepAliveServer:
+    """Answers every request 200 and keeps each connection open; counts connections."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _serve(conn: socket.socket) -> None:
+        with conn:
+            while True:
+                try:
+                    if not conn.recv(65536):
+                        return
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_an_idle_connection_is_not_reused_after_the_keepalive_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection that went silent while idle would cost the next call its whole
+    read timeout (and a health POST would be sent twice)."""
+    monkeypatch.setattr(transport, "KEEPALIVE_EXPIRY", 0.3)
+    server = KeepAliveServer()
+    url = f"http://127.0.0.1:{server.port}/machine"
+    try:
+        with FabricHttp(FAST) as http:
+            http.call("goal state", "GET", url, Deadline(5))
+            http.call("goal state", "GET", url, Deadline(5))
+            assert server.connections == 1  # control: reused while fresh
+            time.sleep(0.5)
+            http.call("goal state", "GET", url, Deadline(5))
+            assert server.connections == 2
+    finally:
+        server.close()
