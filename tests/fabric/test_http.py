@@ -538,7 +538,7 @@ def test_the_host_header_of_an_ipv6_endpoint_is_bracketed(http: FabricHttp) -> N
     except OSError:
         pytest.skip("no IPv6 loopback here")
     try:
-        reply = http.call(
+        reply: Reply = http.call(
             "goal state", "GET", f"{server.url}/machine", Deadline(5), accept=range(100, 600)
         )
         assert reply.status == 502  # the recorder's answer: it was reached over IPv6
