@@ -26,9 +26,9 @@ main()
 """
 
 
-def entry(*args: str) -> subprocess.CompletedProcess[str]:
+def entry(*args: str, probe: str = PROBE) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
+        [sys.executable, "-c", probe, *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -70,13 +70,6 @@ def test_a_failure_on_the_first_boot_path_is_one_line_and_its_exit_code() -> Non
         'print("called", options.root_dir, options.config_file, options.verbose)',
         "from azprov.errors import ConfigError; raise ConfigError('azprov.conf: [x] y: bad')",
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, *FIRST_BOOT_ARGS],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    result = entry(*FIRST_BOOT_ARGS, probe=probe)
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["azprov: error: azprov.conf: [x] y: bad"]
