@@ -96,9 +96,18 @@ def provision(
         except Exception as exc:
             raise failed(root, fabric, goal_state, vm_id, exc, run) from None
         # Ready is posted: from here on a failure goes to KVP and the journal only.
-        finish(root, vm_id, applied, host_keys, run)
-    if config.provisioning.publish_hostname:
-        run.timed("publish_hostname", publish_hostname, root)  # after Ready: DNS must not delay it
+        # sshd waits for this unit to exit: the lease renewal that publishes the
+        # name to Azure DNS (after Ready, so DNS never delays it) runs beside the
+        # host keys' install instead of after it.
+        with background() as pool:
+            publishing = (
+                pool.submit(run.timed, "publish_hostname", publish_hostname, root)
+                if config.provisioning.publish_hostname
+                else None
+            )
+            finish(root, vm_id, applied, host_keys, run)
+            if publishing is not None:
+                publishing.result()  # best effort, logs its own failures; a bug still surfaces
     log.info("VM %s provisioned: %s", vm_id, run.summary(root))
 
 

@@ -181,6 +181,17 @@ def ready_seconds(result: Boot) -> tuple[float, Optional[float]]:
     return reports[0].at - started, (sshd - started) if sshd else None
 
 
+def after_ready(result: Boot) -> str:
+    """Ready -> the unit's exit -> sshd's start -> sshd active: where sshd's wait goes."""
+    ready = min(r.at for r in result.fabric.health_reports if r.state == "Ready")
+    marks = (
+        ("unit exits", result.unit_time(UNIT, "ExecMainExitTimestampMonotonic")),
+        ("sshd starts", result.unit_time("ssh.service", "InactiveExitTimestampMonotonic")),
+        ("sshd active", result.unit_time("ssh.service", "ActiveEnterTimestampMonotonic")),
+    )
+    return ", ".join(f"{what} +{at - ready:.2f} s" for what, at in marks if at is not None)
+
+
 def first_log_seconds(result: Boot) -> Optional[float]:
     """Unit start -> the agent's first journal line: interpreter start-up and imports."""
     started = result.probe.get(f"{UNIT}:InactiveExitTimestampMonotonic", "")
@@ -242,6 +253,7 @@ def main() -> None:
                     )
                 if azprov_phases(result):
                     print(f"  {name} run {run + 1}: phases: {azprov_phases(result)}")
+                    print(f"  {name} run {run + 1}: after Ready: {after_ready(result)}")
                 if name == "azprov":
                     for key, values in floor_seconds(result).items():
                         floors[key].extend(values)

@@ -186,6 +186,10 @@ def test_first_boot_provisions_and_reports_ready(first_boot: Boot) -> None:
     print(f"\nfirst boot: unit start -> Ready acknowledged {ready - started:.2f} s")
     # The host keys' fingerprints are on the console (boot diagnostics).
     assert "SSH host key: " in first_boot.sections.get("journal", ""), first_boot.describe()
+    # The name reaches Azure DNS: the lease renewal ran (beside the host keys' install).
+    assert "renewed the DHCP lease through systemd-networkd" in first_boot.sections.get(
+        "journal", ""
+    ), first_boot.describe()
     # The extension runner ships in the package but is not enabled by it.
     assert first_boot.probe.get("extensions_enabled") == "disabled", first_boot.describe()
 
