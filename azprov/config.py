@@ -44,18 +44,10 @@ class MediaConfig(NamedTuple):
     path: Optional[str] = None  # a directory already holding ovf-env.xml
 
 
-# The SSH host keys a generalized image gets. RSA is left out: OpenSSH 8.8 and later
-# (Debian 12 ships 9.2) refuse the SHA-1 "ssh-rsa" signature by default, so only a
-# client with the SHA-2 RSA signatures (OpenSSH 7.2 and later) can use an RSA host
-# key, and those clients also take ECDSA (OpenSSH 5.7) and Ed25519 (6.5). RSA-3072
-# generation is the one slow step on the way to sshd: 0.4-2.9 s of CPU on this
-# project's build machine, 2-24 s under emulation, at random. `rsa` brings it back.
-DEFAULT_HOST_KEY_TYPES = "ed25519, ecdsa"
-
-
 class ProvisioningConfig(NamedTuple):
-    # No RSA by default: see DEFAULT_HOST_KEY_TYPES. Empty: `ssh-keygen -A` (its defaults).
-    ssh_host_key_types: str = DEFAULT_HOST_KEY_TYPES
+    # Unset: host.hostkeys.default_key_types picks for the image (no RSA unless the
+    # image's own sshd would make it anyway). Empty: `ssh-keygen -A` (its defaults).
+    ssh_host_key_types: Optional[str] = None
     user_groups: str = ""  # extra groups for the admin user, comma-separated
     publish_hostname: bool = True  # renew the DHCP lease so Azure DNS learns the name
 

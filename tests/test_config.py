@@ -195,10 +195,11 @@ def test_percent_signs_are_literal(tmp_path: Path) -> None:
     assert load_config(tmp_path, path).provisioning.user_groups == "a%b,%(x)s"
 
 
-def test_host_key_types_default_to_ed25519_and_ecdsa_and_rsa_can_be_asked_for(
+def test_host_key_types_are_unset_by_default_and_rsa_can_be_asked_for(
     tmp_path: Path,
 ) -> None:
-    assert load_config(tmp_path).provisioning.ssh_host_key_types == "ed25519, ecdsa"
+    # Unset: host.hostkeys.default_key_types decides for the image (tests/host).
+    assert load_config(tmp_path).provisioning.ssh_host_key_types is None
     with_rsa = write(tmp_path / "rsa.conf", "[provisioning]\nssh_host_key_types = ed25519, rsa\n")
     assert load_config(tmp_path, with_rsa).provisioning.ssh_host_key_types == "ed25519, rsa"
     # Empty is ssh-keygen -A: whatever the installed OpenSSH makes by default.

@@ -12,15 +12,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional
 
-from azprov.config_values import parse_key_types
+from azprov.config_values import KNOWN_TYPES, parse_key_types
 from azprov.errors import HostError
-from azprov.host.files import write_atomic
+from azprov.host.files import read_regular, write_atomic
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
@@ -40,24 +42,77 @@ def existing_host_keys(root: TargetRoot) -> list[Path]:
     return sorted(p for p in ssh_dir.glob("ssh_host_*_key") if p.is_file())
 
 
-def ensure_host_keys(root: TargetRoot, key_types: str) -> list[str]:
+# The types a generalized image gets unless configured. RSA is left out: OpenSSH 8.8
+# and later (Debian 12 ships 9.2) refuse the SHA-1 "ssh-rsa" signature by default, so
+# only a client with the SHA-2 RSA signatures (OpenSSH 7.2 and later) can use an RSA
+# host key, and those clients also take ECDSA (OpenSSH 5.7) and Ed25519 (6.5). RSA-3072
+# generation is the one slow step on the way to sshd: 0.4-2.9 s of CPU on this
+# project's build machine, 2-34 s under emulation, at random.
+DEFAULT_TYPES = ("ed25519", "ecdsa")
+# Fedora's and RHEL's sshd.service wants sshd-keygen.target, which wants
+# sshd-keygen@<type>.service for rsa, ecdsa and ed25519, each run when its key is
+# missing (ConditionFileNotEmpty=|!/etc/ssh/ssh_host_%i_key).
+_KEYGEN_TARGET = "sshd-keygen.target"
+# (No /lib: the images that have sshd-keygen.target, Fedora and RHEL, merged /usr long ago.)
+_UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system")
+_KEYGEN_INSTANCE = re.compile(r"sshd-keygen@(\w+)\.service")
+
+
+def default_key_types(root: TargetRoot) -> list[str]:
+    """ed25519 and ecdsa, and any other type the image's own sshd makes at its start
+    when missing (Fedora/RHEL: sshd-keygen@rsa.service), because sshd would wait for
+    it anyway, only later and without its fingerprint on the console: made here it
+    runs beside provisioning. Masking sshd-keygen@rsa.service leaves RSA out."""
+    types = list(DEFAULT_TYPES)
+    for kind in _distro_keygen_types(root):
+        if kind not in types and not _masked(root, f"sshd-keygen@{kind}.service"):
+            types.append(kind)
+    return types
+
+
+def _distro_keygen_types(root: TargetRoot) -> list[str]:
+    """The types sshd-keygen.target wants (its Wants= lines and .wants links), if any."""
+    if any(_masked(root, name) for name in (_KEYGEN_TARGET, "sshd-keygen@.service")):
+        return []
+    found: list[str] = []
+    for unit_dir in _UNIT_DIRS:
+        text = read_regular(root / f"{unit_dir}/{_KEYGEN_TARGET}", 65536)
+        if text is not None:
+            found += _KEYGEN_INSTANCE.findall(text.decode("utf-8", "replace"))
+            break  # the first found is the one systemd uses
+    for unit_dir in _UNIT_DIRS:
+        wants = root / f"{unit_dir}/{_KEYGEN_TARGET}.wants"
+        if wants.is_dir():
+            found += _KEYGEN_INSTANCE.findall(" ".join(p.name for p in wants.iterdir()))
+    return [kind for kind in found if kind in KNOWN_TYPES]
+
+
+def _masked(root: TargetRoot, unit: str) -> bool:
+    """Masked: a link to /dev/null (or an empty file) in /etc/systemd/system."""
+    path = root / f"/etc/systemd/system/{unit}"
+    if path.is_symlink():
+        return os.readlink(path) == "/dev/null"
+    return path.is_file() and path.stat().st_size == 0
+
+
+def ensure_host_keys(root: TargetRoot, key_types: Optional[str]) -> list[str]:
     """Create the host keys when the image has none; return one fingerprint line per key.
 
     An image that already carries host keys keeps them untouched: only a
-    generalized image (no keys at all) gets new ones. With `key_types` empty
-    `ssh-keygen -A` creates every type the installed OpenSSH defaults to;
-    otherwise exactly the listed types are created.
+    generalized image (no keys at all) gets new ones. With `key_types` None the
+    types are `default_key_types`; empty, `ssh-keygen -A` creates every type the
+    installed OpenSSH defaults to; otherwise exactly the listed types are created.
     """
     pending = start_host_keys(root, key_types)
     return pending.install() if pending else fingerprints(root)
 
 
-def start_host_keys(root: TargetRoot, key_types: str) -> Optional[PendingHostKeys]:
+def start_host_keys(root: TargetRoot, key_types: Optional[str]) -> Optional[PendingHostKeys]:
     """Start making host keys in the background if the image has none (else None)."""
-    wanted = parse_key_types(key_types)
+    wanted = parse_key_types(key_types) if key_types is not None else None
     if existing_host_keys(root) and not (root / INCOMPLETE).exists():
         return None
-    return PendingHostKeys(root, wanted)
+    return PendingHostKeys(root, default_key_types(root) if wanted is None else wanted)
 
 
 class PendingHostKeys:

@@ -10,7 +10,7 @@ import pytest
 
 from azprov.config_values import parse_key_types
 from azprov.errors import ConfigError
-from azprov.host.hostkeys import ensure_host_keys
+from azprov.host.hostkeys import default_key_types, ensure_host_keys
 from azprov.host.root import TargetRoot
 
 FINGERPRINT = re.compile(r"^\d+ SHA256:[A-Za-z0-9+/]+ \((RSA|ECDSA|ED25519)\)$")
@@ -20,7 +20,7 @@ def _key_names(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "etc/ssh").iterdir())
 
 
-def test_a_generalized_image_gets_every_default_type(tmp_path: Path) -> None:
+def test_empty_key_types_is_ssh_keygen_a_every_type_it_makes(tmp_path: Path) -> None:
     lines = ensure_host_keys(TargetRoot(tmp_path), "")
     names = _key_names(tmp_path)
     for kind in ("rsa", "ecdsa", "ed25519"):
@@ -107,3 +107,73 @@ def test_fingerprints_match_what_ssh_keygen_prints(tmp_path: Path, kind: str, bi
         ["ssh-keygen", "-l", "-f", f"{key}.pub"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert fingerprints(TargetRoot(tmp_path)) == [f"{printed[0]} {printed[1]} {printed[-1]}"]
+
+
+# -- the default set, and the image's own generator -----------------------------------
+
+# Fedora's and RHEL's sshd-keygen.target, as openssh-server ships it.
+FEDORA_KEYGEN_TARGET = """\
+[Unit]
+Wants=sshd-keygen@rsa.service
+Wants=sshd-keygen@ecdsa.service
+Wants=sshd-keygen@ed25519.service
+PartOf=sshd.service
+"""
+
+
+def fedora_like(root: Path) -> Path:
+    units = root / "usr/lib/systemd/system"
+    units.mkdir(parents=True)
+    (units / "sshd-keygen.target").write_text(FEDORA_KEYGEN_TARGET)
+    (units / "sshd-keygen@.service").write_text(
+        "[Unit]\nDescription=OpenSSH %i Server Key Generation\n"
+    )
+    return root
+
+
+def mask(root: Path, unit: str) -> None:
+    etc = root / "etc/systemd/system"
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / unit).symlink_to("/dev/null")
+
+
+def test_unset_types_are_ed25519_and_ecdsa_and_made_so(tmp_path: Path) -> None:
+    """A Debian-like image (no generator of its own): no RSA, the slow one."""
+    assert default_key_types(TargetRoot(tmp_path)) == ["ed25519", "ecdsa"]
+    lines = ensure_host_keys(TargetRoot(tmp_path), None)
+    assert [n for n in _key_names(tmp_path) if n.endswith("_key")] == [
+        "ssh_host_ecdsa_key",
+        "ssh_host_ed25519_key",
+    ]
+    assert sorted(line.split()[-1] for line in lines) == ["(ECDSA)", "(ED25519)"]
+
+
+def test_an_image_whose_sshd_makes_rsa_at_start_gets_rsa_from_azprov_instead(
+    tmp_path: Path,
+) -> None:
+    """Fedora/RHEL: sshd-keygen@rsa.service would make it anyway, later, on sshd's path
+    and without its fingerprint on the console."""
+    assert default_key_types(TargetRoot(fedora_like(tmp_path))) == ["ed25519", "ecdsa", "rsa"]
+
+
+@pytest.mark.parametrize(
+    "masked", ["sshd-keygen@rsa.service", "sshd-keygen@.service", "sshd-keygen.target"]
+)
+def test_a_masked_generator_leaves_rsa_out(tmp_path: Path, masked: str) -> None:
+    root = fedora_like(tmp_path)
+    mask(root, masked)
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+
+
+def test_a_generator_wanted_through_a_wants_link_counts_too(tmp_path: Path) -> None:
+    wants = tmp_path / "etc/systemd/system/sshd-keygen.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "sshd-keygen@rsa.service").symlink_to("/usr/lib/systemd/system/sshd-keygen@.service")
+    assert default_key_types(TargetRoot(tmp_path)) == ["ed25519", "ecdsa", "rsa"]
+
+
+def test_an_unknown_type_in_the_target_is_ignored(tmp_path: Path) -> None:
+    root = fedora_like(tmp_path)
+    target = root / "usr/lib/systemd/system/sshd-keygen.target"
+    target.write_text(FEDORA_KEYGEN_TARGET.replace("rsa", "dsa"))
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
