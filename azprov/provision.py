@@ -105,9 +105,7 @@ def provision(
                 if config.provisioning.publish_hostname
                 else None
             )
-            finish(root, vm_id, applied, host_keys, run)
-            if publishing is not None:
-                publishing.result()  # best effort, logs its own failures; a bug still surfaces
+            finish(root, vm_id, applied, host_keys, run, publishing)
     log.info("VM %s provisioned: %s", vm_id, run.summary(root))
 
 
@@ -117,12 +115,14 @@ def finish(
     applied: dict[str, Any],
     host_keys: Optional[hostkeys.PendingHostKeys],
     run: RunRecord,
+    publishing: Optional[concurrent.futures.Future[None]] = None,
 ) -> None:
     """After Ready: install the host keys (sshd waits for this unit), then remember the VM.
 
     The marker is written only once the keys are in place, so a key failure makes
     the next boot try again (re-posting Ready is harmless) instead of leaving a VM
-    whose sshd has no host keys.
+    whose sshd has no host keys. The run record is saved once `publishing` (the
+    DNS renewal running beside this) is done, so it holds that step too.
     """
     try:
         for fingerprint in run.timed("host_keys", install_host_keys, root, host_keys):
@@ -130,13 +130,26 @@ def finish(
     except Exception as exc:
         error = as_reportable(exc)
         log.error("after Ready: %s", error)
-        run.save(root, vm_id, "error", report_failure(root, None, error, vm_id))
+        line = report_failure(root, None, error, vm_id)
+        settle(publishing)
+        run.save(root, vm_id, "error", line)
         raise error from None
     with run.phase("remember"):  # still under the lock: no second run in between
         state.mark_provisioned(root, vm_id, utc_timestamp(), **applied)
         disable_provisioning_unit(root)
         line = report_success(root, vm_id)
+    settle(publishing)
     run.save(root, vm_id, "success", line)
+
+
+def settle(publishing: Optional[concurrent.futures.Future[None]]) -> None:
+    """Wait for the best-effort DNS renewal. It logs its own failures; anything else
+    it raised is a bug, logged here: it must not fail a VM that is provisioned."""
+    if publishing is None:
+        return
+    error = publishing.exception()
+    if error is not None:
+        log.error("publishing the host name: internal error: %s: %s", type(error).__name__, error)
 
 
 def install_host_keys(

@@ -53,8 +53,10 @@ class RunRecord:
                 "started_at": self.started_at,
                 "finished_at": utc_timestamp(),
                 "seconds": round(time.monotonic() - self.started, 4),
-                "phases": self.phases,
-                "commands": [[tool, round(seconds, 4)] for tool, seconds in root.command_times],
+                # Copies: a thread still running (the DNS renewal) must not change
+                # what is being written.
+                "phases": dict(self.phases),
+                "commands": [[tool, round(s, 4)] for tool, s in list(root.command_times)],
             },
         )
 

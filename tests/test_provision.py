@@ -3,6 +3,7 @@ real useradd --prefix / systemctl --root / openssl in a throwaway image root."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -11,12 +12,15 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from azprov.host.hostkeys import ensure_host_keys
 from azprov.host.kvp import KEY_SIZE, VALUE_SIZE, decode_records
 from azprov.host.root import TargetRoot
+from azprov.provision import finish
+from azprov.run import RunRecord
 from azprov.simulate import prepare_root, snapshot
 from azprov.simulator import Answer, PublicKey, SimulatedFabric
 from azprov.simulator.documents import EXAMPLE_SSH_KEY, ovf_env_xml
@@ -25,7 +29,8 @@ from tests.conftest import needs_root, run_azprov, start_azprov
 pytestmark = needs_root
 
 PASSWORD = "Very-Secret-Passw0rd-4-tests"
-MACHINE_STATE = ("/var/lib/azprov", "/var/lib/hyperv")  # azprov's own records, not the machine
+MACHINE_STATE = ("/var/lib/azprov", "/var/lib/hyperv")
+VM_ID = "6b1c2d3e-4f50-4a1b-8c2d-3e4f5a6b7c8d"  # azprov's own records, not the machine
 
 
 @pytest.fixture
@@ -539,3 +544,39 @@ def test_a_key_set_cut_short_by_a_power_loss_is_made_again(fabric, config_file, 
     assert run.returncode == 0, run.stderr
     assert (image / "etc/ssh/ssh_host_ed25519_key").is_file()
     assert not note.exists()
+
+
+# -- after Ready: the DNS renewal beside the host keys' install -------------------------
+
+
+def slow_renewal(run: RunRecord, outcome: Exception | None = None) -> Callable[[], None]:
+    def renew() -> None:
+        time.sleep(0.3)
+        run.phases["publish_hostname"] = 0.3
+        if outcome is not None:
+            raise outcome
+
+    return renew
+
+
+def test_the_run_record_is_saved_once_the_renewal_beside_it_is_done(image: Path) -> None:
+    """`azprov status` shows the renewal, and the record is never written while the
+    renewal's thread is still adding to it."""
+    root, run = TargetRoot(image), RunRecord()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        publishing = pool.submit(slow_renewal(run))
+        finish(root, VM_ID, {}, None, run, publishing)
+        assert publishing.done()
+    saved = json.loads((image / "var/lib/azprov/last-run.json").read_text())
+    assert saved["result"] == "success" and "publish_hostname" in saved["phases"]
+
+
+def test_a_bug_in_the_renewal_is_logged_and_does_not_fail_a_provisioned_vm(
+    image: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root, run = TargetRoot(image), RunRecord()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, caplog.at_level("ERROR"):
+        publishing = pool.submit(slow_renewal(run, KeyError("eth0")))
+        finish(root, VM_ID, {}, None, run, publishing)
+    assert "publishing the host name: internal error: KeyError" in caplog.text
+    assert json.loads((image / "var/lib/azprov/provisioned.json").read_text())["vm_id"] == VM_ID
