@@ -58,20 +58,48 @@ _UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system")
 _KEYGEN_INSTANCE = re.compile(r"sshd-keygen@(\w+)\.service")
 
 
+_HOST_KEY_LINE = re.compile(r"^[ \t]*HostKey[ \t]+/etc/ssh/ssh_host_(\w+)_key[ \t]*$", re.I | re.M)
+
+
 def default_key_types(root: TargetRoot) -> list[str]:
-    """ed25519 and ecdsa, and any other type the image's own sshd makes at its start
-    when missing (Fedora/RHEL: sshd-keygen@rsa.service), because sshd would wait for
-    it anyway, only later and without its fingerprint on the console: made here it
-    runs beside provisioning. Masking sshd-keygen@rsa.service leaves RSA out."""
+    """ed25519 and ecdsa, and any other type the image's sshd asks for by name
+    (`HostKey /etc/ssh/ssh_host_rsa_key`: without it sshd complains, or with it
+    alone does not start) or makes itself at its start when missing (Fedora/RHEL:
+    sshd-keygen@rsa.service, which sshd would wait for anyway, only later and with
+    no fingerprint on the console). Masking sshd-keygen@rsa.service leaves RSA out.
+
+    Never raises: this runs before anything can be reported, so an image whose
+    setup cannot be read gets the plain default and a warning.
+    """
     types = list(DEFAULT_TYPES)
-    for kind in _distro_keygen_types(root):
-        if kind not in types and not _masked(root, f"sshd-keygen@{kind}.service"):
+    try:
+        extra = _configured_types(root) + _distro_keygen_types(root)
+    except (HostError, OSError) as exc:
+        log.warning("SSH host key types: the image's sshd setup is unreadable (%s)", exc)
+        return types
+    for kind in extra:
+        if kind not in types:
             types.append(kind)
     return types
 
 
+def _configured_types(root: TargetRoot) -> list[str]:
+    """The standard host key types sshd_config (and its sshd_config.d) names."""
+    drop_ins = f"{SSH_DIR}/sshd_config.d"
+    paths = [root / f"{SSH_DIR}/sshd_config"] + [
+        root / f"{drop_ins}/{name}" for name in _entries(root, drop_ins) if name.endswith(".conf")
+    ]
+    found: list[str] = []
+    for path in paths:
+        text = read_regular(path, 1 << 20)
+        if text is not None:
+            found += _HOST_KEY_LINE.findall(text.decode("utf-8", "replace"))
+    return [kind.lower() for kind in found if kind.lower() in KNOWN_TYPES]
+
+
 def _distro_keygen_types(root: TargetRoot) -> list[str]:
-    """The types sshd-keygen.target wants (its Wants= lines and .wants links), if any."""
+    """The types sshd-keygen.target wants (its Wants= lines and .wants links) and
+    whose instance is not masked, if any."""
     if any(_masked(root, name) for name in (_KEYGEN_TARGET, "sshd-keygen@.service")):
         return []
     found: list[str] = []
@@ -81,10 +109,20 @@ def _distro_keygen_types(root: TargetRoot) -> list[str]:
             found += _KEYGEN_INSTANCE.findall(text.decode("utf-8", "replace"))
             break  # the first found is the one systemd uses
     for unit_dir in _UNIT_DIRS:
-        wants = root / f"{unit_dir}/{_KEYGEN_TARGET}.wants"
-        if wants.is_dir():
-            found += _KEYGEN_INSTANCE.findall(" ".join(p.name for p in wants.iterdir()))
-    return [kind for kind in found if kind in KNOWN_TYPES]
+        found += _KEYGEN_INSTANCE.findall(
+            " ".join(_entries(root, f"{unit_dir}/{_KEYGEN_TARGET}.wants"))
+        )
+    return [
+        kind
+        for kind in found
+        if kind in KNOWN_TYPES and not _masked(root, f"sshd-keygen@{kind}.service")
+    ]
+
+
+def _entries(root: TargetRoot, directory: str) -> list[str]:
+    """The names in a directory of the image, sorted; HostError if it leads out of it."""
+    inside = (root / f"{directory}/entry").parent  # checks the directory itself
+    return sorted(os.listdir(inside)) if inside.is_dir() else []
 
 
 def _masked(root: TargetRoot, unit: str) -> bool:

@@ -177,3 +177,57 @@ def test_an_unknown_type_in_the_target_is_ignored(tmp_path: Path) -> None:
     target = root / "usr/lib/systemd/system/sshd-keygen.target"
     target.write_text(FEDORA_KEYGEN_TARGET.replace("rsa", "dsa"))
     assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+
+
+# Debian 12's sshd_config names the default keys only in comments; RHEL's names them.
+DEBIAN_HOST_KEY_LINES = """\
+#HostKey /etc/ssh/ssh_host_rsa_key
+#HostKey /etc/ssh/ssh_host_ecdsa_key
+#HostKey /etc/ssh/ssh_host_ed25519_key
+"""
+RHEL_HOST_KEY_LINES = DEBIAN_HOST_KEY_LINES.replace("#HostKey", "HostKey")
+
+
+def sshd_config(root: Path, text: str, name: str = "sshd_config") -> Path:
+    path = root / "etc/ssh" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"Include /etc/ssh/sshd_config.d/*.conf\n{text}UsePAM yes\n")
+    return root
+
+
+def test_host_keys_named_only_in_comments_change_nothing(tmp_path: Path) -> None:
+    root = sshd_config(tmp_path, DEBIAN_HOST_KEY_LINES)
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+
+
+def test_an_rsa_host_key_sshd_asks_for_by_name_is_made(tmp_path: Path) -> None:
+    """Without it sshd logs an error at every start; with only it, sshd does not start."""
+    root = sshd_config(tmp_path, RHEL_HOST_KEY_LINES)
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa", "rsa"]
+    alone = sshd_config(tmp_path / "alone", "hostkey /etc/ssh/ssh_host_RSA_key\n")
+    assert default_key_types(TargetRoot(alone)) == ["ed25519", "ecdsa", "rsa"]
+
+
+def test_a_host_key_named_in_a_drop_in_counts(tmp_path: Path) -> None:
+    root = sshd_config(tmp_path, "")
+    sshd_config(root, "HostKey /etc/ssh/ssh_host_rsa_key\n", "sshd_config.d/50-image.conf")
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa", "rsa"]
+
+
+@pytest.mark.parametrize("escape", ["etc/systemd/system", "etc/ssh/sshd_config.d"])
+def test_an_image_setup_that_cannot_be_read_gets_the_plain_default(
+    tmp_path: Path, escape: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """This runs before anything can be reported: it warns, never raises."""
+    root = tmp_path / "image"
+    link = root / escape
+    link.parent.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # What is out there must not be read: it would ask for RSA.
+    (outside / "50-host.conf").write_text("HostKey /etc/ssh/ssh_host_rsa_key\n")
+    (outside / "sshd-keygen@rsa.service").write_text("")
+    link.symlink_to(outside)  # leads out of the root
+    with caplog.at_level("WARNING"):
+        assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+    assert "unreadable" in caplog.text
