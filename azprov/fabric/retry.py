@@ -3,7 +3,6 @@ all inside the deadline of one logical call."""
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 from typing import NamedTuple
@@ -44,6 +43,8 @@ def retry_after(value: str | None, policy: RetryPolicy) -> float | None:
     if value.isascii() and value.isdigit():
         seconds = float(value)
     else:
+        import email.utils  # only for an HTTP-date: off the import path of every run
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
