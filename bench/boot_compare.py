@@ -100,6 +100,8 @@ FLOOR_COMMANDS = (
      "import httpx, click, defusedxml.ElementTree"),
 )  # fmt: skip
 FLOOR_REPEATS = 3
+IMPORTTIME_CODE = "import azprov.cli_entry, azprov.cli_common, azprov.provision"
+IMPORTTIME_TOP = 12
 RSA_VARIANT = "azprov+rsa"  # ssh_host_key_types = ed25519, ecdsa, rsa (the default has no RSA)
 READY_ALLOWANCE = 1.5  # Done when: unit start -> Ready <= floor + 1.5 s
 SSHD_ALLOWANCE = 1.0  # Done when: unit start -> sshd active <= Ready + 1 s
@@ -109,6 +111,8 @@ FLOOR_SCRIPT = """#!/usr/bin/python3
 import subprocess, time
 COMMANDS = %r
 REPEATS = %d
+IMPORTTIME_CODE = %r
+IMPORTTIME_TOP = %d
 seconds = {key: [] for key, _ in COMMANDS}
 for _ in range(REPEATS):
     for key, code in COMMANDS:
@@ -121,9 +125,21 @@ for _ in range(REPEATS):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         took = time.monotonic() - started
         seconds[key].append(("%%.3f" %% took) if result.returncode == 0 else "failed")
+# Where azprov's own import chain spends its time in this guest: -X importtime, once,
+# warm; the top cumulative entries (microseconds).
+trace = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-c", IMPORTTIME_CODE],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True).stderr
+entries = []
+for line in trace.splitlines():
+    parts = line.split("|")
+    if len(parts) == 3 and parts[1].strip().isdigit():
+        entries.append((int(parts[1]), parts[2].strip()))
+top = ",".join("%%s:%%d" %% (name, us) for us, name in sorted(entries, reverse=True)[:IMPORTTIME_TOP])
 with open("/dev/ttyS1", "w") as port:
     for key, values in seconds.items():
         port.write("PROBE floor:%%s=%%s\\n" %% (key, ",".join(values)))
+    port.write("PROBE importtime=%%s\\n" %% top)
 """
 
 FLOOR_UNIT = """[Unit]
@@ -144,7 +160,7 @@ def install_floor(tree: Path) -> None:
     """The floor unit: runs after azprov and sshd are done, before the probe reports."""
     script = tree / "usr/local/sbin/bench-floor"
     commands = [(key, code) for key, _, code in FLOOR_COMMANDS]
-    script.write_text(FLOOR_SCRIPT % (commands, FLOOR_REPEATS))
+    script.write_text(FLOOR_SCRIPT % (commands, FLOOR_REPEATS, IMPORTTIME_CODE, IMPORTTIME_TOP))
     script.chmod(0o755)
     (tree / "etc/systemd/system/bench-floor.service").write_text(FLOOR_UNIT)
     systemctl(tree, "enable", "bench-floor.service")
@@ -155,6 +171,16 @@ def install_rsa_variant(tree: Path) -> None:
     dropin = tree / "etc/azprov/azprov.conf.d/50-bench-rsa.conf"
     dropin.parent.mkdir(parents=True, exist_ok=True)
     dropin.write_text("[provisioning]\nssh_host_key_types = ed25519, ecdsa, rsa\n")
+
+
+def importtime(result: Boot) -> str:
+    """The guest's -X importtime top entries for azprov's import chain, in seconds."""
+    shown = []
+    for entry in result.probe.get("importtime", "").split(","):
+        module, _, micros = entry.rpartition(":")
+        if micros.isdigit():
+            shown.append(f"{module} {int(micros) / 1e6:.2f}")
+    return ", ".join(shown) or "(none recorded)"
 
 
 def floor_seconds(result: Boot) -> dict[str, list[float]]:
@@ -255,6 +281,9 @@ def main() -> None:
                     print(f"  {name} run {run + 1}: phases: {azprov_phases(result)}")
                     print(f"  {name} run {run + 1}: after Ready: {after_ready(result)}")
                 if name == "azprov":
+                    print(
+                        f"  {name} run {run + 1}: importtime (cumulative, warm): {importtime(result)}"
+                    )
                     for key, values in floor_seconds(result).items():
                         floors[key].extend(values)
                         shown = ", ".join(f"{v:.2f}" for v in values)
