@@ -332,7 +332,7 @@ def summary(
         if key == "libraries":
             shown += "  (the floor)"
         elif key == "azprov" and value is not None and floor is not None:
-            shown += f"  (floor {'+' if value >= floor else '-'} {abs(value - floor):.2f} s)"
+            shown += f"  (floor {_signed(value - floor)})"
         lines.append(f"  {label:<58} {shown}")
     if floor is None:
         lines.append("  (no floor was measured: see the floor lines of each run above)")
@@ -343,7 +343,7 @@ def summary(
     lines += [
         "",
         "azprov as floor + overhead (floor = the guest's import httpx, click, defusedxml process):",
-        f"  unit start -> Ready        {azprov_ready:5.2f} s = floor {floor:.2f} s + {azprov_ready - floor:.2f} s;"
+        f"  unit start -> Ready        {azprov_ready:5.2f} s = floor {floor:.2f} s {_signed(azprov_ready - floor)};"
         f" {azprov_ready / medians['reference']:.1f}x the seed unit's Ready ({medians['reference']:.2f} s)",
     ]
     if azprov_sshd is not None:
@@ -365,6 +365,10 @@ def summary(
     else:
         lines.append("  unit start -> sshd active <= Ready + 1 s: no sshd start recorded  miss")
     return lines
+
+
+def _signed(seconds: float) -> str:
+    return f"{'+' if seconds >= 0 else '-'} {abs(seconds):.2f} s"
 
 
 def _median(values: Sequence[float]) -> Optional[float]:
