@@ -142,8 +142,10 @@ def test_example_config_documents_real_keys_and_defaults(tmp_path: Path) -> None
     """Uncommenting every example line gives the built-in defaults (docs cannot drift)."""
     example = (REPO / "packaging" / "azprov.conf").read_text()
     uncommented = re.sub(r"^#(\w+ =)", r"\1", example, flags=re.MULTILINE)
-    # These two show an example value where the default is "not set".
-    uncommented = re.sub(r"^(endpoint|path) = .*$", "", uncommented, flags=re.MULTILINE)
+    # These show an example value where the default is "not set".
+    uncommented = re.sub(
+        r"^(endpoint|path|ssh_host_key_types) = .*$", "", uncommented, flags=re.MULTILINE
+    )
     for section in ("wireserver", "imds", "media", "provisioning", "extensions"):
         for name in getattr(Config(), section)._fields:
             assert re.search(rf"^#{name} =", example, re.MULTILINE), (section, name)
