@@ -24,6 +24,7 @@ from azprov.config_values import KNOWN_TYPES, parse_key_types
 from azprov.errors import HostError
 from azprov.host.files import read_regular, write_atomic
 from azprov.host.root import TargetRoot
+from azprov.host.sshd import configured_values
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ _UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system")
 _KEYGEN_INSTANCE = re.compile(r"sshd-keygen@(\w+)\.service")
 
 
-_HOST_KEY_LINE = re.compile(r"^[ \t]*HostKey[ \t]+/etc/ssh/ssh_host_(\w+)_key[ \t]*$", re.I | re.M)
+_HOST_KEY_PATH = re.compile(r"/etc/ssh/ssh_host_(\w+)_key")
 
 
 def default_key_types(root: TargetRoot) -> list[str]:
@@ -84,17 +85,9 @@ def default_key_types(root: TargetRoot) -> list[str]:
 
 
 def _configured_types(root: TargetRoot) -> list[str]:
-    """The standard host key types sshd_config (and its sshd_config.d) names."""
-    drop_ins = f"{SSH_DIR}/sshd_config.d"
-    paths = [root / f"{SSH_DIR}/sshd_config"] + [
-        root / f"{drop_ins}/{name}" for name in _entries(root, drop_ins) if name.endswith(".conf")
-    ]
-    found: list[str] = []
-    for path in paths:
-        text = read_regular(path, 1 << 20)
-        if text is not None:
-            found += _HOST_KEY_LINE.findall(text.decode("utf-8", "replace"))
-    return [kind.lower() for kind in found if kind.lower() in KNOWN_TYPES]
+    """The standard host key types the image's sshd configuration names in HostKey."""
+    found = [_HOST_KEY_PATH.fullmatch(path) for path in configured_values(root, "HostKey")]
+    return [m.group(1).lower() for m in found if m and m.group(1).lower() in KNOWN_TYPES]
 
 
 def _distro_keygen_types(root: TargetRoot) -> list[str]:
@@ -110,19 +103,13 @@ def _distro_keygen_types(root: TargetRoot) -> list[str]:
             break  # the first found is the one systemd uses
     for unit_dir in _UNIT_DIRS:
         found += _KEYGEN_INSTANCE.findall(
-            " ".join(_entries(root, f"{unit_dir}/{_KEYGEN_TARGET}.wants"))
+            " ".join(root.entries(f"{unit_dir}/{_KEYGEN_TARGET}.wants"))
         )
     return [
         kind
         for kind in found
         if kind in KNOWN_TYPES and not _masked(root, f"sshd-keygen@{kind}.service")
     ]
-
-
-def _entries(root: TargetRoot, directory: str) -> list[str]:
-    """The names in a directory of the image, sorted; HostError if it leads out of it."""
-    inside = (root / f"{directory}/entry").parent  # checks the directory itself
-    return sorted(os.listdir(inside)) if inside.is_dir() else []
 
 
 def _masked(root: TargetRoot, unit: str) -> bool:

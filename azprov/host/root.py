@@ -75,6 +75,12 @@ class TargetRoot:
         base = str(self.path)
         return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
+    def entries(self, directory: str) -> list[str]:
+        """The names in one of the root's directories, sorted ([] when it is none);
+        HostError when the directory leads out of an offline root."""
+        inside = (self / f"{directory}/entry").parent  # checks the directory itself
+        return sorted(os.listdir(inside)) if inside.is_dir() else []
+
     def outside_view(self, inside: Path) -> str:
         """How a path under the root looks from inside it (`/etc/hostname`)."""
         return "/" + str(inside.relative_to(self.path)) if inside != self.path else "/"

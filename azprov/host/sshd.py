@@ -14,13 +14,15 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from azprov.host.files import write_atomic
+from azprov.errors import HostError
+from azprov.host.files import read_regular, write_atomic
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 
 SSHD_CONFIG = "/etc/ssh/sshd_config"
-DROPIN = "/etc/ssh/sshd_config.d/00-azprov.conf"
+DROPIN_DIR = "/etc/ssh/sshd_config.d"
+DROPIN = f"{DROPIN_DIR}/00-azprov.conf"
 _INCLUDE = re.compile(r"^\s*Include\s+\S*sshd_config\.d/", re.IGNORECASE | re.MULTILINE)
 _SETTING = re.compile(r"^\s*PasswordAuthentication\s", re.IGNORECASE)
 _MATCH = re.compile(r"^\s*Match\s", re.IGNORECASE)
@@ -90,20 +92,50 @@ def reload_sshd(root: TargetRoot) -> None:
 
 
 SSHD_PID_FILE = "/run/sshd.pid"
-_PID_FILE_LINE = re.compile(r"^\s*PidFile(?:\s*=\s*|\s+)(\S+)", re.IGNORECASE | re.MULTILINE)
+_CONFIG_LIMIT = 1 << 20
+
+
+def configured_values(root: TargetRoot, keyword: str) -> list[str]:
+    """Every value the image's sshd configuration gives `keyword`, in the order sshd
+    reads them: sshd_config, with the sshd_config.d/*.conf drop-ins read where its
+    Include names them. `Keyword value` and `Keyword=value` both count; keywords
+    that only Match blocks may hold are not what this is for.
+
+    An absent or unreadable file reads as empty; HostError when a file or the
+    drop-in directory leads out of an offline root.
+    """
+    line = re.compile(rf"^[ \t]*{keyword}(?:[ \t]*=[ \t]*|[ \t]+)(\S+)", re.I | re.M)
+    text = _text(root, SSHD_CONFIG)
+    include = _INCLUDE.search(text)
+    if include is None:
+        return line.findall(text)
+    drop_ins = [
+        _text(root, f"{DROPIN_DIR}/{name}")
+        for name in root.entries(DROPIN_DIR)
+        if name.endswith(".conf")  # what Debian's and Fedora's Include pattern names
+    ]
+    return [
+        value
+        for part in (text[: include.start()], *drop_ins, text[include.end() :])
+        for value in line.findall(part)
+    ]
+
+
+def _text(root: TargetRoot, path: str) -> str:
+    data = read_regular(root / path, _CONFIG_LIMIT)
+    return data.decode("utf-8", errors="replace") if data is not None else ""
 
 
 def _configured_pid_file(root: TargetRoot) -> Optional[str]:
-    """Where sshd writes its pid: sshd_config's PidFile, else the default; None when
-    it writes none (`PidFile none`), so only systemctl can tell."""
+    """Where sshd writes its pid: the first PidFile, else the default; None when it
+    writes none (`PidFile none`), so only systemctl can tell."""
     try:
-        text = (root / "/etc/ssh/sshd_config").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        found = configured_values(root, "PidFile")
+    except (HostError, OSError):
         return SSHD_PID_FILE
-    found = _PID_FILE_LINE.search(text)
-    if found is None:
+    if not found:
         return SSHD_PID_FILE
-    return None if found.group(1).lower() == "none" else found.group(1)
+    return None if found[0].lower() == "none" else found[0]
 
 
 def sshd_may_be_running(pid_file: str = SSHD_PID_FILE) -> bool:

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from azprov.host.root import TargetRoot
 from azprov.host.sshd import sshd_may_be_running
 
 
@@ -42,3 +43,52 @@ def test_the_pid_file_named_in_sshd_config_is_the_one_read(tmp_path: Path) -> No
     assert _configured_pid_file(TargetRoot(tmp_path)) == "/run/other.pid"
     config.write_text("PidFile none\n")
     assert _configured_pid_file(TargetRoot(tmp_path)) is None  # only systemctl can tell
+
+
+# -- what the image's sshd configuration says: one reader for every keyword ---------
+
+
+def write(root: Path, path: str, text: str) -> None:
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+# Debian 12's and Fedora's sshd_config start by including the drop-ins.
+INCLUDE = "Include /etc/ssh/sshd_config.d/*.conf\n"
+
+
+def test_a_pid_file_set_in_an_included_drop_in_wins_as_sshd_reads_it(tmp_path: Path) -> None:
+    from azprov.host.sshd import _configured_pid_file
+
+    write(tmp_path, "/etc/ssh/sshd_config", f"{INCLUDE}PidFile /run/later.pid\n")
+    write(tmp_path, "/etc/ssh/sshd_config.d/50-image.conf", "PidFile=/run/image.pid\n")
+    write(tmp_path, "/etc/ssh/sshd_config.d/README", "PidFile /run/not-a-conf.pid\n")
+    assert _configured_pid_file(TargetRoot(tmp_path)) == "/run/image.pid"
+
+
+def test_values_come_in_the_order_sshd_reads_them(tmp_path: Path) -> None:
+    from azprov.host.sshd import configured_values
+
+    write(
+        tmp_path,
+        "/etc/ssh/sshd_config",
+        f"HostKey /k/first\n{INCLUDE}#HostKey /k/commented\nhostkey = /k/last\n",
+    )
+    write(tmp_path, "/etc/ssh/sshd_config.d/20-b.conf", "HostKey /k/b\n")
+    write(tmp_path, "/etc/ssh/sshd_config.d/10-a.conf", "  HostKey\t/k/a\n")
+    assert configured_values(TargetRoot(tmp_path), "HostKey") == [
+        "/k/first",
+        "/k/a",
+        "/k/b",
+        "/k/last",
+    ]
+
+
+def test_drop_ins_that_sshd_config_does_not_include_are_not_read(tmp_path: Path) -> None:
+    from azprov.host.sshd import configured_values
+
+    write(tmp_path, "/etc/ssh/sshd_config", "PidFile /run/own.pid\n")
+    write(tmp_path, "/etc/ssh/sshd_config.d/50-image.conf", "PidFile /run/image.pid\n")
+    assert configured_values(TargetRoot(tmp_path), "PidFile") == ["/run/own.pid"]
+    assert configured_values(TargetRoot(tmp_path / "no-such-root-file"), "PidFile") == []
