@@ -186,6 +186,12 @@ def test_first_boot_provisions_and_reports_ready(first_boot: Boot) -> None:
     print(f"\nfirst boot: unit start -> Ready acknowledged {ready - started:.2f} s")
     # The host keys' fingerprints are on the console (boot diagnostics).
     assert "SSH host key: " in first_boot.sections.get("journal", ""), first_boot.describe()
+    # Debian 12's own sshd_config names no HostKey and its sshd makes no keys itself:
+    # the unset default is ed25519 and ecdsa, no RSA (README: why).
+    assert sorted(before_sshd(first_boot).get("host_key", [])) == [
+        "/etc/ssh/ssh_host_ecdsa_key",
+        "/etc/ssh/ssh_host_ed25519_key",
+    ], first_boot.describe()
     # The name reaches Azure DNS: the lease renewal ran (beside the host keys' install).
     assert "renewed the DHCP lease through systemd-networkd" in first_boot.sections.get(
         "journal", ""
