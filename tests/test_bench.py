@@ -9,12 +9,16 @@ import sys
 from azprov.simulator import SimulatedFabric
 from tests.conftest import REPO
 
+Run = subprocess.CompletedProcess[str]
 
-def test_baseline_reports_ready_like_the_seed_sample(fabric: SimulatedFabric) -> None:
-    result = subprocess.run(
+
+def run_reference(script: str, fabric: SimulatedFabric, *python_options: str) -> Run:
+    """One of the bench's reference scripts against the simulated fabric."""
+    return subprocess.run(
         [
             sys.executable,
-            str(REPO / "bench" / "baseline_report_ready.py"),
+            *python_options,
+            str(REPO / "bench" / script),
             fabric.wireserver_endpoint,
         ],
         capture_output=True,
@@ -22,6 +26,10 @@ def test_baseline_reports_ready_like_the_seed_sample(fabric: SimulatedFabric) ->
         timeout=60,
         check=False,
     )
+
+
+def test_baseline_reports_ready_like_the_seed_sample(fabric: SimulatedFabric) -> None:
+    result = run_reference("baseline_report_ready.py", fabric)
     assert result.returncode == 0, result.stderr
     assert "Response: 200 OK" in result.stdout
     assert [(r.state, r.incarnation) for r in fabric.health_reports] == [("Ready", "1")]
@@ -33,19 +41,7 @@ def test_baseline_reports_ready_like_the_seed_sample(fabric: SimulatedFabric) ->
 
 def test_floor_reports_ready_on_the_required_libraries(fabric: SimulatedFabric) -> None:
     """The native bench's reference: GET goal state, POST Ready, with httpx, click, defusedxml."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            str(REPO / "bench" / "floor_report_ready.py"),
-            fabric.wireserver_endpoint,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_reference("floor_report_ready.py", fabric, "-X", "importtime")
     assert result.returncode == 0, result.stderr
     imported = {
         line.rsplit("|", 1)[1].strip()

@@ -44,7 +44,8 @@ KEEPALIVE_EXPIRY = 5.0  # seconds, httpx's default
 
 # What a try can fail with below HTTP. The first kind may work next time
 # (refused, reset, ENETUNREACH early in boot, a timeout, a connection cut
-# mid-reply); the second never will (a scheme or a request httpcore cannot send).
+# mid-reply); the second never will (a request h11 refuses to write; the other
+# two cannot happen as azprov sends, and would not be worth a retry if they did).
 RETRYABLE_ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.RemoteProtocolError)
 FINAL_ERRORS = (httpcore.UnsupportedProtocol, httpcore.LocalProtocolError, httpcore.ProxyError)
 
@@ -58,8 +59,8 @@ class Pools:
         self._lock = threading.Lock()  # provision fetches in parallel threads
 
     def for_scheme(self, scheme: str) -> httpcore.ConnectionPool:
-        if scheme != "https":
-            return self._plain  # http://, or a scheme httpcore refuses with UnsupportedProtocol
+        if scheme == "http":  # `sendable` lets through only http and https
+            return self._plain
         with self._lock:
             if self._https is None:
                 self._https, _ = _pool(ssl.create_default_context())
