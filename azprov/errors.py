@@ -112,6 +112,21 @@ class IdentityInvalid(IdentityUnreadable):
     reason = "vm_id_invalid"
 
 
+class UnsafePath(HostError):
+    """A path in the target root that azprov will not follow or use: a link where
+    none is allowed, a link loop, or something other than the regular file or
+    directory it must be (a FIFO, a device, a socket)."""
+
+    reason = "unsafe_path"
+
+
+class FileTooLarge(HostError):
+    """A file in the target root is larger than azprov reads for its kind; it is
+    refused whole, never cut."""
+
+    reason = "file_too_large"
+
+
 class CommandFailed(HostError):
     """An extension handler's command exited non-zero or ran out of time."""
 

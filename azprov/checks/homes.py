@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 from azprov.checks.accounts import User, users
@@ -87,19 +86,13 @@ _BULK_DIRS = frozenset({".cache", ".pyenv", ".rustup", ".cargo", ".npm", "node_m
 
 def _history_files(tree: Tree, home: str) -> Iterator[str]:
     """`.*sh_history` and `.history` anywhere under the home (as LISA searches)."""
-    top = tree.real(home)
     # Only real homes are searched deep: a system account's "home" can be / or /bin.
-    if top is None or not (home == "root" or home.startswith("home/")):
+    if not (home == "root" or home.startswith("home/")):
         return
-    for directory, subdirs, files in os.walk(top):
-        subdirs[:] = [
-            d
-            for d in subdirs
-            if d not in _BULK_DIRS and not os.path.islink(os.path.join(directory, d))
-        ]
-        for name in files:
-            if name.endswith("sh_history") or name == ".history":
-                yield os.path.relpath(os.path.join(directory, name), tree.base)
+    for path in tree.walk(home, skip=_BULK_DIRS):
+        name = path.rsplit("/", 1)[-1]
+        if name.endswith("sh_history") or name == ".history":
+            yield path
 
 
 @check(

@@ -17,7 +17,7 @@ EM_AARCH64 = 183
 def elf_machine(tree: Tree) -> Optional[tuple[int, int]]:
     """(ELF class, e_machine) of the tree's usr/bin/env; None when it cannot be read."""
     for path in ("usr/bin/env", "bin/env", "sbin/init"):
-        header = tree.read_bytes(path, 20)
+        header = tree.head(path, 20)
         if header and len(header) >= 20 and header[:4] == b"\x7fELF":
             order = "<" if header[5] == 1 else ">"
             return header[4], struct.unpack(order + "H", header[18:20])[0]

@@ -39,7 +39,7 @@ def db_dir(tree: Tree) -> str:
 
 def _copy_db(tree: Tree, relative: str, into: str) -> str:
     """Copy the database's regular files into `into`; '' or why it could not be done."""
-    source = tree.real(relative)
+    source = tree.host_path(relative) if tree.real(relative) is not None else None
     if source is None:
         return f"{relative} is a link loop"
     total = 0

@@ -1,30 +1,26 @@
 """Reading an image tree the way its own programs would see it, without leaving it.
 
 Links are resolved as if the tree were `/` (an absolute link `/etc/x -> /run/x`
-stays inside the tree, `..` stops at its top), so a mounted image never makes
-a check read the host's files. Nothing here writes.
+stays inside the tree, `..` stops at its top), through the target root's one
+reader (`azprov.host.confined`), so a mounted image never makes a check read
+the host's files. Nothing here writes.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import os
 import stat
-from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
+from azprov.errors import HostError
+from azprov.host.confined import MAX_ENTRIES
 from azprov.host.root import TargetRoot
 
 T = TypeVar("T")
-_MAX_LINKS = 40
-_GLOB_CHARS = frozenset("*?[")
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
+# What a check reads of one file when it says nothing else: the largest text
+# file a check reads (a dpkg status, a udev rules set) stays well below this.
+READ_CAP = 16 << 20
 
 
 class Tree:
@@ -42,49 +38,33 @@ class Tree:
             self._memo[key] = compute()
         return self._memo[key]
 
-    def real(self, relative: str, follow_last: bool = True) -> Optional[str]:
-        """The host path of `relative` with every link resolved inside the tree (None: a loop)."""
-        parts = [p for p in relative.strip("/").split("/") if p not in ("", ".")]
-        done: list[str] = []
-        hops = 0
-        while parts:
-            name = parts.pop(0)
-            if name == "..":
-                if done:
-                    done.pop()
-                continue
-            candidate = os.path.join(self.base, *done, name)
-            if (parts or follow_last) and os.path.islink(candidate):
-                hops += 1
-                if hops > _MAX_LINKS:
-                    return None
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    done = []
-                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-                continue
-            done.append(name)
-        return os.path.join(self.base, *done)
+    def real(self, relative: str) -> Optional[str]:
+        """Where `relative` leads inside the tree, as a tree path without the
+        leading `/` (`usr/bin/python3.11`); None when a directory on the way is
+        missing or the links loop."""
+        try:
+            found = self.root.resolve(relative)
+        except HostError:
+            return None
+        return None if found is None else found.lstrip("/")
 
     def link_target(self, relative: str) -> Optional[str]:
         """What a symlink says (unresolved), or None when `relative` is not a link."""
-        path = self.real(relative, follow_last=False)
-        if path is None or not os.path.islink(path):
+        try:
+            return self.root.readlink(relative)
+        except HostError:
             return None
-        return os.readlink(path)
 
     def lstat(self, relative: str) -> Optional[os.stat_result]:
-        path = self.real(relative, follow_last=False)
         try:
-            return os.lstat(path) if path else None
-        except OSError:
+            return self.root.lstat(relative)
+        except HostError:
             return None
 
     def stat(self, relative: str) -> Optional[os.stat_result]:
-        path = self.real(relative)
         try:
-            return os.lstat(path) if path else None
-        except OSError:
+            return self.root.stat(relative)
+        except HostError:
             return None
 
     def exists(self, relative: str) -> bool:
@@ -102,55 +82,53 @@ class Tree:
         found = self.stat(relative)
         return found.st_size if found is not None and stat.S_ISREG(found.st_mode) else 0
 
-    def unreadable(self, relative: str) -> Optional[str]:
+    def unreadable(self, relative: str, cap: int = READ_CAP) -> Optional[str]:
         """Why a file that is there cannot be read as one; None when absent or readable.
 
         `read_bytes` and `lines` give None / [] both for an absent file and for a link
-        loop, a FIFO or a file that cannot be opened: a check for which absent means
-        something asks this first and says `unknown:` rather than guess.
+        loop, a FIFO, a file over its cap or one that cannot be opened: a check for
+        which absent means something asks this first and says `unknown:` rather than
+        guess.
         """
-        path = self.real(relative)
-        if path is None:
-            return "a link loop"
         try:
-            mode = os.lstat(path).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            return f"unreadable ({exc.strerror})"
-        kind = next((name for test, name in _KINDS if test(mode)), None)
-        if kind is not None or not stat.S_ISREG(mode):
-            return kind or "not a regular file"
-        try:
-            os.close(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK))
-        except OSError as exc:
-            return f"unreadable ({exc.strerror})"
+            with self.root.open_regular(relative) as fd:
+                if fd is not None and os.fstat(fd).st_size > cap:
+                    return f"larger than {cap} bytes"
+        except HostError as exc:
+            return _why(str(exc))
         return None
 
-    def read_bytes(self, relative: str, limit: int = 1 << 24) -> Optional[bytes]:
-        """A regular file's content (at most `limit` bytes); None when absent or unreadable.
-
-        See `unreadable` to tell the two apart.
-        """
-        path = self.real(relative)
-        if path is None:
-            return None
+    def read_bytes(self, relative: str, limit: int = READ_CAP) -> Optional[bytes]:
+        """A regular file's whole content; None when absent, unreadable or over `limit`
+        bytes (never a cut copy). See `unreadable` to tell these apart."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
+            return self.root.read(relative, limit)
+        except HostError:
             return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            with os.fdopen(fd, "rb", closefd=False) as handle:
-                return handle.read(limit)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
 
-    def read_text(self, relative: str) -> Optional[str]:
-        data = self.read_bytes(relative)
+    def head(self, relative: str, count: int) -> Optional[bytes]:
+        """The first `count` bytes of a regular file (a magic number); None when
+        absent or unreadable."""
+        try:
+            with self.root.open_regular(relative) as fd:
+                return None if fd is None else os.read(fd, count)
+        except (HostError, OSError):
+            return None
+
+    @contextlib.contextmanager
+    def open_regular(self, relative: str) -> Iterator[Optional[int]]:
+        """A descriptor of a regular file in the tree, to stream it (to a tool's stdin);
+        None when absent or unreadable."""
+        try:
+            with self.root.open_regular(relative) as fd:
+                yield fd
+                return
+        except HostError:
+            pass
+        yield None
+
+    def read_text(self, relative: str, limit: int = READ_CAP) -> Optional[str]:
+        data = self.read_bytes(relative, limit)
         return None if data is None else data.decode("utf-8", "replace")
 
     def lines(self, relative: str) -> list[str]:
@@ -158,30 +136,54 @@ class Tree:
         return text.splitlines() if text else []
 
     def listdir(self, relative: str) -> list[str]:
-        path = self.real(relative)
         try:
-            return sorted(os.listdir(path)) if path else []
-        except OSError:
+            return self.root.listdir(relative)
+        except HostError:
             return []
 
     def glob(self, pattern: str) -> list[str]:
         """Relative paths matching a shell pattern (`*`, `?`, `[…]` per component), sorted."""
-        found = [""]
-        for part in [p for p in pattern.strip("/").split("/") if p]:
-            matches: list[str] = []
-            for prefix in found:
-                if _GLOB_CHARS.isdisjoint(part):
-                    candidate = f"{prefix}/{part}" if prefix else part
-                    if self.lstat(candidate) is not None:
-                        matches.append(candidate)
-                    continue
-                hidden = part.startswith(".")
-                for name in self.listdir(prefix):
-                    if fnmatch.fnmatchcase(name, part) and (hidden or not name.startswith(".")):
-                        matches.append(f"{prefix}/{name}" if prefix else name)
-            found = matches
-        return sorted(found)
+        try:
+            return self.root.glob(pattern)
+        except HostError:
+            return []
 
-    def host_path(self, relative: str) -> Path:
-        """Where `relative` is on the host, for tools that take a file (never a write)."""
-        return Path(self.real(relative) or self.base)
+    def host_path(self, relative: str) -> str:
+        """Where `relative` leads, on the host: only to name it in a message or to
+        a tool that is itself confined; never to open it."""
+        return os.path.join(self.base, self.real(relative) or "")
+
+    def walk(
+        self, relative: str, skip: frozenset[str] = frozenset(), limit: int = MAX_ENTRIES
+    ) -> Iterator[str]:
+        """Every regular file below a directory (tree paths), depth first, never
+        through a link; directories named in `skip` are not entered, and at most
+        `limit` entries are looked at in all."""
+        pending = [relative.strip("/")]
+        seen = 0
+        while pending and seen < limit:
+            directory = pending.pop()
+            for name in self.listdir(directory):
+                seen += 1
+                if seen > limit:
+                    return
+                path = f"{directory}/{name}" if directory else name
+                found = self.lstat(path)
+                if found is None:
+                    continue
+                if stat.S_ISDIR(found.st_mode) and name not in skip:
+                    pending.append(path)
+                elif stat.S_ISREG(found.st_mode):
+                    yield path
+
+
+def _why(message: str) -> str:
+    """`a FIFO` from `/x is a FIFO, not a regular file`: the part a finding shows."""
+    for marker in (" is a symbolic link loop", " is a symbolic link"):
+        if marker in message:
+            return "a link loop" if "loop" in marker else "a symbolic link"
+    if ", not a regular file" in message:
+        return message.split(" is ", 1)[-1].split(", not a regular file")[0]
+    if "cannot read" in message:
+        return "unreadable (" + message.rsplit(": ", 1)[-1] + ")"
+    return message

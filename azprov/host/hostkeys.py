@@ -103,7 +103,7 @@ def _distro_keygen_types(root: TargetRoot) -> list[str]:
             break  # the first found is the one systemd uses
     for unit_dir in _UNIT_DIRS:
         found += _KEYGEN_INSTANCE.findall(
-            " ".join(root.entries(f"{unit_dir}/{_KEYGEN_TARGET}.wants"))
+            " ".join(root.listdir(f"{unit_dir}/{_KEYGEN_TARGET}.wants"))
         )
     return [
         kind

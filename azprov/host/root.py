@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from azprov.errors import HostError, one_line
+from azprov.host.confined import Confined
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,16 @@ _ENV = {
 }
 
 
-class TargetRoot:
-    """The filesystem tree azprov provisions: `/` for the running system."""
+class TargetRoot(Confined):
+    """The filesystem tree azprov provisions: `/` for the running system.
+
+    Every read, listing and write of a file in it goes through the methods it
+    inherits from `Confined` (`read`, `listdir`, `glob`, `write`, …), which never
+    leave the tree; `root / path` only names a file to a tool.
+    """
 
     def __init__(self, path: str | os.PathLike[str] = "/") -> None:
-        self.path = Path(os.path.realpath(path))
+        super().__init__(path)
         # `//`, a symlink to / or a bind mount of it is still the running system.
         try:
             self.live = os.path.samefile(self.path, "/")
@@ -74,12 +80,6 @@ class TargetRoot:
         real = os.path.join(os.path.realpath(path.parent), path.name)
         base = str(self.path)
         return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
-
-    def entries(self, directory: str) -> list[str]:
-        """The names in one of the root's directories, sorted ([] when it is none);
-        HostError when the directory leads out of an offline root."""
-        inside = (self / f"{directory}/entry").parent  # checks the directory itself
-        return sorted(os.listdir(inside)) if inside.is_dir() else []
 
     def outside_view(self, inside: Path) -> str:
         """How a path under the root looks from inside it (`/etc/hostname`)."""

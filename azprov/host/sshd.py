@@ -111,7 +111,7 @@ def configured_values(root: TargetRoot, keyword: str) -> list[str]:
         return line.findall(text)
     drop_ins = [
         _text(root, f"{DROPIN_DIR}/{name}")
-        for name in root.entries(DROPIN_DIR)
+        for name in root.listdir(DROPIN_DIR)
         if name.endswith(".conf")  # what Debian's and Fedora's Include pattern names
     ]
     return [
