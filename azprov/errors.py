@@ -1,8 +1,7 @@
 """Errors that know how to describe themselves to a user and to the platform.
 
-Every failure a user can hit is an `AzprovError`: its `str()` is one line
-that names the field and the value. A `ReportableError` also renders the
-pipe-separated report line the platform shows (health Description, KVP).
+An `AzprovError`'s `str()` is one line naming the field and the value; a
+`ReportableError` also renders the report line the platform shows (health, KVP).
 """
 
 from __future__ import annotations
@@ -113,16 +112,13 @@ class IdentityInvalid(IdentityUnreadable):
 
 
 class UnsafePath(HostError):
-    """A path in the target root that azprov will not follow or use: a link where
-    none is allowed, a link loop, or something other than the regular file or
-    directory it must be (a FIFO, a device, a socket)."""
+    """A path in a tree azprov will not use: a refused link, a loop, a FIFO or device."""
 
     reason = "unsafe_path"
 
 
 class FileTooLarge(HostError):
-    """A file in the target root is larger than azprov reads for its kind; it is
-    refused whole, never cut."""
+    """A file larger than azprov reads for its kind: refused whole, never cut."""
 
     reason = "file_too_large"
 

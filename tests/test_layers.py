@@ -2,7 +2,8 @@
 
 Layers, lowest first (a module may import only its own layer or lower ones):
 
-    0  azprov, errors, credentials, config(_values)  values and rules every layer uses
+    0  azprov, errors, credentials, config(_values),  values and rules every layer uses,
+       confined, treewalk                         and the one door into a tree
     1  fabric.*  |  host.*                         talking to Azure | changing the machine
     2  plan                                        deciding what to apply
     3  provision, report, deprovision, status,     the flows, where fabric meets host
@@ -37,7 +38,16 @@ def layer(module: str) -> tuple[int, str]:
     """(rank, family) of an azprov module; the family keeps fabric and host apart."""
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else ""
-    if top in ("", "errors", "timestamps", "credentials", "config_values", "config"):
+    if top in (
+        "",
+        "errors",
+        "timestamps",
+        "credentials",
+        "config_values",
+        "config",
+        "confined",
+        "treewalk",
+    ):
         return 0, "base"
     if top in ("fabric", "host"):
         return 1, top

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import Iterator, Optional
 
 from azprov.errors import HostError
+from azprov.treewalk import write_at
 
 Owner = Optional[tuple[int, int]]
 
@@ -62,40 +62,6 @@ def open_directory(
         yield fd
     finally:
         os.close(fd)
-
-
-def write_at(dir_fd: int, name: str, data: bytes, *, mode: int, owner: Owner = None) -> None:
-    """Atomically replace `name` in the open directory: temp file, fsync, rename, fsync dir.
-
-    The temp file is created O_EXCL|O_NOFOLLOW with the final mode, so the
-    content is never readable by others, even for an instant. The rename
-    replaces a symlink at `name` rather than following it.
-    """
-    temp = f".{name}.azprov-{secrets.token_hex(4)}"
-    fd = os.open(
-        temp,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-        mode,
-        dir_fd=dir_fd,
-    )
-    try:
-        try:
-            os.fchmod(fd, mode)
-            if owner is not None:
-                os.fchown(fd, *owner)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=dir_fd)
-        raise
-    os.fsync(dir_fd)
 
 
 def write_atomic(
