@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Iterator, Optional
 
 from azprov.checks.model import Note, check, unknown
 from azprov.checks.rpmdb import db_dir, rpm_versions
 from azprov.checks.tree import Tree
+from azprov.checks.versions import Scheme, Version, compare, compare_parts, parse
+from azprov.errors import InvalidInput
 
 TOOLS = (
     "openssl",
@@ -79,35 +82,58 @@ def azprov_runtime_deps(tree: Tree) -> Iterator[Note]:
             yield Note("usr/bin", f"has no {tool}", f"install the package that ships {tool}")
 
 
-def dpkg_versions(tree: Tree) -> dict[str, str]:
-    def read() -> dict[str, str]:
-        versions: dict[str, str] = {}
+def dpkg_versions(tree: Tree) -> dict[str, list[str]]:
+    """name -> the versions of its installed instances (one per architecture)."""
+
+    def read() -> dict[str, list[str]]:
+        versions: dict[str, list[str]] = {}
         for block in (tree.read_text("var/lib/dpkg/status") or "").split("\n\n"):
             fields = dict(re.findall(r"(?m)^(Package|Status|Version): (.*)$", block))
             if fields.get("Status", "").endswith(" installed") and "Version" in fields:
-                versions[fields["Package"]] = fields["Version"]
+                versions.setdefault(fields.get("Package", ""), []).append(fields["Version"])
         return versions
 
     return tree.memo("dpkg.versions", read)
 
 
-def _numbers(version: str) -> tuple[int, ...]:
-    upstream = version.split(":", 1)[-1].split("-", 1)[0]
-    return tuple(int(n) for n in re.findall(r"\d+", upstream)[:4])
+# The first fixed build of each, as its packages spell it: OMI's .deb says
+# 1.6.8.1 where its rpm says 1.6.8-1 (OMIGOD, CVE-2021-38647); the agent's
+# 2.2.53.1 is LISA's floor.
+_OMI_FIXED = {Scheme.DEB: "1.6.8.1", Scheme.RPM: "1.6.8-1"}
+_AGENT_FLOOR = "2.2.53.1"
+# OpenSSL branches whose vendors still patch them: older than 3.0 but not flagged.
+_OPENSSL_PATCHED_BRANCH = re.compile(r"1\.(?:1\.1|0\.2)(?![0-9])")
 
 
-def _version_notes(versions: dict[str, str], where: str) -> Iterator[Note]:
-    omi = versions.get("omi")
-    if omi and _numbers(omi) < (1, 6, 8, 1):
-        yield Note(
-            where, f"has omi {omi}", "upgrade OMI to 1.6.8-1 or later (OMIGOD)", severity="error"
-        )
-    ssl = versions.get("openssl")
-    if ssl and _numbers(ssl) < (3,) and _numbers(ssl)[:3] not in ((1, 1, 1), (1, 0, 2)):
-        yield Note(where, f"has openssl {ssl}", "upgrade OpenSSL to 3.0 or later")
-    agent = versions.get("walinuxagent") or versions.get("WALinuxAgent")
-    if agent and _numbers(agent) < (2, 2, 53, 1):
-        yield Note(where, f"has WALinuxAgent {agent}", "upgrade it to 2.2.53.1 or later")
+def _older(scheme: Scheme, installed: Version, floor: str) -> bool:
+    """Is `installed` older than the upstream build `floor`? The floor is taken
+    in the package's own epoch: a distribution's epoch says nothing about which
+    upstream release it packs (RHEL's openssl is 1:3.0.7)."""
+    minimum = dataclasses.replace(parse(scheme, floor), epoch=installed.epoch)
+    return compare(installed, minimum) < 0
+
+
+def _unpatched_openssl(scheme: Scheme, installed: Version) -> bool:
+    below_three = compare_parts(scheme)(installed.upstream, "3.0") < 0
+    return below_three and not _OPENSSL_PATCHED_BRANCH.match(installed.upstream)
+
+
+def _version_notes(scheme: Scheme, versions: dict[str, list[str]], where: str) -> Iterator[Note]:
+    for name in ("omi", "openssl", "walinuxagent", "WALinuxAgent"):
+        for text in versions.get(name, []):
+            try:
+                installed = parse(scheme, text, f"{name} version")
+            except InvalidInput as exc:
+                yield unknown(where, str(exc), f"check the {name} package by hand")
+                continue
+            if name == "omi" and _older(scheme, installed, _OMI_FIXED[scheme]):
+                fix = "upgrade OMI to 1.6.8-1 or later (OMIGOD)"
+                yield Note(where, f"has omi {text}", fix, severity="error")
+            elif name == "openssl" and _unpatched_openssl(scheme, installed):
+                yield Note(where, f"has openssl {text}", "upgrade OpenSSL to 3.0 or later")
+            elif name.lower() == "walinuxagent" and _older(scheme, installed, _AGENT_FLOOR):
+                fix = f"upgrade it to {_AGENT_FLOOR} or later"
+                yield Note(where, f"has WALinuxAgent {text}", fix)
 
 
 def _apt_sources(tree: Tree) -> str:
@@ -129,7 +155,7 @@ def _apt_sources(tree: Tree) -> str:
 )
 def package_currency(tree: Tree) -> Iterator[Note]:
     if tree.exists("var/lib/dpkg/status"):
-        yield from _version_notes(dpkg_versions(tree), "var/lib/dpkg/status")
+        yield from _version_notes(Scheme.DEB, dpkg_versions(tree), "var/lib/dpkg/status")
         sources = _apt_sources(tree)
         for suite in ("-updates", "-security"):
             if suite not in sources:
@@ -145,7 +171,7 @@ def package_currency(tree: Tree) -> Iterator[Note]:
         if isinstance(versions, str):
             yield unknown(rpmdb, versions, "check the package versions by hand")
         else:
-            yield from _version_notes(versions, rpmdb)
+            yield from _version_notes(Scheme.RPM, versions, rpmdb)
         if not tree.glob("etc/yum.repos.d/*.repo"):
             yield Note(
                 "etc/yum.repos.d",

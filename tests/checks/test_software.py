@@ -6,7 +6,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -158,7 +163,7 @@ def rhel_tree(tmp_path: Path) -> Path:
 def test_rpm_versions_come_from_a_copy_and_the_tree_is_untouched(tmp_path: Path) -> None:
     """The image's own database is read (through its links), nothing is written, nor the host's."""
     root = rhel_tree(tmp_path)
-    rpm_db(root, {"omi": "1.6.8", "openssl": "3.0.7"}, "usr/lib/sysimage/rpm")
+    rpm_db(root, {"omi": "1.6.7", "openssl": "3.0.7"}, "usr/lib/sysimage/rpm")
     link(root, "var/lib/rpm", "../../usr/lib/sysimage/rpm")
     host = tmp_path / "host-root"
     rpm_db(host, {"openssl": "1.0.1"}, ".rpmdb")
@@ -166,7 +171,7 @@ def test_rpm_versions_come_from_a_copy_and_the_tree_is_untouched(tmp_path: Path)
     link(root, "root", str(host))  # `rpm --root` would follow it to this "host" database
     before, host_before = snapshot(root), snapshot(host)
     (finding,) = problems(root, "package-currency")
-    assert (finding.severity, finding.found) == ("error", "has omi 1.6.8")
+    assert (finding.severity, finding.found) == ("error", "has omi 1.6.7-1")
     assert finding.path == "var/lib/rpm"
     assert snapshot(root) == before and snapshot(host) == host_before
 
@@ -182,6 +187,137 @@ def test_rpm_failures_are_unknown_not_empty(tmp_path: Path) -> None:
     (finding,) = findings(root, "package-currency")
     assert finding.severity == "info" and finding.found.startswith("unknown: rpm ")
     assert snapshot(root) == before
+
+
+def rpm_package(root: Path, name: str, version: str, release: str, epoch: str = "") -> None:
+    """Install an empty noarch package with this epoch:version-release into root's var/lib/rpm."""
+    work = root.parent / "rpmbuild"
+    database = root / "var/lib/rpm"
+    if not database.exists():
+        database.mkdir(parents=True)
+        subprocess.run(["rpm", "--dbpath", str(database), "--initdb"], check=True)
+    spec = work / f"{name}-{version}-{release}.spec"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    spec.write_text(
+        (f"Epoch: {epoch}\n" if epoch else "")
+        + f"Name: {name}\nVersion: {version}\nRelease: {release}\nSummary: t\nLicense: MIT\n"
+        "BuildArch: noarch\n%description\nt\n%files\n"
+    )
+    top = ["--define", f"_topdir {work}", "--define", f"_dbpath {work}/db"]
+    subprocess.run(["rpmbuild", "-bb", *top, str(spec)], check=True, capture_output=True)
+    (package,) = (work / "RPMS/noarch").glob(f"{name}-{version}-{release}.noarch.rpm")
+    install = ["-i", "--justdb", "--nodeps", "--noscripts", str(package)]
+    subprocess.run(["rpm", "--dbpath", str(database), *install], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    ("version", "release", "epoch", "found"),
+    [
+        ("1.6.8", "1", "", None),  # the fixed build: OMIGOD's fix is 1.6.8-1
+        ("1.6.9", "0", "", None),
+        ("1.6.8", "0", "", "has omi 1.6.8-0"),
+        ("1.6.8", "0", "1", "has omi 1:1.6.8-0"),  # an epoch does not make it a newer OMI
+    ],
+)
+def test_omi_from_the_rpm_database_is_judged_by_version_and_release(
+    tmp_path: Path, version: str, release: str, epoch: str, found: str | None
+) -> None:
+    root = rhel_tree(tmp_path)
+    rpm_package(root, "omi", version, release, epoch)
+    rpm_package(root, "openssl", "3.0.7", "27.el9", "1")
+    assert [f.found for f in problems(root, "package-currency")] == ([found] if found else [])
+
+
+@pytest.mark.parametrize(
+    ("package", "version", "found"),
+    [
+        ("omi", "1.6.8.1", None),  # OMI's .deb spells its fixed build 1.6.8.1
+        ("omi", "1.6.8.1~rc1", "has omi 1.6.8.1~rc1"),  # a pre-release of it sorts before
+        ("openssl", "1:1.0.1t-1+deb8u12", "has openssl 1:1.0.1t-1+deb8u12"),
+        ("openssl", "1.1.1w-0+deb11u1", None),  # a branch its distribution still patches
+        ("walinuxagent", "2.2.53.1-0ubuntu1", None),
+        ("walinuxagent", "2.2.53~rc1-1", "has WALinuxAgent 2.2.53~rc1-1"),
+    ],
+)
+def test_dpkg_versions_are_compared_by_dpkg_rules(
+    tmp_path: Path, package: str, version: str, found: str | None
+) -> None:
+    root = good_tree(tmp_path / "root")
+    write(
+        root,
+        "var/lib/dpkg/status",
+        f"Package: {package}\nStatus: install ok installed\nVersion: {version}\n\n",
+    )
+    assert [f.found for f in problems(root, "package-currency")] == ([found] if found else [])
+
+
+def test_a_malformed_package_version_is_unknown_naming_the_file(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    write(
+        root, "var/lib/dpkg/status", "Package: omi\nStatus: install ok installed\nVersion: 1:\n\n"
+    )
+    (finding,) = findings(root, "package-currency")
+    assert (finding.severity, finding.path) == ("info", "var/lib/dpkg/status")
+    assert finding.found == "unknown: omi version='1:' is invalid: has nothing after the colon"
+
+
+def test_a_sparse_rpm_database_past_the_cap_is_refused_not_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1.9 GB sparse Packages costs nothing in the image and would be 1.9 GB of the
+    host's /tmp (often RAM): refused by its size, with nothing written."""
+    root = rhel_tree(tmp_path)
+    rpm_db(root, {"openssl": "3.0.7"})
+    with open(root / "var/lib/rpm/Packages", "wb") as sparse:
+        sparse.truncate(1900 * 1000 * 1000)
+    scratch = tmp_path / "host-tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    real_open = open
+
+    def no_copy(path, mode="r", *args, **kwargs):
+        if "w" in mode and str(path).startswith(str(scratch)):
+            raise AssertionError(f"check wrote {path}")  # stops a copy at its first file
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_copy)
+    (finding,) = findings(root, "package-currency")
+    assert finding.severity == "info"
+    assert finding.found.startswith("unknown: var/lib/rpm is larger than 256 MiB (")
+    assert "var/lib/rpm/Packages is 1900000000 bytes" in finding.found
+    assert list(scratch.iterdir()) == []
+
+
+def test_the_rpm_copy_is_removed_when_check_is_stopped_by_sigterm(tmp_path: Path) -> None:
+    """SIGTERM while rpm runs on the copy: the run ends, and the copy goes with it."""
+    from tests.conftest import REPO
+
+    root = rhel_tree(tmp_path)
+    rpm_db(root, {"openssl": "3.0.7"})
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    started = tmp_path / "rpm-started"
+    fake_rpm = tools / "rpm"
+    fake_rpm.write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 30\n")
+    fake_rpm.chmod(0o755)
+    scratch = tmp_path / "host-tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "PATH": f"{tools}:{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "azprov", "--root", str(root), "check", "--only"]
+    check = subprocess.Popen(
+        [*command, "package-currency"], env=env, cwd=REPO, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists() and [p.name[:13] for p in scratch.iterdir()] == ["azprov-rpmdb-"]
+        check.send_signal(signal.SIGTERM)
+        assert check.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        check.kill()
+        check.wait()
+    assert list(scratch.iterdir()) == []
 
 
 def test_cloud_init_image_has_no_waagent_duties(tmp_path: Path) -> None:
