@@ -16,7 +16,8 @@ from typing import Iterator, Optional
 
 import pytest
 
-from azprov.checks.initramfs import Limits, MalformedArchive, cpio_names, list_initramfs
+from azprov.checks.cpio import MalformedArchive, cpio_names
+from azprov.checks.initramfs import Limits, list_initramfs
 from tests.checks.trees import newc
 
 EARLY = newc({"kernel/x86/microcode/GenuineIntel.bin": b"micro"})

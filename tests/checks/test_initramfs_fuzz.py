@@ -12,13 +12,8 @@ from typing import Optional
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from azprov.checks.initramfs import (
-    Limits,
-    MalformedArchive,
-    NewcReader,
-    cpio_names,
-    list_initramfs,
-)
+from azprov.checks.cpio import MalformedArchive, NewcReader, cpio_names
+from azprov.checks.initramfs import Limits, list_initramfs
 from tests.checks.trees import newc
 
 FAST = settings(max_examples=200, deadline=500, suppress_health_check=[HealthCheck.too_slow])
