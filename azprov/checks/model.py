@@ -7,14 +7,27 @@ passes says nothing, so every line printed is something to act on or know.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 from azprov.checks.tree import Tree
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("error", "warn", "info")
+
+class Severity(str, enum.Enum):
+    """How much a finding matters. A closed set: `Severity("warning")` raises ValueError,
+    so a misspelt severity fails where the note is made instead of counting nowhere.
+    The value is what the text and JSON reports print."""
+
+    ERROR = "error"
+    WARN = "warn"
+    INFO = "info"
+
+    def __str__(self) -> str:  # "error", not "Severity.ERROR", in every Python's f-strings
+        return self.value
+
 
 # The fact sheet's order: the output follows it, so related checks stay together.
 CHECK_IDS = (
@@ -61,23 +74,41 @@ CHECK_IDS = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Note:
     """What one check saw: the path, the value there, and the fix in a few words.
 
-    `severity` and `consequence` default to the check's own.
+    `severity` and `consequence` default to the check's own. A severity may be given
+    as its text ("warn"); anything but the three raises ValueError at once.
     """
 
     path: str
     found: str
     fix: str
-    severity: Optional[str] = None
-    consequence: Optional[str] = None
+    severity: Optional[Severity]
+    consequence: Optional[str]
+
+    def __init__(
+        self,
+        path: str,
+        found: str,
+        fix: str,
+        severity: Union[Severity, str, None] = None,
+        consequence: Optional[str] = None,
+    ) -> None:
+        for name, value in (
+            ("path", path),
+            ("found", found),
+            ("fix", fix),
+            ("severity", None if severity is None else Severity(severity)),
+            ("consequence", consequence),
+        ):
+            object.__setattr__(self, name, value)
 
 
 def unknown(path: str, why: str, fix: str = "check it by hand") -> Note:
     """A check that cannot be decided from the tree: info, never a guess."""
-    return Note(path, f"unknown: {why}", fix, severity="info", consequence="not checked")
+    return Note(path, f"unknown: {why}", fix, Severity.INFO, consequence="not checked")
 
 
 def unreadable(tree: Tree, *paths: str) -> list[Note]:
@@ -93,17 +124,20 @@ def unreadable(tree: Tree, *paths: str) -> list[Note]:
 @dataclasses.dataclass(frozen=True)
 class Finding:
     id: str
-    severity: str
+    severity: Severity
     path: str
     found: str
     fix: str
     source: str
     consequence: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))  # ValueError if not one
+
     def as_json(self) -> dict[str, str]:
         return {
             "id": self.id,
-            "severity": self.severity,
+            "severity": self.severity.value,
             "path": self.path,
             "found": self.found,
             "fix": self.fix,
@@ -117,7 +151,7 @@ CheckFunction = Callable[[Tree], Iterable[Note]]
 @dataclasses.dataclass(frozen=True)
 class Check:
     id: str
-    severity: str
+    severity: Severity
     consequence: str
     source: str
     run: CheckFunction
@@ -144,7 +178,7 @@ REGISTRY: dict[str, Check] = {}
 
 def check(
     check_id: str,
-    severity: str,
+    severity: Union[Severity, str],
     *,
     consequence: str,
     source: str,
@@ -153,11 +187,12 @@ def check(
     """Register a check under its fact-sheet id. When one of `reads` is present but
     unreadable (a FIFO, a link loop…), the check reports that as `unknown:` instead of
     running: it would otherwise read the file as absent and guess."""
-    if check_id not in CHECK_IDS or severity not in SEVERITIES:
-        raise ValueError(f"not a fact-sheet check: {check_id} ({severity})")
+    if check_id not in CHECK_IDS:
+        raise ValueError(f"not a fact-sheet check: {check_id}")
+    level = Severity(severity)  # ValueError for anything but the three
 
     def register(function: CheckFunction) -> CheckFunction:
-        REGISTRY[check_id] = Check(check_id, severity, consequence, source, function, reads)
+        REGISTRY[check_id] = Check(check_id, level, consequence, source, function, reads)
         return function
 
     return register
@@ -169,14 +204,14 @@ class Outcome:
     ran: int
     broken: list[str]  # ids of checks that crashed: the run could not be completed
 
-    def count(self, severity: str) -> int:
+    def count(self, severity: Severity) -> int:
         return sum(1 for finding in self.findings if finding.severity == severity)
 
     @property
     def exit_code(self) -> int:
         if self.broken:
             return 2
-        return 1 if self.count("error") else 0
+        return 1 if self.count(Severity.ERROR) else 0
 
 
 def run_checks(tree: Tree, ids: Iterable[str]) -> Outcome:
@@ -195,7 +230,7 @@ def run_checks(tree: Tree, ids: Iterable[str]) -> Outcome:
             outcome.findings.append(
                 Finding(
                     check_id,
-                    "info",
+                    Severity.INFO,
                     "",
                     f"unknown: the check itself failed ({type(exc).__name__}: {exc})",
                     "report this as a bug in azprov",

@@ -1,4 +1,10 @@
-"""The output of `azprov check`: one line per finding and a summary, or JSON for CI gates."""
+"""The output of `azprov check`: one line per finding and a summary, or JSON for CI gates.
+
+Paths, values and even fixes carry text from the image: a text line quotes every
+character that could end the line, start another or reach the terminal as a
+control (a newline, ESC or a one-byte CSI, a bidi override, a byte that is not
+UTF-8), so a file cannot forge a finding or recolour one. JSON escapes them itself.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,44 @@ import json
 
 import click
 
-from azprov.checks.model import Finding, Outcome
+from azprov.checks.model import Finding, Outcome, Severity
 
-_COLOURS = {"error": "red", "warn": "yellow", "info": "cyan"}
+_COLOURS = {Severity.ERROR: "red", Severity.WARN: "yellow", Severity.INFO: "cyan"}
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def quoted(text: str) -> str:
+    """`text` with every unprintable character (and the backslash) as an escape: `\\n`,
+    `\\x1b`, `\\u202e`, `\\udcff`; what is printable, non-ASCII included, stays as it is."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(char if char.isprintable() and char != "\\" else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def finding_line(finding: Finding, colour: bool = False) -> str:
     """`error machine-id: etc/machine-id holds 5f3c…; clones share it — truncate it`."""
-    severity = finding.severity
+    severity = finding.severity.value
     if colour:
-        severity = click.style(severity, fg=_COLOURS[severity], bold=severity == "error")
-    where = f"{finding.path} {finding.found}" if finding.path else finding.found
-    return f"{severity} {finding.id}: {where}; {finding.consequence} — {finding.fix}"
+        severity = click.style(severity, fg=_COLOURS[finding.severity], bold=severity == "error")
+    path, found = quoted(finding.path), quoted(finding.found)
+    where = f"{path} {found}" if path else found
+    return (
+        f"{severity} {quoted(finding.id)}: {where};"
+        f" {quoted(finding.consequence)} — {quoted(finding.fix)}"
+    )
 
 
 def summary_line(outcome: Outcome) -> str:
-    errors, warnings, infos = (outcome.count(s) for s in ("error", "warn", "info"))
+    errors, warnings, infos = (outcome.count(s) for s in Severity)
     text = (
         f"{outcome.ran} checks: {errors} error{'s' * (errors != 1)},"
         f" {warnings} warning{'s' * (warnings != 1)}, {infos} info"
