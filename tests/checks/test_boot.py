@@ -314,11 +314,11 @@ def test_corrupt_initramfs_is_unknown(tmp_path: Path) -> None:
 @given(st.text(max_size=300), st.text(max_size=300))
 def test_grubenv_and_entries_read_any_text_as_grub_does(env_text: str, entry_text: str) -> None:
     """Whatever a grubenv or an entry holds: variables and keys, never an exception."""
-    from azprov.checks.bootcfg import BootEntry, _entry_keys, _pick, grubenv
+    from azprov.checks.grubmenu import BootEntry, entry_keys, grubenv, pick_default
 
     found = grubenv(GRUBENV_HEAD + env_text)
     assert all("=" not in name for name in found)
-    keys = _entry_keys(entry_text)
+    keys = entry_keys(entry_text)
     menu = [BootEntry("a-1-1", "a.conf", keys), BootEntry("b-2-2", "b.conf", ())]
     for spec in (*found.values(), entry_text, env_text):
-        assert _pick(menu, spec) in menu
+        assert pick_default(menu, spec) in menu
