@@ -294,7 +294,7 @@ rpm_versions = st.text(alphabet=_VERSION_CHARS, min_size=1, max_size=14)
 
 
 @pytest.mark.skipif(shutil.which("rpm") is None, reason="rpm is not installed")
-@FAST
+@settings(max_examples=100, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(rpm_versions, rpm_versions), min_size=1, max_size=20))
 def test_agrees_with_rpm_vercmp(pairs: list[tuple[str, str]]) -> None:
     assert [compare_text(Scheme.RPM, a, b) for a, b in pairs] == _rpm_vercmp(pairs)
