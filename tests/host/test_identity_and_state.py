@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from azprov.errors import IdentityInvalid, IdentityUnreadable
 from azprov.host import state
 from azprov.host.identity import read_vm_id, try_vm_id
 from azprov.host.root import TargetRoot
+from tests.host.bounded import run_bounded
 
 UUID = "6b1c2d3e-4f50-4a1b-8c2d-3e4f5a6b7c80"
 
@@ -59,3 +61,84 @@ def test_a_garbled_marker_reads_as_not_provisioned(tmp_path: Path) -> None:
     marker.parent.mkdir(parents=True)
     marker.write_text("{not json")
     assert state.provisioned_vm_id(TargetRoot(tmp_path)) is None
+
+
+# -- a hostile product_uuid (issue 15, finding 1) ------------------------------------------
+
+HOST_SECRET = "root:$6$hostsalt$THEHOSTSHADOWHASHthatmustneverleave:19000:0:99999:7:::\n"
+
+
+def test_a_product_uuid_linked_out_of_an_offline_root_is_refused_unread(tmp_path: Path) -> None:
+    """An offline image's product_uuid linked to a host file: nothing of that file may
+    reach the error (which goes to stderr, KVP and the NotReady description)."""
+    secret = tmp_path / "host-shadow"
+    secret.write_text(HOST_SECRET)
+    root = firmware(tmp_path / "root", UUID, efi=True)
+    uuid_file = tmp_path / "root/sys/class/dmi/id/product_uuid"
+    uuid_file.unlink()
+    uuid_file.symlink_to(secret)
+    with pytest.raises(IdentityUnreadable) as caught:
+        read_vm_id(root)
+    assert "symbolic link" in str(caught.value)
+    assert "THEHOSTSHADOW" not in str(caught.value) and "hostsalt" not in str(caught.value)
+    assert try_vm_id(root) is None
+
+
+def test_a_product_uuid_linked_inside_an_offline_root_is_refused_too(tmp_path: Path) -> None:
+    """Offline, even a link that stays in the tree is refused: the image's own shadow
+    must not be read as a VM ID either."""
+    root = firmware(tmp_path, UUID, efi=True)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/shadow").write_text(HOST_SECRET)
+    uuid_file = tmp_path / "sys/class/dmi/id/product_uuid"
+    uuid_file.unlink()
+    uuid_file.symlink_to("/etc/shadow")
+    with pytest.raises(IdentityUnreadable, match="symbolic link") as caught:
+        read_vm_id(root)
+    assert "THEHOSTSHADOW" not in str(caught.value)
+
+
+def test_the_live_root_follows_the_dmi_link_that_sysfs_has(tmp_path: Path) -> None:
+    """On a real system /sys/class/dmi/id is itself a link (to ../../devices/virtual/dmi/id):
+    the live root resolves it inside the root."""
+    real = tmp_path / "sys/devices/virtual/dmi/id"
+    real.mkdir(parents=True)
+    (real / "product_uuid").write_text(UUID + "\n")
+    (tmp_path / "sys/class/dmi").mkdir(parents=True)
+    (tmp_path / "sys/class/dmi/id").symlink_to("../../devices/virtual/dmi/id")
+    (tmp_path / "sys/firmware/efi").mkdir(parents=True)
+    root = TargetRoot(tmp_path)
+    with pytest.raises(IdentityUnreadable, match="symbolic link"):
+        read_vm_id(root)  # offline: refused
+    root.live = True  # what TargetRoot("/") is; the test cannot write the real /sys
+    assert read_vm_id(root) == UUID
+
+
+def test_an_unparseable_vm_id_is_quoted_only_by_a_short_prefix(tmp_path: Path) -> None:
+    root = firmware(tmp_path, HOST_SECRET, efi=True)
+    with pytest.raises(IdentityInvalid) as caught:
+        read_vm_id(root)
+    message = str(caught.value)
+    assert "is not a UUID" in message
+    assert "hostsalt" not in message and "THEHOSTSHADOW" not in message
+    assert "root:$6$" in message  # enough to tell what the file holds
+
+
+def test_a_product_uuid_larger_than_any_uuid_is_refused_unread(tmp_path: Path) -> None:
+    root = firmware(tmp_path, UUID + "\n" + "x" * 4096, efi=True)
+    with pytest.raises(IdentityInvalid, match="more than") as caught:
+        read_vm_id(root)
+    assert "xxxxxxxxxxxxxxxx" not in str(caught.value)
+
+
+def test_a_product_uuid_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "sys/class/dmi/id/product_uuid"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    result = run_bounded(
+        "from azprov.host.identity import try_vm_id\n"
+        "from azprov.host.root import TargetRoot\n"
+        f"print(try_vm_id(TargetRoot({str(tmp_path)!r})))\n",
+        seconds=15,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "None", result.stderr
