@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
+import stat
 import tempfile
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 from azprov.credentials import Secret
-from azprov.errors import HostError
-from azprov.host.files import write_atomic
+from azprov.errors import HostError, UnsafePath
+from azprov.host.confined import Links, kind_of
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,42 @@ class Accounts(NamedTuple):
     groups: frozenset[str] = frozenset()
 
 
+# passwd, group and shadow: a line is ~60-100 bytes, so an image with 100,000 local
+# accounts (far more than any real one) has files of about 10 MB. Larger is refused
+# whole: these are read into memory, and a cut copy would lose accounts.
+ACCOUNT_FILE_CAP = 32 << 20
+# login.defs is a commented list of settings: about 12 KB on Debian and Fedora.
+LOGIN_DEFS_CAP = 1 << 20
+# The shadow tools always replace these files by rename, so on a real system they
+# are never links. They carry the image's identities and password hashes: a link
+# (to the host's files, or to another file of the image) is refused, never read.
+ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow")
+
+
+# useradd copies these whole when it adds a user, following a link in their place:
+# one is checked before anything runs, so the image never receives what it points to.
+SHADOW_FILES = ("/etc/shadow", "/etc/gshadow")
+
+
+def _refuse_unless_regular(root: TargetRoot, path: str) -> None:
+    found = root.lstat(path, links=Links.REFUSE)
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        raise UnsafePath(f"{path} is {kind_of(found.st_mode)}, not a regular file", path=path)
+
+
 def _lines(root: TargetRoot, path: str) -> list[str]:
-    try:
-        return (root / path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
+    """The lines of an account file of the root ([] when it is absent)."""
+    if path in ACCOUNT_FILES:
+        text = root.read_text(path, ACCOUNT_FILE_CAP, links=Links.REFUSE)
+    else:
+        text = root.read_text(path, LOGIN_DEFS_CAP)
+    return text.splitlines() if text is not None else []
 
 
 def read_accounts(root: TargetRoot) -> Accounts:
+    """The root's accounts; UnsafePath when an account file is a link (or not a file)."""
+    for shadow in SHADOW_FILES:
+        _refuse_unless_regular(root, shadow)
     users: dict[str, Account] = {}
     lines = _lines(root, "/etc/passwd")
     for line in lines:
@@ -61,23 +89,41 @@ def _login_def(text: str, key: str, default: int) -> int:
     return int(match.group(1)) if match else default
 
 
-def ensure_user(root: TargetRoot, name: str, groups: str) -> tuple[Account, bool]:
-    """Create `name` with a home directory unless it exists; returns (account, created)."""
+def ensure_user(
+    root: TargetRoot, name: str, groups: str, before_useradd: Callable[[], None] = lambda: None
+) -> tuple[Account, bool]:
+    """Create `name` with a home directory unless it exists; returns (account, created).
+
+    `before_useradd` runs just before the account is made (provision records there,
+    durably, that azprov is making it: a kill right after useradd must not lose that).
+    """
     existing = read_accounts(root).users.get(name)
     if existing is not None:
         log.info("user %s exists (UID %d); keeping it", name, existing.uid)
         return existing, False
     argv = ["useradd", *root.prefix_args(), "--create-home", "--shell", "/bin/bash"]
-    if not root.live and (root / "/etc/skel").is_dir():
-        argv += ["--skel", str(root / "/etc/skel")]  # the image's skeleton, not the host's
+    if not root.live:
+        argv += _image_skeleton(root)
     if groups:
         argv += ["--groups", groups]
+    before_useradd()
     root.run([*argv, name], what=f"create user {name}")
     account = read_accounts(root).users.get(name)
     if account is None:
         raise HostError(f"useradd reported success but {name} is not in /etc/passwd", user=name)
     log.info("created user %s (UID %d, home %s)", name, account.uid, account.home)
     return account, True
+
+
+def _image_skeleton(root: TargetRoot) -> list[str]:
+    """`--skel DIR` naming the image's own /etc/skel (useradd --prefix would copy the
+    host's): where it leads inside the image, so a link there cannot hand useradd a
+    directory of the host. [] when the image has none."""
+    skeleton = root.resolve("/etc/skel")
+    found = root.lstat(skeleton) if skeleton is not None else None
+    if skeleton is None or found is None or not stat.S_ISDIR(found.st_mode):
+        return []
+    return ["--skel", str(root.host_path(skeleton))]
 
 
 def hash_password(root: TargetRoot, password: Secret) -> str:
@@ -130,10 +176,16 @@ def _shadow_password(root: TargetRoot, name: str) -> str:
 
 
 def _replace_shadow_field(root: TargetRoot, name: str, hashed: str) -> None:
-    """Offline roots: chpasswd has no --prefix, so rewrite the one shadow line ourselves."""
-    shadow = root / "/etc/shadow"
-    info = os.stat(shadow)
-    lines = shadow.read_text(encoding="utf-8").splitlines(keepends=True)
+    """Offline roots: chpasswd has no --prefix, so rewrite the one shadow line ourselves,
+    keeping the file's mode and owner (0640 root:shadow on Debian, 0000 on Fedora)."""
+    shadow = "/etc/shadow"
+    data = root.read(shadow, ACCOUNT_FILE_CAP, links=Links.REFUSE)
+    info = root.lstat(shadow, links=Links.REFUSE)
+    if data is None or info is None:
+        raise HostError(f"the target root has no {shadow}: cannot set a password", path=shadow)
+    if not stat.S_ISREG(info.st_mode):  # replaced by a link since it was read
+        raise UnsafePath(f"{shadow} changed while azprov read it", path=shadow)
+    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
     for index, line in enumerate(lines):
         fields = line.rstrip("\n").split(":")
         if fields[0] == name and len(fields) >= 2:
@@ -142,25 +194,36 @@ def _replace_shadow_field(root: TargetRoot, name: str, hashed: str) -> None:
             break
     else:
         raise HostError(f"{name} has no entry in /etc/shadow", user=name)
-    write_atomic(
+    # The owner goes to the file only: /etc exists, so no directory is made with it.
+    root.write(
         shadow,
         "".join(lines).encode(),
-        mode=info.st_mode & 0o7777,
+        mode=stat.S_IMODE(info.st_mode),
         owner=(info.st_uid, info.st_gid),
+        links=Links.REFUSE,
     )
+
+
+SUDOERS_DIR = "/etc/sudoers.d"
 
 
 def sudoers_path(name: str) -> str:
     # sudo skips drop-ins whose names contain '.', so keep the name plain.
-    return f"/etc/sudoers.d/90-azprov-{name}"
+    return f"{SUDOERS_DIR}/90-azprov-{name}"
 
 
 def write_sudoers(root: TargetRoot, name: str, nopasswd: bool) -> Optional[str]:
     """A drop-in giving `name` sudo (without a password when none was provisioned)."""
-    directory = root / "/etc/sudoers.d"
-    if not directory.is_dir():
+    # A drop-in grants root: written only into the image's own /etc/sudoers.d, never
+    # through a link (sudo-installed images have a plain directory there).
+    directory = root.lstat(SUDOERS_DIR, links=Links.REFUSE)
+    if directory is None:
         log.info("no /etc/sudoers.d in the target: sudo is not installed, no drop-in written")
         return None
+    if not stat.S_ISDIR(directory.st_mode):
+        raise UnsafePath(
+            f"{SUDOERS_DIR} is {kind_of(directory.st_mode)}, not a directory", path=SUDOERS_DIR
+        )
     rule = "NOPASSWD: ALL" if nopasswd else "ALL"
     content = f"# Written by azprov for the provisioned admin user.\n{name} ALL=(ALL) {rule}\n"
     if root.has_tool("visudo"):
@@ -169,6 +232,6 @@ def write_sudoers(root: TargetRoot, name: str, nopasswd: bool) -> Optional[str]:
             check.flush()
             root.run(["visudo", "-c", "-q", "-f", check.name], what="check the sudoers drop-in")
     path = sudoers_path(name)
-    write_atomic(root / path, content.encode(), mode=0o440, owner=(0, 0))
+    root.write(path, content.encode(), mode=0o440, owner=(0, 0), links=Links.REFUSE)
     log.info("wrote %s (%s)", path, rule)
     return path
