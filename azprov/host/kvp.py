@@ -4,24 +4,39 @@ A record is a 512-byte key and a 2048-byte value, UTF-8, NUL-padded; Azure
 reads at most the first 1024 bytes of a value. Writers append under an
 exclusive flock. A pool older than this boot belongs to an earlier boot and is
 emptied first, as the other agents do.
+
+The pool is opened only as the regular file it is (no link anywhere on its
+path, no FIFO or device in its place), and a record is written whole or not
+at all: a pool with half a record in it is misread from there on by everyone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import time
+from typing import Iterator, Optional
 
 from azprov.errors import HostError
+from azprov.host.confined import Links
+from azprov.host.files import create_at, read_fd
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 
-POOL = "/var/lib/hyperv/.kvp_pool_1"
+POOL_DIR = "/var/lib/hyperv"
+POOL = f"{POOL_DIR}/.kvp_pool_1"
 KEY_SIZE = 512
 VALUE_SIZE = 2048
+RECORD_SIZE = KEY_SIZE + VALUE_SIZE
 VALUE_LIMIT = 1023
+# The host enumerates at most 1024 records of a pool (2.5 MiB); cloud-init and the
+# other agents append one per event and empty the pool at each boot, so a real pool
+# stays well below that. Six times as much is read at most: a larger "pool" is not
+# one, and is left alone rather than read into memory.
+POOL_CAP = 16 << 20
 
 
 def encode_record(key: str, value: str) -> bytes:
@@ -50,39 +65,85 @@ def _boot_time() -> float:
     return time.time() - time.monotonic()
 
 
-def write_kvp(root: TargetRoot, key: str, value: str) -> bool:
-    """Append one record when the root has /var/lib/hyperv; False when there is no pool."""
-    try:
-        directory = root / "/var/lib/hyperv"
-        if not directory.is_dir():
-            log.debug("no %s: not writing KVP %s", directory, key)
-            return False
-        fd = os.open(root / POOL, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+@contextlib.contextmanager
+def _locked_pool(root: TargetRoot, *, create: bool) -> Iterator[Optional[int]]:
+    """The pool, open for reading and writing under the writers' exclusive flock;
+    None when there is none (and `create` is False, or there is no /var/lib/hyperv:
+    hv_kvp_daemon is not installed). UnsafePath when it is not a regular file."""
+    if create:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            with root.directory(POOL_DIR, create=False, links=Links.REFUSE) as dir_fd:
+                create_at(dir_fd, os.path.basename(POOL), 0o644)
+        except FileNotFoundError:
+            yield None
+            return
+    with root.open_regular(POOL, links=Links.REFUSE, writable=True) as fd:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor is closed
+        yield fd
+
+
+def write_kvp(root: TargetRoot, key: str, value: str) -> bool:
+    """Append one record when the root has /var/lib/hyperv; False when there is no pool
+    or the record could not be written whole (then nothing of it is left)."""
+    try:
+        with _locked_pool(root, create=True) as fd:
+            if fd is None:
+                log.debug("no %s: not writing KVP %s", POOL_DIR, key)
+                return False
             if root.live and os.fstat(fd).st_mtime < _boot_time():
                 os.ftruncate(fd, 0)  # written by an earlier boot
-            os.lseek(fd, 0, os.SEEK_END)
-            os.write(fd, encode_record(key, value))
-            os.fsync(fd)
-        finally:
-            os.close(fd)  # releases the lock
+            _append_whole(fd, encode_record(key, value))
     except (OSError, HostError) as exc:
         # KVP is a second channel to the host: losing it must never lose the report itself.
-        log.warning("could not write KVP %s to %s: %s", key, POOL, exc)
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        log.warning("could not write KVP %s to %s: %s", key, POOL, detail)
         return False
     return True
+
+
+def _append_whole(fd: int, record: bytes) -> None:
+    """Append `record` at the end of the pool, or leave the pool as it was: a short
+    write (a disk filling up) is continued, and a failure (ENOSPC, EIO, EFBIG) takes
+    back what was written, so the pool is cut back to the record boundary it had."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        _write_all(fd, record, start)
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        raise
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of `data` at `offset`, continuing after short writes."""
+    written = 0
+    while written < len(data):
+        count = os.pwrite(fd, data[written:], offset + written)
+        if count == 0:  # a regular file never takes nothing; never loop on it
+            raise OSError(0, "the pool took no more bytes")
+        written += count
 
 
 # The keys azprov writes; deprovision removes exactly these records and keeps others'.
 AZPROV_KEYS = frozenset({"PROVISIONING_REPORT"})
 
 
+def _read_pool(fd: int) -> bytes:
+    return read_fd(fd, POOL_CAP, POOL)
+
+
 def count_own_records(root: TargetRoot) -> int:
-    """How many records in the root's pool azprov wrote (0 when there is no pool)."""
+    """How many records in the root's pool azprov wrote: 0 when there is no pool, or
+    when it is not one azprov will touch (a FIFO, a link, far too large: a warning)."""
     try:
-        data = (root / POOL).read_bytes()
-    except (OSError, HostError):
+        with _locked_pool(root, create=False) as fd:
+            data = _read_pool(fd) if fd is not None else b""
+    except (OSError, HostError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        log.warning("leaving the KVP pool alone: %s", detail)
         return 0
     return sum(1 for key, _ in decode_records(data) if key in AZPROV_KEYS)
 
@@ -90,18 +151,14 @@ def count_own_records(root: TargetRoot) -> int:
 def remove_own_records(root: TargetRoot) -> None:
     """Rewrite the pool without azprov's records, under the writers' lock, in place."""
     try:
-        fd = os.open(root / POOL, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
+        with _locked_pool(root, create=False) as fd:
+            if fd is None:
+                return
+            records = decode_records(_read_pool(fd))
+            kept = b"".join(encode_record(k, v) for k, v in records if k not in AZPROV_KEYS)
+            # Over the old content first, then cut: this needs no new disk space.
+            _write_all(fd, kept, 0)
+            os.ftruncate(fd, len(kept))
+            os.fsync(fd)
     except OSError as exc:
-        raise HostError(f"cannot open {POOL}: {exc.strerror}", path=POOL) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            records = decode_records(handle.read())
-        kept = b"".join(encode_record(k, v) for k, v in records if k not in AZPROV_KEYS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, kept, 0)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise HostError(f"cannot rewrite {POOL}: {exc.strerror or exc}", path=POOL) from None
