@@ -322,7 +322,7 @@ def test_symlink_planted_in_an_existing_home_is_not_followed(fabric, config_file
     outside.mkdir()
     (image / "home/azureuser/.ssh").symlink_to(outside)
     run = provision(config_file, image)
-    assert run.returncode != 0 and "symlink" in run.stderr
+    assert run.returncode != 0 and "symbolic link" in run.stderr
     assert list(outside.iterdir()) == []
 
 

@@ -11,15 +11,26 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import stat
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, Optional
 
+from azprov.confined import write_at
 from azprov.credentials import AuthorizedKey, key_path_inside_home
-from azprov.host.files import open_directory, read_at, write_at
+from azprov.errors import FileTooLarge, UnsafePath
+from azprov.host.files import read_fd
 from azprov.host.root import TargetRoot
 from azprov.host.users import Account
 
 log = logging.getLogger(__name__)
+
+# One provisioning adds at most 4 MiB of key lines: keys come from IMDS (a reply
+# capped at 4 MiB, fabric.http.DEFAULT_MAX_BYTES) or else from ovf-env.xml (capped
+# at 1 MiB, host.media.MAX_OVF_BYTES), and each line is shorter than its JSON or
+# XML form. 16 MiB holds the image's own lines and four full-size provisionings:
+# a larger file is refused whole (never cut, never rewritten), and azprov never
+# writes one it would refuse to read back at the next redeploy.
+AUTHORIZED_KEYS_CAP = 16 << 20
 
 
 def install_keys(root: TargetRoot, account: Account, keys: Iterable[AuthorizedKey]) -> list[str]:
@@ -36,16 +47,16 @@ def install_keys(root: TargetRoot, account: Account, keys: Iterable[AuthorizedKe
 
 
 def _merge_into(root: TargetRoot, account: Account, path: str, lines: list[str]) -> None:
-    home_parent = root / posixpath.dirname(account.home.rstrip("/"))
-    target = root / path
+    home_parent = posixpath.dirname(account.home.rstrip("/"))
+    ssh_dir, name = posixpath.split(path)
     owner = (account.uid, account.gid)
     # Walk from the home's (root-owned) parent, never following a link below it.
-    with open_directory(target.parent, trusted=home_parent, mode=0o700, owner=owner) as dir_fd:
+    with root.directory(ssh_dir, mode=0o700, owner=owner, trusted=home_parent) as dir_fd:
         # Always home/.ssh (key_path_inside_home allows nothing else): an existing
         # one may be too open for sshd's StrictModes.
         os.fchmod(dir_fd, 0o700)
         os.fchown(dir_fd, *owner)
-        existing = read_at(dir_fd, target.name)
+        existing = _existing(root, dir_fd, path)
         current = existing.decode("utf-8", "replace").splitlines() if existing else []
         merged = [line for line in current if line.strip()]
         added = 0
@@ -53,5 +64,34 @@ def _merge_into(root: TargetRoot, account: Account, path: str, lines: list[str])
             if line not in merged:
                 merged.append(line)
                 added += 1
-        write_at(dir_fd, target.name, ("\n".join(merged) + "\n").encode(), mode=0o600, owner=owner)
+        data = ("\n".join(merged) + "\n").encode()
+        if len(data) > AUTHORIZED_KEYS_CAP:
+            raise FileTooLarge(
+                f"{path} would be {len(data)} bytes with the new keys, more than the "
+                f"{AUTHORIZED_KEYS_CAP} azprov reads back: not written",
+                path=path,
+                size=len(data),
+            )
+        write_at(dir_fd, name, data, mode=0o600, owner=owner)
     log.info("%s: %d key(s) added, %d already there", path, added, len(lines) - added)
+
+
+def _existing(root: TargetRoot, dir_fd: int, path: str) -> Optional[bytes]:
+    """The current authorized_keys in the .ssh directory `dir_fd` (None when absent).
+
+    A link there is treated as absent: it is replaced by the new file, never
+    followed. The file is opened through the root's door and checked to be the
+    very entry of `dir_fd`, which was walked without following the user's links.
+    """
+    name = posixpath.basename(path)
+    try:
+        entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(entry.st_mode):
+        log.warning("%s is a symbolic link: replacing it with a file, not following it", path)
+        return None
+    with root.open_regular(path) as fd:
+        if fd is None or not os.path.samestat(os.fstat(fd), entry):
+            raise UnsafePath(f"{path} changed while azprov read it", path=path)
+        return read_fd(fd, AUTHORIZED_KEYS_CAP, path)
