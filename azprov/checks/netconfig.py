@@ -12,11 +12,21 @@ import configparser
 import contextlib
 import dataclasses
 import fnmatch
-import re
 from typing import Optional
 
 from azprov.checks import systemd
+from azprov.checks.model import Note, unknown
+from azprov.checks.netplan import (
+    MAX_NETPLAN_BYTES,
+    MAX_NETPLAN_FILES,
+    MAX_NETPLAN_TOTAL,
+    NO_YAML,
+    NetplanDevice,
+    ethernets,
+    read_netplan,
+)
 from azprov.checks.tree import Tree
+from azprov.errors import InvalidInput
 
 PRIMARY = ("eth0", "hv_netvsc")
 VF_EXAMPLES = (("enP30832s1", "mlx5_core"), ("eth1", "mlx4_core"), ("enP7s1", "mana"))
@@ -182,66 +192,61 @@ def ifcfg(tree: Tree) -> list[NetConfig]:
     return configs
 
 
-def _yaml_tree(text: str) -> dict[str, object]:
-    """The mapping subset of YAML that netplan files use (lists and flow style kept as text)."""
-    top: dict[str, object] = {}
-    stack: list[tuple[int, dict[str, object]]] = [(-1, top)]
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip()
-        match = re.match(r"^(\s*)([^\s:#-][^:]*):\s*(.*)$", line)
-        if not match:
-            continue
-        indent, key, value = (
-            len(match.group(1)),
-            match.group(2).strip().strip("\"'"),
-            match.group(3),
-        )
-        while stack[-1][0] >= indent:
-            stack.pop()
-        if value:
-            stack[-1][1][key] = value.strip().strip("\"'")
-        else:
-            child: dict[str, object] = {}
-            stack[-1][1][key] = child
-            stack.append((indent, child))
-    return top
+NETPLAN_DIRS = ("etc/netplan", "run/netplan", "lib/netplan", "usr/lib/netplan")
+# One netplan ethernet: what it matches, its set-name, the renderer it is for.
+Ethernet = tuple[NetConfig, Optional[str], str]
 
 
-def _field(match: dict[str, object], field: str) -> tuple[str, ...]:
-    value = str(match.get(field, "")).strip()
-    return (value,) if value else ()
+def _netplan_read(tree: Tree) -> tuple[list[Ethernet], list[tuple[str, str]]]:
+    """Every readable file's ethernets, and (path, why) for each file not read."""
 
-
-def netplan(tree: Tree) -> list[tuple[NetConfig, Optional[str], str]]:
-    """(config, set-name, renderer) for every ethernet in etc/lib/run netplan."""
-    found = []
-    for path in vendor_first(
-        tree, ("etc/netplan", "run/netplan", "lib/netplan", "usr/lib/netplan"), "*.yaml"
-    ):
-        network = _yaml_tree(tree.read_text(path) or "").get("network", {})
-        if not isinstance(network, dict):
-            continue
-        renderer = str(network.get("renderer", "networkd"))
-        ethernets = network.get("ethernets", {})
-        for key, spec in ethernets.items() if isinstance(ethernets, dict) else []:
-            if not isinstance(spec, dict):
+    def read() -> tuple[list[Ethernet], list[tuple[str, str]]]:
+        found: list[Ethernet] = []
+        problems: list[tuple[str, str]] = []
+        paths = vendor_first(tree, NETPLAN_DIRS, "*.yaml")
+        if len(paths) > MAX_NETPLAN_FILES:
+            too_many = f"{len(paths)} netplan files, more than the {MAX_NETPLAN_FILES} read"
+            return [], [(NETPLAN_DIRS[0], too_many)]
+        budget = MAX_NETPLAN_TOTAL
+        for path in paths:
+            why = tree.unreadable(path, cap=MAX_NETPLAN_BYTES)
+            if why is None and tree.size(path) > budget:
+                why = f"not read: the files before it fill the {MAX_NETPLAN_TOTAL} bytes read"
+            if why:
+                problems.append((path, f"{path} is {why}"))
                 continue
-            match = spec.get("match") if isinstance(spec.get("match"), dict) else None
-            dhcp = str(spec.get("dhcp4", "")).lower() in ("true", "yes", "on")
-            if match is None:
-                config = NetConfig(path, "netplan", dhcp, (key,))
-            else:
-                config = NetConfig(
-                    path,
-                    "netplan",
-                    dhcp,
-                    _field(match, "name"),
-                    _field(match, "driver"),
-                    _field(match, "macaddress"),
-                )
-            set_name = spec.get("set-name")
-            found.append((config, str(set_name) if set_name else None, renderer))
-    return found
+            budget -= tree.size(path)
+            text = tree.read_text(path, MAX_NETPLAN_BYTES) or ""
+            try:
+                devices = ethernets(read_netplan(text, path))
+                found += [_netplan_config(path, device) for device in devices]
+            except ImportError:
+                problems.append((path, f"{path} is not read: {NO_YAML}"))
+            except InvalidInput as exc:
+                problems.append((path, str(exc)))
+        return found, problems
+
+    return tree.memo("net.netplan", read)
+
+
+def _netplan_config(path: str, device: NetplanDevice) -> Ethernet:
+    config = NetConfig(path, "netplan", device.dhcp4, device.names, device.drivers, device.macs)
+    return config, device.set_name, device.renderer
+
+
+def netplan(tree: Tree) -> list[Ethernet]:
+    """(config, set-name, renderer) for every ethernet in etc/run/lib netplan files
+    that could be read (see `netplan_unknowns` for the others)."""
+    return _netplan_read(tree)[0]
+
+
+def netplan_unknowns(tree: Tree) -> list[Note]:
+    """`unknown:` for each netplan file that was not read (not YAML, refused, too
+    large, or no PyYAML): what it configures is not known."""
+    return [
+        unknown(path, why, "make it netplan YAML azprov reads, or check it by hand")
+        for path, why in _netplan_read(tree)[1]
+    ]
 
 
 def active_stacks(tree: Tree) -> list[str]:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from azprov.errors import InvalidInput
+from azprov.host.root import TargetRoot
 from tests.checks.trees import (
     assert_case,
     case_table,
@@ -147,3 +153,144 @@ def test_lease_in_run_counts_only_on_a_live_root(tmp_path: Path) -> None:
     write(root, "run/systemd/netif/leases/2", "ADDRESS=10.0.0.4\n")
     link(root, "etc/resolv.conf", "/run/systemd/resolve/stub-resolv.conf")
     assert problems(root, "dhcp-dns-leftovers") == []
+
+
+# What cloud-init writes on Ubuntu's Azure images (its header comment, then the
+# datasource's NIC matched by driver and MAC and renamed to eth0).
+UBUNTU_AZURE_CLOUD_INIT = """\
+# This file is generated from information provided by the datasource.  Changes
+# to it will not persist across an instance reboot.  To disable cloud-init's
+# network configuration capabilities, write a file
+# /etc/cloud/cloud.cfg.d/99-disable-network-config.cfg with the following:
+# network: {config: disabled}
+network:
+    ethernets:
+        eth0:
+            dhcp4: true
+            dhcp4-overrides:
+                route-metric: 100
+            dhcp6: false
+            match:
+                driver: hv_netvsc
+                macaddress: 00:22:48:8a:6f:a1
+            set-name: eth0
+    version: 2
+"""
+# An image's own file matching the synthetic NIC and its Accelerated Networking
+# VF by driver, in flow style.
+DRIVER_LIST = """\
+network:
+  version: 2
+  ethernets:
+    azure:
+      match: {driver: [hv_netvsc, mlx5_core]}
+      dhcp4: yes
+"""
+
+
+def netplan_only(root: Path, name: str, text: str) -> None:
+    """Networkd renders netplan's config: the image's own .network file goes."""
+    (root / NETWORK).unlink()
+    write(root, f"etc/netplan/{name}", text)
+
+
+def test_netplan_flow_style_is_read_as_yaml(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    netplan_only(root, "90-eth0.yaml", "network: {version: 2, ethernets: {eth0: {dhcp4: true}}}\n")
+    assert problems(root, "net-dhcp-configured") == []
+
+
+def test_netplan_driver_lists_match_each_driver(tmp_path: Path) -> None:
+    """`driver: [hv_netvsc, mlx5_core]` covers eth0, and the VF too (so it must be unmanaged)."""
+    root = good_tree(tmp_path / "root")
+    drop_vf_rule(root)
+    netplan_only(root, "90-azure.yaml", DRIVER_LIST)
+    assert problems(root, "net-dhcp-configured") == []
+    finding = fired(root, "net-vf-unmanaged")
+    assert (finding.path, finding.found) == (
+        "etc/netplan/90-azure.yaml",
+        "matches every NIC, so VFs too",
+    )
+
+
+def test_ubuntu_cloud_init_netplan_is_read_whole(tmp_path: Path) -> None:
+    from azprov.checks.netconfig import NetConfig, netplan
+    from azprov.checks.tree import Tree
+    from azprov.host.root import TargetRoot
+
+    root = good_tree(tmp_path / "root")
+    netplan_only(root, "50-cloud-init.yaml", UBUNTU_AZURE_CLOUD_INIT)
+    path = "etc/netplan/50-cloud-init.yaml"
+    expected = NetConfig(path, "netplan", True, (), ("hv_netvsc",), ("00:22:48:8a:6f:a1",))
+    assert netplan(Tree(TargetRoot(root))) == [(expected, "eth0", "networkd")]
+    # Left in the image, it binds eth0 to the build VM's MAC.
+    assert fired(root, "net-config-not-pinned").found == "matches MAC 00:22:48:8a:6f:a1"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("network: {ethernets: {eth0: {dhcp4: true}}\n", "line 2, column 1: "),
+        ("a: &a [x, x]\nb: &b [*a, *a]\nnetwork: *b\n", "an alias (*a) is refused"),
+        ("network: " + "[" * 40 + "]" * 40 + "\n", "nesting deeper than 32 levels is refused"),
+        (
+            "network:\n  ethernets:\n    eth0: {dhcp4: true}\n" + "#" * (64 << 10),
+            "is larger than 65536 bytes",
+        ),
+    ],
+)
+def test_a_netplan_file_not_read_is_unknown_naming_it(tmp_path: Path, text: str, why: str) -> None:
+    from azprov.checks.netconfig import netplan, netplan_unknowns
+    from azprov.checks.tree import Tree
+
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/netplan/60-bad.yaml", text)
+    write(root, "etc/netplan/50-good.yaml", "network: {ethernets: {eth1: {dhcp4: true}}}\n")
+    tree = Tree(TargetRoot(root))
+    assert [c.names for c, _, _ in netplan(tree)] == [("eth1",)]  # the other file still counts
+    (note,) = netplan_unknowns(tree)
+    assert note.path == "etc/netplan/60-bad.yaml" and note.severity == "info"
+    assert note.found.startswith("unknown: etc/netplan/60-bad.yaml") and why in note.found
+
+
+def test_without_pyyaml_netplan_is_unknown_not_guessed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azprov.checks.netconfig import netplan, netplan_unknowns
+    from azprov.checks.tree import Tree
+
+    monkeypatch.setitem(sys.modules, "yaml", None)  # `import yaml` raises ImportError
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/netplan/50-cloud-init.yaml", UBUNTU_AZURE_CLOUD_INIT)
+    tree = Tree(TargetRoot(root))
+    assert netplan(tree) == []
+    (note,) = netplan_unknowns(tree)
+    assert note.found == (
+        "unknown: etc/netplan/50-cloud-init.yaml is not read:"
+        " PyYAML (python3-yaml) is not installed here"
+    )
+
+
+def test_the_check_module_does_not_import_yaml(tmp_path: Path) -> None:
+    """PyYAML is imported when a netplan file is read, never by importing azprov."""
+    code = "import sys, azprov.checks, azprov.cli; print('yaml' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+_YAMLISH = st.text(alphabet="{}[],:-&*!|>?'\"#%@` \n\tab0é", max_size=200)
+
+
+@settings(max_examples=200, deadline=2000)
+@given(st.one_of(_YAMLISH, st.text(max_size=200)))
+def test_any_text_is_netplan_values_or_invalid_input(text: str) -> None:
+    from azprov.checks.netplan import ethernets, read_netplan
+
+    try:
+        document = read_netplan(text, "etc/netplan/x.yaml")
+    except InvalidInput as exc:
+        assert str(exc).startswith("etc/netplan/x.yaml=")
+        return
+    ethernets(document)
+    ethernets({"network": {"ethernets": {"e": document}}})
+    ethernets({"network": {"ethernets": document}})
