@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import logging
 from typing import Any, Iterator, NamedTuple, Optional
 
@@ -32,7 +33,7 @@ from azprov.fabric.models import GoalState
 from azprov.fabric.ovf import OvfEnv, parse_ovf_env
 from azprov.fabric.wireserver import Health
 from azprov.host import hostkeys, state
-from azprov.host.files import write_atomic
+from azprov.host.confined import Links
 from azprov.host.hostkeys import start_host_keys
 from azprov.host.hostname import publish_hostname, set_hostname
 from azprov.host.identity import read_vm_id, try_vm_id
@@ -72,15 +73,17 @@ def provision(
     with contextlib.ExitStack() as cleanup:
         if host_keys is not None:
             cleanup.callback(host_keys.cancel)  # a no-op once they are installed
-        cleanup.enter_context(state.run_lock(root))
-        cleanup.enter_context(stop_on_sigterm())
         fabric = cleanup.enter_context(open_configured_fabric(root, config))
         vm_id, goal_state = None, None
         try:
             vm_id = run.timed("identity", read_vm_id, root)
-            if state.provisioned_vm_id(root) == vm_id:
-                log.info("VM %s is already provisioned; nothing to do", vm_id)
-                disable_provisioning_unit(root)  # never raises: a failure is only logged
+            if already_provisioned(root, vm_id):  # read only: a done VM is never reported
+                return
+            # Inside the reporting: a root that cannot hold the lock (read-only, full) is
+            # a NotReady with its reason. SIGTERM is reported once the lock is ours only.
+            cleanup.enter_context(state.run_lock(root))
+            cleanup.enter_context(stop_on_sigterm())
+            if already_provisioned(root, vm_id):  # by the run that held the lock
                 return
             log.info("provisioning VM %s", vm_id)
             if host_keys is None:
@@ -96,9 +99,8 @@ def provision(
         except Exception as exc:
             raise failed(root, fabric, goal_state, vm_id, exc, run) from None
         # Ready is posted: from here on a failure goes to KVP and the journal only.
-        # sshd waits for this unit to exit: the lease renewal that publishes the
-        # name to Azure DNS (after Ready, so DNS never delays it) runs beside the
-        # host keys' install instead of after it.
+        # sshd waits for this unit to exit: the lease renewal that publishes the name
+        # to Azure DNS (after Ready, never delaying it) runs beside the host keys' install.
         with background() as pool:
             publishing = (
                 pool.submit(run.timed, "publish_hostname", publish_hostname, root)
@@ -107,6 +109,15 @@ def provision(
             )
             finish(root, vm_id, applied, host_keys, run, publishing)
     log.info("VM %s provisioned: %s", vm_id, run.summary(root))
+
+
+def already_provisioned(root: TargetRoot, vm_id: str) -> bool:
+    """True, with the unit disabled, when the marker says this VM is provisioned."""
+    if state.provisioned_vm_id(root) != vm_id:
+        return False
+    log.info("VM %s is already provisioned; nothing to do", vm_id)
+    disable_provisioning_unit(root)  # never raises: a failure is only logged
+    return True
 
 
 def finish(
@@ -239,10 +250,13 @@ def apply(root: TargetRoot, plan: Plan, vm_id: str, run: RunRecord) -> dict[str,
     The host name runs beside the user's steps. The SSH host keys are not here:
     Ready does not depend on them (see `finish`).
     """
+    state.remove_stale_temp_files(root)  # of an earlier run killed mid-write
     with background() as pool:
         hostname = pool.submit(run.timed, "hostname", set_hostname, root, plan.hostname)
         with run.phase("user"):
-            account, created = ensure_user(root, plan.username, plan.groups)
+            # On disk before useradd: a kill right after it leaves the user azprov's.
+            intent = functools.partial(state.intend_to_create_user, root, vm_id, plan.username)
+            account, created = ensure_user(root, plan.username, plan.groups, intent)
             created = state.remember_created_user(root, vm_id, plan.username, created)
             if plan.password is not None:
                 set_password(root, plan.username, plan.password)
@@ -261,7 +275,7 @@ def apply(root: TargetRoot, plan: Plan, vm_id: str, run: RunRecord) -> dict[str,
 
 
 def save_custom_data(root: TargetRoot, custom_data: bytes) -> None:
-    write_atomic(root / CUSTOM_DATA, custom_data, mode=0o600, dir_mode=0o700)
+    root.write(CUSTOM_DATA, custom_data, mode=0o600, dir_mode=0o700, links=Links.REFUSE)
     log.info("saved %d bytes of custom data to %s (not executed)", len(custom_data), CUSTOM_DATA)
 
 

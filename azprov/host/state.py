@@ -3,6 +3,9 @@
 The marker holds the VM ID it was written for, so an image captured and
 redeployed (a new VM ID) provisions again. It is written only after the
 platform acknowledged Ready.
+
+These are azprov's own files: read and written only as regular files with no
+link anywhere on their path, and never read past STATE_FILE_CAP.
 """
 
 from __future__ import annotations
@@ -11,41 +14,69 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 from typing import Any, Iterator, Optional
 
-from azprov.host.files import write_atomic
+from azprov.errors import HostError
+from azprov.host.confined import Links
+from azprov.host.files import create_at, is_temp_name
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = "/var/lib/azprov"
+LOCK = f"{STATE_DIR}/lock"
 MARKER = f"{STATE_DIR}/provisioned.json"
 LAST_RUN = f"{STATE_DIR}/last-run.json"
-# Written when azprov creates the admin user, before Ready: a re-run after a
-# crash must still know the user was azprov's (deprovision --user relies on it).
+# Written when azprov is about to create the admin user (before useradd runs),
+# then confirmed: a re-run after a crash, even one right after useradd, must
+# still know the user was azprov's (deprovision --user relies on it).
 CREATED_USER = f"{STATE_DIR}/created-user.json"
+# The state files hold a few hundred bytes (the run record, with its phase and
+# command times, about 2 KB). Anything near this is not azprov's.
+STATE_FILE_CAP = 1 << 20
+# The directories provision writes into (by atomic replace) under its lock: a
+# temporary file left in one by a kill is stale once the next run holds the lock.
+# /var/lib/azprov is not among them: the extension runner writes there too.
+WRITTEN_DIRS = ("/etc", "/etc/ssh", "/etc/ssh/sshd_config.d", "/etc/sudoers.d")
+
+
+class StateUnwritable(HostError):
+    """azprov cannot keep its state (the lock, the marker) in the target root:
+    a read-only root, a full disk, a link or a file where its directory must be."""
+
+    reason = "state_unwritable"
 
 
 @contextlib.contextmanager
 def run_lock(root: TargetRoot) -> Iterator[None]:
-    """One azprov run at a time per root (the unit and a manual run must not interleave)."""
-    directory = root / STATE_DIR
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """One azprov run at a time per root (the unit and a manual run must not interleave).
+
+    StateUnwritable when the state directory or the lock cannot be made or opened
+    for writing: a root that cannot hold the marker cannot be provisioned once.
+    """
+    with contextlib.ExitStack() as opened:
+        try:
+            with root.directory(STATE_DIR, mode=0o700, links=Links.REFUSE) as dir_fd:
+                create_at(dir_fd, "lock", 0o600)
+            fd = opened.enter_context(root.open_regular(LOCK, links=Links.REFUSE, writable=True))
+        except (OSError, HostError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise StateUnwritable(
+                f"azprov cannot keep its state in {STATE_DIR}: {detail}", path=STATE_DIR
+            ) from None
+        if fd is None:  # removed between its creation and the open
+            raise StateUnwritable(f"{LOCK} disappeared while azprov opened it", path=LOCK)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor is closed
         yield
-    finally:
-        os.close(fd)
 
 
 def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:
     try:
-        value = json.loads((root / path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
+        data = root.read(path, STATE_FILE_CAP, links=Links.REFUSE)
+        if data is None:
+            return None
+        value = json.loads(data)
+    except (HostError, ValueError, RecursionError) as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return None
     return value if isinstance(value, dict) else None
@@ -53,7 +84,7 @@ def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:
 
 def _write_json(root: TargetRoot, path: str, value: dict[str, Any]) -> None:
     data = (json.dumps(value, indent=2) + "\n").encode()
-    write_atomic(root / path, data, mode=0o600, dir_mode=0o700)
+    root.write(path, data, mode=0o600, dir_mode=0o700, links=Links.REFUSE)
 
 
 def provisioned_vm_id(root: TargetRoot) -> Optional[str]:
@@ -67,10 +98,17 @@ def provisioned_record(root: TargetRoot) -> Optional[dict[str, Any]]:
     return _read_json(root, MARKER)
 
 
+def intend_to_create_user(root: TargetRoot, vm_id: str, user: str) -> None:
+    """Record, durably, that azprov is about to create `user` for this VM. Only ever
+    written for a user that does not exist yet: if it exists at a re-run, azprov made it."""
+    _write_json(root, CREATED_USER, {"vm_id": vm_id, "admin_user": user, "state": "creating"})
+
+
 def remember_created_user(root: TargetRoot, vm_id: str, user: str, created: bool) -> bool:
-    """True when azprov created `user` for this VM, in this run or an interrupted earlier one."""
+    """True when azprov created `user` for this VM, in this run or an interrupted earlier
+    one (even one killed between useradd and this record: its intent was written first)."""
     if created:
-        _write_json(root, CREATED_USER, {"vm_id": vm_id, "admin_user": user})
+        _write_json(root, CREATED_USER, {"vm_id": vm_id, "admin_user": user, "state": "created"})
         return True
     earlier = _read_json(root, CREATED_USER)
     return bool(earlier and earlier.get("vm_id") == vm_id and earlier.get("admin_user") == user)
@@ -96,7 +134,7 @@ def mark_provisioned(
             "sudoers_file": sudoers_file,
         },
     )
-    (root / CREATED_USER).unlink(missing_ok=True)
+    root.remove(CREATED_USER, links=Links.REFUSE)
 
 
 def last_run(root: TargetRoot) -> Optional[dict[str, Any]]:
@@ -107,5 +145,31 @@ def save_run(root: TargetRoot, record: dict[str, Any]) -> None:
     """Keep a summary of this run for `azprov status` (best effort: never fails a run)."""
     try:
         _write_json(root, LAST_RUN, record)
-    except OSError as exc:
-        log.warning("could not save %s: %s", LAST_RUN, exc.strerror)
+    except (OSError, HostError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) else str(exc)
+        log.warning("could not save %s: %s", LAST_RUN, detail)
+
+
+def stale_temp_files(root: TargetRoot, directories: tuple[str, ...] = WRITTEN_DIRS) -> list[str]:
+    """The temporary files of atomic writes left in `directories` by a run that was
+    killed mid-write (in-tree paths). Only stale while no other writer is at work
+    there: provision asks under its lock, deprovision on an image nothing runs in."""
+    found = []
+    for directory in directories:
+        try:
+            names = root.listdir(directory, links=Links.REFUSE)
+        except HostError as exc:
+            log.debug("not looking for leftovers in %s: %s", directory, exc)
+            continue
+        found += [f"{directory}/{name}" for name in names if is_temp_name(name)]
+    return found
+
+
+def remove_stale_temp_files(root: TargetRoot) -> None:
+    """Remove what `stale_temp_files` finds (provision, under its lock)."""
+    for path in stale_temp_files(root):
+        try:
+            root.remove(path, links=Links.REFUSE)
+            log.info("removed %s, left by an earlier run that was stopped mid-write", path)
+        except HostError as exc:
+            log.warning("could not remove %s: %s", path, exc)
