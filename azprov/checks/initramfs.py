@@ -20,11 +20,11 @@ import re
 import stat
 import subprocess
 import time
-from pathlib import Path
 from typing import Union
 
 from azprov.checks.cpio import MAGICS, MAX_ENTRIES, MalformedArchive, NewcReader
 from azprov.checks.tools import find_tool
+from azprov.checks.tree import Tree
 from azprov.checks.unpack import CHUNK, NoDecoder, UnpackFailed, pieces, tool_output, unpacked
 
 MAX_SIZE = 512 << 20  # the file (the largest real ones are a few hundred MiB)
@@ -153,21 +153,15 @@ def _with_lister(fd: int, timeout: float) -> Union[list[str], str]:
     return why
 
 
-def _open_image(path: Path) -> int:
-    """The image, opened read-only; a link here is refused (the tree resolved its own)."""
-    return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
-
-
-def list_initramfs(path: Path, limits: Limits = Limits()) -> Union[list[str], str]:
-    """Every path in the initramfs, or a sentence saying why it could not be read."""
-    try:
-        fd = _open_image(path)
-    except OSError as exc:
-        return f"cannot read it: {exc.strerror}"
-    try:
-        return list_open_initramfs(fd, limits)
-    finally:
-        os.close(fd)
+def list_initramfs(tree: Tree, relative: str, limits: Limits = Limits()) -> Union[list[str], str]:
+    """Every path in the tree's initramfs at `relative`, or a sentence saying why not.
+    It is opened through the tree's one door (no link out of it, nothing but a regular
+    file); from there on only that descriptor is used, by this reader and by the tools."""
+    with tree.open_regular(relative) as fd:
+        if fd is not None:
+            return list_open_initramfs(fd, limits)
+    why = tree.unreadable(relative, limits.max_size)
+    return f"it is {why}" if why else "it is missing"
 
 
 def list_open_initramfs(fd: int, limits: Limits = Limits()) -> Union[list[str], str]:

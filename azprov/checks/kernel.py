@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import struct
-from pathlib import Path
 from typing import Iterator, Optional
 
 from azprov.checks.initramfs import list_initramfs
@@ -127,7 +126,7 @@ def hyperv_drivers_initramfs(tree: Tree) -> Iterator[Note]:
     if image is None:
         yield Note(f"boot/initrd.img-{version}", "is missing", "update-initramfs -c -k " + version)
         return
-    names = list_initramfs(Path(tree.host_path(image)))
+    names = list_initramfs(tree, image)
     if isinstance(names, str):
         yield unknown(image, names, "list it with lsinitramfs/lsinitrd")
         return

@@ -12,17 +12,24 @@ import subprocess
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import pytest
 
 from azprov.checks.cpio import MalformedArchive, cpio_names
 from azprov.checks.initramfs import Limits, list_initramfs
+from azprov.checks.tree import Tree
+from azprov.host.root import TargetRoot
 from tests.checks.trees import newc
 
 EARLY = newc({"kernel/x86/microcode/GenuineIntel.bin": b"micro"})
 MAIN = newc({"usr/lib/modules/x/hv_vmbus.ko": b"\x7fELF", "init": b"#!/bin/sh\n"})
 NO_TOOLS = "/nonexistent-azprov-tools"
+
+
+def listed(path: Path, limits: Optional[Limits] = None) -> Union[list[str], str]:
+    """The listing of the image at `path`, through a tree rooted at its folder."""
+    return list_initramfs(Tree(TargetRoot(path.parent)), path.name, limits or Limits())
 
 
 @contextlib.contextmanager
@@ -96,7 +103,7 @@ def test_negative_cpio_namesize_is_refused_not_looped(tmp_path: Path) -> None:
     data = header(b"abc", raw={"namesize": b"-0000070"})
     path.write_bytes(data + b"\0" * (128 - len(data)))
     with within(3):
-        found = list_initramfs(path)
+        found = listed(path)
     assert found == (
         "not a newc cpio archive: entry 1 at byte 0 has namesize '-0000070', not 8 hex digits"
     )
@@ -121,7 +128,7 @@ def test_cpio_fields_that_python_int_would_accept_are_refused(field: str, value:
 def test_absurd_cpio_filesize_is_a_truncated_archive_not_a_silent_end(tmp_path: Path) -> None:
     path = tmp_path / "initrd.img"
     path.write_bytes(header(b"usr/lib/a.ko", size=0xFFFFFFFF) + b"\x7fELF" * 10)
-    assert list_initramfs(path) == ("not a newc cpio archive: it ends inside entry 1 (at byte 0)")
+    assert listed(path) == ("not a newc cpio archive: it ends inside entry 1 (at byte 0)")
 
 
 @pytest.mark.parametrize("namesize", [0, 4097, 0xFFFFFFFF])
@@ -166,9 +173,7 @@ def test_over_the_size_cap_is_unknown_without_reading(tmp_path: Path) -> None:
     with path.open("wb") as handle:
         handle.write(EARLY)
         handle.truncate(3 << 20)  # sparse, like the reviewer's 600 MB one
-    assert (
-        list_initramfs(path, Limits(max_size=1 << 20)) == "it is 3 MiB, over the 1 MiB read here"
-    )
+    assert listed(path, Limits(max_size=1 << 20)) == "it is 3 MiB, over the 1 MiB read here"
 
 
 def test_zero_padding_is_skipped_quickly(tmp_path: Path) -> None:
@@ -179,7 +184,7 @@ def test_zero_padding_is_skipped_quickly(tmp_path: Path) -> None:
         handle.seek(len(EARLY) + (32 << 20))
         handle.write(gzip.compress(MAIN))
     started = time.monotonic()
-    names = list_initramfs(path)
+    names = listed(path)
     assert time.monotonic() - started < 2
     assert names == [
         "kernel/x86/microcode/GenuineIntel.bin",
@@ -192,9 +197,7 @@ def test_unpacked_size_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PATH", NO_TOOLS)
     path = tmp_path / "initrd.img"
     path.write_bytes(lzma.compress(newc({"big": b"\0" * (1 << 20)})))
-    assert list_initramfs(path, Limits(max_unpacked=1 << 16)) == (
-        "it unpacks to more than 65536 bytes"
-    )
+    assert listed(path, Limits(max_unpacked=1 << 16)) == ("it unpacks to more than 65536 bytes")
 
 
 def test_gzip_archive_is_listed_without_holding_it_in_memory(tmp_path: Path) -> None:
@@ -203,7 +206,7 @@ def test_gzip_archive_is_listed_without_holding_it_in_memory(tmp_path: Path) -> 
     path.write_bytes(gzip.compress(newc({"big": b"\0" * (32 << 20), "init": b"x"}), 1))
     tracemalloc.start()
     try:
-        names = list_initramfs(path)
+        names = listed(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -225,7 +228,7 @@ def test_zstd_bomb_stops_at_the_cap_quickly(tmp_path: Path) -> None:
     tracemalloc.start()
     started = time.monotonic()
     try:
-        found = list_initramfs(path, Limits(max_unpacked=1 << 20))
+        found = listed(path, Limits(max_unpacked=1 << 20))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -244,7 +247,7 @@ def test_decompressor_that_never_stops_is_killed_and_reaped(
     path = tmp_path / "initrd.img"
     path.write_bytes(EARLY + b"\x28\xb5\x2f\xfd" + b"\1" * 64)
     with within(10):
-        found = list_initramfs(path, Limits(max_unpacked=4 << 20))
+        found = listed(path, Limits(max_unpacked=4 << 20))
     assert found == "it unpacks to more than 4 MiB"
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):  # a zombie would still answer: it was reaped
@@ -256,7 +259,7 @@ def test_tools_have_a_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     path = tmp_path / "initrd.img"
     path.write_bytes(EARLY + b"\x28\xb5\x2f\xfd" + b"\1" * 64)
     started = time.monotonic()
-    found = list_initramfs(path, Limits(timeout=0.5))
+    found = listed(path, Limits(timeout=0.5))
     assert time.monotonic() - started < 5
     assert found == "zstd took more than 0.5 s"
 
@@ -264,7 +267,7 @@ def test_tools_have_a_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_unpacking_without_tools_has_a_deadline(tmp_path: Path) -> None:
     path = tmp_path / "initrd.img"
     path.write_bytes(gzip.compress(newc({"big": b"\0" * (8 << 20)})))
-    assert list_initramfs(path, Limits(timeout=0)) == "unpacking it took more than 0 s"
+    assert listed(path, Limits(timeout=0)) == "unpacking it took more than 0 s"
 
 
 def test_a_lister_and_its_children_are_killed_at_the_timeout(
@@ -277,7 +280,7 @@ def test_a_lister_and_its_children_are_killed_at_the_timeout(
     path = tmp_path / "initrd.img"
     path.write_bytes(EARLY + b"\x28\xb5\x2f\xfd" + b"\1" * 64)
     started = time.monotonic()
-    found = list_initramfs(path, Limits(timeout=0.5))
+    found = listed(path, Limits(timeout=0.5))
     assert time.monotonic() - started < 5
     assert found == "zstd is not installed, and lsinitramfs took more than 0.5 s"
     pid = int(child_pid.read_text())
@@ -298,30 +301,37 @@ def test_decompressor_reads_the_open_file_not_a_path(
     monkeypatch.setenv("PATH", tools(tmp_path, {"zstd": zstd, "lsinitramfs": lister}))
     path = tmp_path / "initrd.img"
     path.write_bytes(b"\x28\xb5\x2f\xfd" + b"\1" * 64)
-    found = list_initramfs(path, Limits())
+    found = listed(path, Limits())
     assert found == "zstd failed (exit status 1)"
     stdin, zstd_args = args.read_text().splitlines()
     assert stdin == str(path) and zstd_args == "-dcq"
     unknown = tmp_path / "unknown.img"
     unknown.write_bytes(b"\x04\x22\x4d\x18" + b"\1" * 64)
-    assert list_initramfs(unknown) == ['\x04"M\x18\x01\x01']
+    assert listed(unknown) == ['\x04"M\x18\x01\x01']
     assert args.read_text().splitlines()[-1].startswith("/proc/self/fd/")
 
 
-def test_a_link_to_the_image_is_not_followed(tmp_path: Path) -> None:
-    """Links are resolved inside the tree before this point: one here was swapped in."""
-    (tmp_path / "real.img").write_bytes(EARLY)
-    (tmp_path / "initrd.img").symlink_to(tmp_path / "real.img")
-    assert list_initramfs(tmp_path / "initrd.img") == (
-        "cannot read it: Too many levels of symbolic links"
-    )
+def test_a_link_out_of_the_tree_is_not_followed(tmp_path: Path) -> None:
+    """The image is opened through the tree: a link leading out of it reads nothing
+    outside (it used to be opened by host path, following any link)."""
+    (tmp_path / "outside.img").write_bytes(EARLY)
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot/initrd.img").symlink_to(tmp_path / "outside.img")
+    (root / "boot/up.img").symlink_to("../../outside.img")
+    tree = Tree(TargetRoot(root))
+    assert list_initramfs(tree, "boot/initrd.img") == "it is missing"
+    assert list_initramfs(tree, "boot/up.img") == "it is missing"
+    os.mkfifo(root / "boot/fifo.img")
+    with within(5):
+        assert list_initramfs(tree, "boot/fifo.img") == "it is a FIFO"
 
 
 def test_truncated_archive_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", NO_TOOLS)
     path = tmp_path / "initrd.img"
     path.write_bytes(EARLY + gzip.compress(MAIN)[:-20])
-    assert list_initramfs(path) == "truncated compressed data"
+    assert listed(path) == "truncated compressed data"
 
 
 def test_unknown_compression_asks_the_distribution_lister(
@@ -330,6 +340,6 @@ def test_unknown_compression_asks_the_distribution_lister(
     monkeypatch.setenv("PATH", NO_TOOLS)
     path = tmp_path / "initrd.img"
     path.write_bytes(EARLY + b"\x04\x22\x4d\x18" + b"\0" * 64)
-    assert list_initramfs(path) == (
+    assert listed(path) == (
         "unknown compression (starts 04224d18), and neither lsinitramfs nor lsinitrd is"
     )

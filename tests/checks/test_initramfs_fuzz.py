@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from azprov.checks.cpio import MalformedArchive, NewcReader, cpio_names
 from azprov.checks.initramfs import Limits, list_initramfs
+from azprov.checks.tree import Tree
+from azprov.host.root import TargetRoot
 from tests.checks.trees import newc
 
 FAST = settings(max_examples=200, deadline=500, suppress_health_check=[HealthCheck.too_slow])
@@ -126,9 +128,8 @@ def test_any_image_file_gives_names_or_a_reason(packing: str, payload: bytes) ->
     elif packing == "early+gzip":
         payload = newc({"early": b"x"}) + b"\0" * 8 + gzip.compress(payload, 1)[:-3]
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "initrd.img"
-        path.write_bytes(payload)
-        found = list_initramfs(path, SMALL)
+        (Path(folder) / "initrd.img").write_bytes(payload)
+        found = list_initramfs(Tree(TargetRoot(folder)), "initrd.img", SMALL)
     assert isinstance(found, (list, str))
     if isinstance(found, str):
         assert found and "\n" not in found
