@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,51 @@ def test_the_deprovisioned_image_provisions_again_as_a_new_vm(
     assert marker(provisioned)["user_created"] is True
     assert (provisioned / "home/azureuser/.ssh/authorized_keys").is_file()
     assert list((provisioned / "etc/ssh").glob("ssh_host_*_key"))
+
+
+# -- hostile images and what a kill leaves behind (issue 15) -----------------------------------
+
+
+def test_a_fifo_kvp_pool_neither_hangs_a_dry_run_nor_stops_it(provisioned: Path) -> None:
+    pool = provisioned / "var/lib/hyperv/.kvp_pool_1"
+    pool.unlink()
+    os.mkfifo(pool)
+    try:
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "azprov",
+                "--root",
+                str(provisioned),
+                "deprovision",
+                "--dry-run",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("deprovision --dry-run hangs on a FIFO in place of the KVP pool")
+    assert run.returncode == 0, run.stderr
+    assert "is a FIFO, not a regular file" in run.stderr
+    assert "dry run: nothing was changed" in run.stdout
+
+
+def test_temporary_files_left_by_a_killed_run_are_removed(provisioned: Path) -> None:
+    leftovers = [
+        "etc/.hostname.azprov-0a1b2c3d",
+        "etc/sudoers.d/.90-azprov-azureuser.azprov-deadbeef",
+        "etc/ssh/sshd_config.d/.00-azprov.conf.azprov-01234567",
+    ]
+    for leftover in leftovers:
+        (provisioned / leftover).write_text("half written\n")
+    (provisioned / "etc/.hostname.keep-me").write_text("not azprov's\n")
+    run = deprovision(provisioned, "--force")
+    assert run.returncode == 0, run.stderr
+    for leftover in leftovers:
+        assert f"remove leftover temporary file /{leftover}" in run.stdout
+        assert not (provisioned / leftover).exists(), leftover
+    assert (provisioned / "etc/.hostname.keep-me").exists()

@@ -34,10 +34,7 @@ def test_provision_never_writes_through_a_link_out_of_the_image(
     (image / "etc/sudoers.d").rmdir()
     (image / "etc/sudoers.d").symlink_to(outside)
     run = provision(config_file, image)
-    assert (
-        run.returncode != 0
-        and "/etc/sudoers.d/90-azprov-azureuser in the target root" in run.stderr
-    )
+    assert run.returncode != 0 and "/etc/sudoers.d is a symbolic link" in run.stderr
     assert list(outside.iterdir()) == []
     assert fabric.health_reports[-1].state == "NotReady"
 

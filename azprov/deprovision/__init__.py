@@ -3,21 +3,21 @@
 The whole plan is worked out and listed before anything changes; every check
 that can refuse (not a root filesystem, no unit to re-enable, no record of
 the user azprov created) runs first, so a refusal changes nothing. Against
-`--root DIR` (a mounted image) only that tree is touched: a path whose
-directory resolves outside it (an absolute symlink in the image, say) is
-left alone with a warning.
+`--root DIR` (a mounted image) only that tree is touched: every path goes
+through the root's door, and a link in the image (an absolute one too) leads
+where it will lead when the image boots, never out of it.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
-from pathlib import Path
+import stat
 from typing import Optional
 
 from azprov.deprovision.actions import (
     Action,
     DeprovisionRefused,
+    exists,
     removals,
     remove,
     write_file,
@@ -50,7 +50,8 @@ def apply(actions: list[Action]) -> None:
 
 def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
     """Every change, in order. Raises DeprovisionRefused before anything changes."""
-    if not (root / "/etc").is_dir():
+    etc = root.stat("/etc")
+    if etc is None or not stat.S_ISDIR(etc.st_mode):
         raise DeprovisionRefused(f"{root.path} does not look like a root filesystem: no /etc")
     unit_file = find_unit(root)
     record = state.provisioned_record(root) or {}
@@ -60,9 +61,12 @@ def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
     if user is not None:
         actions += user_actions(root, user)
     actions += state_actions(root)
-    actions += removals(root, "SSH host key", sorted(root.path.glob(HOST_KEY_GLOB)))
-    leases = [Path(p) for pattern in LEASE_GLOBS for p in glob.glob(str(root.path / pattern))]
-    actions += removals(root, "DHCP lease", sorted(set(leases)))
+    actions += removals(root, "SSH host key", root.glob(HOST_KEY_GLOB))
+    leases = {path for pattern in LEASE_GLOBS for path in root.glob(pattern)}
+    actions += removals(root, "DHCP lease", sorted(leases))
+    # Temporary files of a write that a kill cut short (nothing else runs in an
+    # image being prepared, so every one of them is stale).
+    actions += removals(root, "leftover temporary file", state.stale_temp_files(root))
     actions += history_actions(root, record, skip_user=user.name if user else None)
     actions.append(
         Action(
@@ -77,9 +81,9 @@ def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
         )
     )
     # systemd copies D-Bus's machine ID back into an empty /etc/machine-id.
-    dbus = root / DBUS_MACHINE_ID
-    if dbus.is_file() and not dbus.is_symlink():
-        actions += removals(root, "D-Bus machine ID", [dbus])
+    dbus = root.lstat(DBUS_MACHINE_ID)
+    if dbus is not None and stat.S_ISREG(dbus.st_mode):
+        actions += removals(root, "D-Bus machine ID", [DBUS_MACHINE_ID])
     if count_own_records(root):  # the host would show the build VM's report on every clone
         actions.append(
             Action(f"remove azprov's KVP records from {POOL}", lambda: remove_own_records(root))
@@ -97,13 +101,12 @@ def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
 
 
 def state_actions(root: TargetRoot) -> list[Action]:
-    directory = root / state.STATE_DIR
-    if not (directory.exists() or directory.is_symlink()):
+    if not exists(root, state.STATE_DIR):
         return []
     return [
         Action(
             f"remove {state.STATE_DIR} (provisioned marker, run record, saved custom data)",
-            lambda: remove(root, directory),
+            lambda: remove(root, state.STATE_DIR),
         )
     ]
 
@@ -122,8 +125,8 @@ def history_actions(
         account = accounts.get(name)
         home = account.home if account else ("/root" if name == "root" else None)
         if home:
-            files += [root / f"{home}/{history}" for history in HISTORY_FILES]
-    return removals(root, "shell history", [f for f in files if f.exists() or f.is_symlink()])
+            files += [f"{home.rstrip('/')}/{history}" for history in HISTORY_FILES]
+    return removals(root, "shell history", [f for f in files if exists(root, f)])
 
 
 # -- the first-boot unit ------------------------------------------------------------------
@@ -132,8 +135,9 @@ def history_actions(
 def find_unit(root: TargetRoot) -> str:
     """Where the first-boot unit is installed; refuse when it is not (or cannot be enabled)."""
     for directory in UNIT_DIRS:
-        if (root / f"{directory}/{PROVISIONING_UNIT}").is_file():
-            found = f"{directory}/{PROVISIONING_UNIT}"
+        found = f"{directory}/{PROVISIONING_UNIT}"
+        unit = root.stat(found)  # /lib is a link to usr/lib on merged-/usr images
+        if unit is not None and stat.S_ISREG(unit.st_mode):
             break
     else:
         raise DeprovisionRefused(

@@ -1,19 +1,21 @@
 """Deprovision's changes as listed actions, and the file operations they use.
 
-Against `--root DIR` only that tree is touched: a path whose directory resolves
-outside it (an absolute symlink in the image, say) is left alone with a warning.
+Against `--root DIR` only that tree is touched: every path goes through the
+root's door, so a link in the image (an absolute one included) is resolved
+inside the image, as it will be when the image boots, and a link that is
+removed goes itself, never its target.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-from pathlib import Path
+import posixpath
+import stat
 from typing import Callable
 
 from azprov.errors import AzprovError, HostError
-from azprov.host.files import write_atomic
+from azprov.host.files import remove_tree_at
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
@@ -31,37 +33,46 @@ class Action:
     apply: Callable[[], None]
 
 
-def removals(root: TargetRoot, what: str, paths: list[Path]) -> list[Action]:
-    actions = []
-    for path in paths:
-        if not root.contains(path):
-            log.warning("leaving %s alone: it resolves outside %s", path, root.path)
-            continue
-        actions.append(Action(f"remove {what} {root.outside_view(path)}", _remover(root, path)))
-    return actions
+def removals(root: TargetRoot, what: str, paths: list[str]) -> list[Action]:
+    """An action removing each of `paths` (in the tree, as `root.glob` gives them)."""
+    return [Action(f"remove {what} {root.shown(path)}", _remover(root, path)) for path in paths]
 
 
-def _remover(root: TargetRoot, path: Path) -> Callable[[], None]:
+def _remover(root: TargetRoot, path: str) -> Callable[[], None]:
     return lambda: remove(root, path)
 
 
-def remove(root: TargetRoot, path: Path) -> None:
-    """Delete a file, a link (never its target) or a directory tree; gone already is fine."""
-    shown = root.outside_view(path)
+def exists(root: TargetRoot, path: str) -> bool:
+    """True when something (a link included) is at `path`; False when it is absent
+    or cannot be looked at (then there is nothing deprovision can remove there)."""
     try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        return root.lstat(path) is not None
+    except HostError as exc:
+        log.warning("leaving %s alone: %s", root.shown(path), exc)
+        return False
+
+
+def remove(root: TargetRoot, path: str) -> None:
+    """Delete a file, a link (never its target) or a directory tree; gone already is fine."""
+    shown = root.shown(path)
+    found = root.lstat(path)
+    if found is None:
+        return
+    if not stat.S_ISDIR(found.st_mode):
+        root.remove(path)
+        return
+    parent, name = posixpath.split(shown)
+    try:
+        with root.directory(parent, create=False) as dir_fd:
+            remove_tree_at(dir_fd, name)
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise HostError(f"cannot remove {shown}: {exc.strerror}", path=shown) from None
+        raise HostError(f"cannot remove {shown}: {exc.strerror or exc}", path=shown) from None
 
 
 def write_file(root: TargetRoot, path: str, data: bytes, mode: int) -> None:
-    target = root / path  # refuses a path that leads out of the root
     try:
-        write_atomic(target, data, mode=mode, owner=(0, 0))
+        root.write(path, data, mode=mode, owner=(0, 0))
     except OSError as exc:
         raise HostError(f"cannot write {path}: {exc.strerror}", path=path) from None

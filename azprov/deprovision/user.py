@@ -7,7 +7,7 @@ import logging
 import re
 from typing import Optional
 
-from azprov.deprovision.actions import Action, DeprovisionRefused, removals
+from azprov.deprovision.actions import Action, DeprovisionRefused, exists, removals
 from azprov.errors import HostError
 from azprov.host import state
 from azprov.host.root import TargetRoot
@@ -76,8 +76,8 @@ def user_actions(root: TargetRoot, user: ProvisionedUser) -> list[Action]:
                 lambda: delete_account(root, user.name),
             )
         )
-    if user.sudoers_file and (root / user.sudoers_file).exists():
-        actions += removals(root, "sudoers drop-in", [root / user.sudoers_file])
+    if user.sudoers_file and exists(root, user.sudoers_file):
+        actions += removals(root, "sudoers drop-in", [user.sudoers_file])
     return actions
 
 

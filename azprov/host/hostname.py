@@ -12,17 +12,24 @@ import os
 import socket
 
 from azprov.errors import HostError
-from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
 
+HOSTNAME_FILE = "/etc/hostname"
+# A host name is at most 64 bytes (HOST_NAME_MAX); the file may add a comment or two.
+HOSTNAME_CAP = 4096
+
 
 def current_hostname(root: TargetRoot) -> str:
+    """The static host name in the root's /etc/hostname ("" when it has none)."""
     try:
-        return (root / "/etc/hostname").read_text(encoding="utf-8", errors="replace").strip()
-    except FileNotFoundError:
+        text = root.read_text(HOSTNAME_FILE, HOSTNAME_CAP)
+    except HostError as exc:
+        # Only compared with the new name for the log: the file is replaced anyway.
+        log.info("not reading the old host name: %s", exc)
         return ""
+    return text.strip() if text is not None else ""
 
 
 def set_hostname(root: TargetRoot, name: str) -> bool:
@@ -34,7 +41,7 @@ def set_hostname(root: TargetRoot, name: str) -> bool:
     else:
         # What `hostnamectl set-hostname` does, without starting hostnamed over D-Bus
         # (a second on a small VM): the static name in /etc/hostname, then the kernel's.
-        write_atomic(root / "/etc/hostname", f"{name}\n".encode(), mode=0o644)
+        root.write(HOSTNAME_FILE, f"{name}\n".encode(), mode=0o644)
         if root.live:
             try:
                 socket.sethostname(name)

@@ -11,11 +11,15 @@ import ipaddress
 import logging
 import re
 from pathlib import Path
+from typing import Union
 
-from azprov.host.files import read_regular
+from azprov.confined import Confined
+from azprov.errors import HostError
 
 log = logging.getLogger(__name__)
 
+# A lease file holds a few leases of about 600 bytes each (dhclient rewrites its file
+# at every start); 1 MiB is far beyond any. A larger one is skipped with a warning.
 LEASE_MAX_BYTES = 1 << 20
 
 DEFAULT_WIRESERVER = "168.63.129.16"
@@ -40,19 +44,29 @@ _OPTION_245 = re.compile(
 _ESCAPE = re.compile(r"\\([0-7]{3}|.)", re.DOTALL)
 
 
-def wireserver_from_leases(root: Path) -> str | None:
+def wireserver_from_leases(root: Union[Path, Confined]) -> str | None:
     """The WireServer address from the newest DHCP lease that carries option 245."""
-    candidates: list[tuple[float, Path]] = []
+    tree = root if isinstance(root, Confined) else Confined(root)
+    candidates: list[tuple[float, str]] = []
     for pattern in LEASE_GLOBS:
-        for path in root.glob(pattern):
-            try:
-                candidates.append((path.stat().st_mtime, path))
-            except OSError:
-                continue
-    for _, path in sorted(candidates, reverse=True):
         try:
-            data = read_regular(path, LEASE_MAX_BYTES)
-        except OSError:
+            names = tree.glob(pattern)
+        except HostError as exc:  # a lease directory with a million entries…
+            log.warning("not looking for DHCP leases in %s: %s", pattern, exc)
+            continue
+        for name in names:
+            try:
+                info = tree.stat(name)
+            except HostError:
+                continue
+            if info is not None:
+                candidates.append((info.st_mtime, name))
+    for _, name in sorted(candidates, reverse=True):
+        path = tree.host_path(name)
+        try:
+            data = tree.read(name, LEASE_MAX_BYTES)
+        except HostError as exc:  # a FIFO, a directory, a file far too large…
+            log.warning("ignoring the DHCP lease file %s: %s", path, exc)
             continue
         if data is None:
             continue
@@ -108,7 +122,7 @@ def _address_from_bytes(raw: bytes) -> str | None:
     return str(address)
 
 
-def wireserver_endpoint(configured: str | None, root: Path) -> str:
+def wireserver_endpoint(configured: str | None, root: Union[Path, Confined]) -> str:
     """The configured endpoint, else DHCP option 245, else the well-known address."""
     if configured:
         return configured

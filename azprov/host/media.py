@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from azprov.errors import HostError, InvalidInput
-from azprov.host.files import read_regular
+from azprov.errors import FileTooLarge, HostError, InvalidInput
+from azprov.host.confined import Confined, Links
 from azprov.host.root import TargetRoot
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,15 @@ CD_DEVICES = ("/dev/sr0", "/dev/disk/by-id/ata-Virtual_CD*")
 
 
 def _read_ovf(directory: Path) -> Optional[bytes]:
-    data = read_regular(directory / OVF_FILE, MAX_OVF_BYTES + 1)
-    if data is None:
-        return None
-    if len(data) > MAX_OVF_BYTES:
-        raise InvalidInput("ovf-env.xml", f"<over {MAX_OVF_BYTES} bytes>", "is too large")
-    return data
+    """ovf-env.xml in `directory` (the mounted CD, or `[media] path`), None when absent.
+    It carries the password: a link in its place is refused, not followed, and so is
+    anything but a regular file (a FIFO must not hang the boot)."""
+    try:
+        return Confined(directory).read(OVF_FILE, MAX_OVF_BYTES, links=Links.REFUSE)
+    except FileTooLarge:
+        raise InvalidInput(
+            "ovf-env.xml", f"<over {MAX_OVF_BYTES} bytes>", "is too large"
+        ) from None
 
 
 def read_media(root: TargetRoot, configured_path: Optional[str]) -> Optional[bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import stat
 
 from azprov.errors import HostError
 from azprov.host.root import TargetRoot
@@ -23,20 +24,19 @@ def disable_provisioning_unit(root: TargetRoot) -> None:
     on the path to sshd, which waits for this unit; no daemon reload is needed,
     since only the next boot reads the links.
     """
-    unit_dir = root / UNIT_DIR
-    # Not glob("*.wants/<unit>"): in an offline image the link's absolute target
-    # dangles, and glob skips a literal name that does not "exist".
+    # Every *.wants/ and *.requires/ folder is listed, and the link looked at itself
+    # (lstat): in an offline image its absolute target dangles.
     links = [
-        folder / PROVISIONING_UNIT
+        path
         for pattern in ("*.wants", "*.requires")
-        for folder in sorted(unit_dir.glob(pattern))
-        if (folder / PROVISIONING_UNIT).is_symlink()
+        for path in root.glob(f"{UNIT_DIR}/{pattern}/{PROVISIONING_UNIT}")
+        if _is_link(root, path)
     ]
     for link in links:
-        shown = root.outside_view(link)
+        shown = root.shown(link)
         try:
-            (root / shown).unlink()  # `root /` refuses a .wants that leads out of the root
-        except (OSError, HostError) as exc:
+            root.remove(link)
+        except HostError as exc:
             # Never fatal: the marker is written, so a unit left enabled runs again at
             # the next boot and exits at once, having nothing to do.
             log.warning("could not disable %s (%s): %s", PROVISIONING_UNIT, shown, exc)
@@ -44,3 +44,11 @@ def disable_provisioning_unit(root: TargetRoot) -> None:
         log.info("disabled %s (removed %s)", PROVISIONING_UNIT, shown)
     if not links:
         log.info("%s was not enabled; nothing to disable", PROVISIONING_UNIT)
+
+
+def _is_link(root: TargetRoot, path: str) -> bool:
+    try:
+        found = root.lstat(path)
+    except HostError:
+        return False
+    return found is not None and stat.S_ISLNK(found.st_mode)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from azprov.errors import InvalidInput
+from azprov.errors import UnsafePath
 from azprov.host.leases import wireserver_from_leases
 from azprov.host.media import read_media
 from azprov.host.root import TargetRoot
@@ -16,7 +16,7 @@ from azprov.host.root import TargetRoot
 def test_fifo_as_ovf_env_does_not_hang(tmp_path):
     os.mkfifo(tmp_path / "ovf-env.xml")
     started = time.monotonic()
-    with pytest.raises(InvalidInput, match=r"holds no ovf-env\.xml"):
+    with pytest.raises(UnsafePath, match=r"/ovf-env\.xml is a FIFO"):
         read_media(TargetRoot(tmp_path / "root"), str(tmp_path))
     assert time.monotonic() - started < 2
 

@@ -54,13 +54,33 @@ def test_a_link_that_cannot_be_removed_is_only_logged(
 ) -> None:
     """Disabling runs after Ready (and on every already-provisioned start): it must never
     fail the run. A unit left enabled runs again next boot and exits at once."""
+    root = image_with_unit(tmp_path)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / PROVISIONING_UNIT).symlink_to(f"/usr/lib/systemd/system/{PROVISIONING_UNIT}")
+    if subprocess.run(["chattr", "+i", str(wants)], capture_output=True).returncode != 0:
+        pytest.skip("no immutable directories on this filesystem (chattr +i)")
+    try:
+        with caplog.at_level(logging.WARNING):
+            disable_provisioning_unit(TargetRoot(root))
+    finally:
+        subprocess.run(["chattr", "-i", str(wants)], check=True)
+    assert "could not disable" in caplog.text and "Operation not permitted" in caplog.text
+    assert (wants / PROVISIONING_UNIT).is_symlink()
+
+
+def test_a_wants_folder_linked_out_of_the_image_is_resolved_inside_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An absolute link in an offline image means what it means when the image boots:
+    it is resolved inside the image, and nothing it names on the host is touched."""
     outside = tmp_path / "host-wants"
     outside.mkdir()
     (outside / PROVISIONING_UNIT).symlink_to("/dev/null")
     root = image_with_unit(tmp_path / "image")
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "etc/systemd/system/multi-user.target.wants").symlink_to(outside)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         disable_provisioning_unit(TargetRoot(root))
-    assert "could not disable" in caplog.text and "leads outside" in caplog.text
+    assert "was not enabled" in caplog.text
     assert (outside / PROVISIONING_UNIT).is_symlink()
