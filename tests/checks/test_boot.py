@@ -307,7 +307,8 @@ def test_corrupt_initramfs_is_unknown(tmp_path: Path) -> None:
     root = good_tree(tmp_path / "root")
     (root / f"boot/initrd.img-{KVER}").write_bytes(b"070701" + b"zz" * 60)
     (finding,) = findings(root, "hyperv-drivers-initramfs")
-    assert (finding.severity, finding.found) == ("info", "unknown: not a newc cpio archive")
+    assert finding.severity == "info"
+    assert finding.found.startswith("unknown: not a newc cpio archive")
 
 
 @settings(max_examples=200, deadline=1000)
