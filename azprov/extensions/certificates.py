@@ -5,7 +5,10 @@ The platform encrypts the Certificates document to our transport certificate
 it is a PKCS#12 of certificates and keys; each certificate is written as
 `<THUMBPRINT>.crt` and its key as `<THUMBPRINT>.prv` in the extensions
 directory, where extensions look for them to decrypt protected settings.
-Key material travels only through pipes and 0600 files, never argv or logs.
+Key material travels only through pipes and 0600 files, never argv or logs,
+and every file is read and written through the target root's door: azprov's
+own transport pair with links refused, the tenant files in a folder opened
+inside the root and replaced by rename, never written through a link.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 
+from azprov.confined import Confined, Links, write_at
 from azprov.errors import CertificatesUndecryptable, HostError, InvalidInput
 from azprov.fabric.wireserver import WireServer
 from azprov.fabric.xmldoc import parse_xml, text
-from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot
 from azprov.host.state import STATE_DIR
 
@@ -31,13 +35,16 @@ TRANSPORT_DIR = f"{STATE_DIR}/transport"
 TRANSPORT_KEY = f"{TRANSPORT_DIR}/TransportPrivate.pem"
 TRANSPORT_CERT = f"{TRANSPORT_DIR}/TransportCert.pem"
 CIPHER = "AES128_CBC"
+# A 2048-bit RSA certificate in PEM is about 1.1 KB; 64 KB is any certificate at all.
+TRANSPORT_CERT_MAX_BYTES = 64 * 1024
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL)
 
 
 def transport_pair(root: TargetRoot) -> tuple[Path, Path]:
-    """(key, certificate) of the transport pair, created on first use."""
+    """(key, certificate) of the transport pair, created on first use: host paths, to
+    name the files to openssl."""
     key_path, cert_path = root / TRANSPORT_KEY, root / TRANSPORT_CERT
-    if key_path.is_file() and cert_path.is_file():
+    if all(_is_file(root, path) for path in (TRANSPORT_KEY, TRANSPORT_CERT)):
         return key_path, cert_path
     log.info("creating the transport key pair in %s", TRANSPORT_DIR)
     key = root.run(
@@ -62,24 +69,35 @@ def transport_pair(root: TargetRoot) -> tuple[Path, Path]:
         stdin=key,
     ).stdout
     # The key first: the certificate's presence says the pair is complete.
-    write_atomic(key_path, key, mode=0o600, dir_mode=0o700)
-    write_atomic(cert_path, cert, mode=0o600, dir_mode=0o700)
+    for path, content in ((TRANSPORT_KEY, key), (TRANSPORT_CERT, cert)):
+        root.write(path, content, mode=0o600, dir_mode=0o700, links=Links.REFUSE)
     return key_path, cert_path
+
+
+def _is_file(root: TargetRoot, path: str) -> bool:
+    """A regular file of azprov's own, not a link (UnsafePath for a link on the way)."""
+    found = root.lstat(path, links=Links.REFUSE)
+    return found is not None and stat.S_ISREG(found.st_mode)
 
 
 def certificate_header(cert_pem: bytes) -> str:
     """The certificate as the x-ms-guest-agent-public-x509-cert header wants it."""
-    lines = cert_pem.decode("ascii").strip().splitlines()
+    lines = cert_pem.decode("ascii", "replace").strip().splitlines()
     return "".join(line.strip() for line in lines if not line.startswith("-----"))
 
 
 def fetch_certificates(wireserver: WireServer, url: str, cert_path: Path) -> bytes:
     """The Certificates document's `Data` (base64 CMS encrypted to the transport certificate)."""
+    cert_pem = Confined(cert_path.parent).read(
+        cert_path.name, TRANSPORT_CERT_MAX_BYTES, links=Links.REFUSE
+    )
+    if cert_pem is None:
+        raise HostError(f"{cert_path} is missing", path=str(cert_path))
     content = wireserver.fetch_document(
         "Certificates",
         url,
         headers={
-            "x-ms-guest-agent-public-x509-cert": certificate_header(cert_path.read_bytes()),
+            "x-ms-guest-agent-public-x509-cert": certificate_header(cert_pem),
             "x-ms-cipher-name": CIPHER,
         },
     )
@@ -159,14 +177,13 @@ def install_certificates(
     except HostError as exc:
         raise CertificatesUndecryptable(f"Certificates: {exc}") from None
     found = split_certificates(root, pem)
-    target = root / lib_dir
-    # Private keys land here: the folder is root's alone, whoever created it.
-    target.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(target, 0o700)
-    for thumb, (cert, key) in sorted(found.items()):
-        write_atomic(target / f"{thumb}.crt", cert, mode=0o600, dir_mode=0o700)
-        if key is not None:
-            write_atomic(target / f"{thumb}.prv", key, mode=0o600, dir_mode=0o700)
+    with root.directory(lib_dir, mode=0o700) as folder:
+        # Private keys land here: the folder is root's alone, whoever created it.
+        os.fchmod(folder, 0o700)
+        for thumb, (cert, key) in sorted(found.items()):
+            write_at(folder, f"{thumb}.crt", cert, mode=0o600)
+            if key is not None:
+                write_at(folder, f"{thumb}.prv", key, mode=0o600)
     log.info(
         "wrote %d certificate(s) to %s: %s",
         len(found),

@@ -8,7 +8,8 @@ found on PATH) and the script's own shebang, even a relative one such as
 `#!./python.sh`, picks its interpreter. It runs in a new session, so on
 timeout the whole tree it started is killed with one signal.
 stdout and stderr are appended to `<log_dir>/<Name>/commands.{stdout,stderr}.log`
-(all of it); the tail of each goes into the status message.
+(all of it), opened without following a link in a folder the caller opened
+through the door; the tail of each goes into the status message.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import logging
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Mapping
 
-from azprov.host.files import open_directory
+from azprov.errors import UnsafePath
 from azprov.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,16 @@ class CommandResult:
         return f"{self.command} failed with exit code {self.exit_code}"
 
 
-def _open_log(dir_fd: int, name: str) -> int:
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(name, flags, 0o600, dir_fd=dir_fd)
+def _output_file(dir_fd: int, name: str) -> int:
+    """`name` in the open log folder, for appending: never through a link, never a FIFO
+    or device (the handler can write in that folder too)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePath(f"{name} in the handler's log folder is not a regular file", path=name)
+    os.set_blocking(fd, True)
+    return fd
 
 
 def shell_command(handler_dir: Path, command: str) -> str:
@@ -79,18 +88,22 @@ def run_command(
     manifest_command: str,
     *,
     handler_dir: Path,
-    log_dir: Path,
+    log_dir: int,
     env: Mapping[str, str],
     timeout: float,
     scrub: Callable[[str], str],
 ) -> CommandResult:
-    """Run the manifest's command for `command` (install, …); wait at most `timeout` s."""
+    """Run the manifest's command for `command` (install, …); wait at most `timeout` s.
+    `log_dir` is a descriptor of the handler's log folder."""
     line = shell_command(handler_dir, manifest_command)
     stamp = utc_timestamp()
     header = f"--- {stamp} {handler_dir.name} {command} (timeout {timeout:g} s) ---\n".encode()
-    with open_directory(log_dir, mode=0o755) as dir_fd:
-        out_fd = _open_log(dir_fd, "commands.stdout.log")
-        err_fd = _open_log(dir_fd, "commands.stderr.log")
+    out_fd = _output_file(log_dir, "commands.stdout.log")
+    try:
+        err_fd = _output_file(log_dir, "commands.stderr.log")
+    except BaseException:
+        os.close(out_fd)
+        raise
     try:
         for fd in (out_fd, err_fd):
             os.write(fd, header)

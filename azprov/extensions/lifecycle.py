@@ -100,8 +100,15 @@ class Lifecycle:
     def _remove_leftovers(self, name: str, keep: str) -> None:
         """Drop other versions that never installed (a failed upgrade): nothing to undo."""
         for version in installed_versions(self.root, self.config.extensions.lib_dir, name):
+            if version == keep:
+                continue
             folder = self.folder(name, version)
-            if version != keep and folder.state() == NOT_INSTALLED:
+            try:
+                state = folder.state()
+            except AzprovError as exc:  # not ours to judge: left as it is
+                log.warning("%s: keeping %s: %s", name, folder.path, exc)
+                continue
+            if state == NOT_INSTALLED:
                 log.info("%s: removing %s, which never installed", name, folder.path)
                 folder.remove()
 
@@ -121,10 +128,18 @@ class Lifecycle:
         except (AzprovError, OSError) as exc:
             failure, retry = self.scrub(str(exc)), isinstance(exc, TransientFabricError)
         log.warning("%s: %s failed: %s", plugin.name, self._step, failure.splitlines()[0])
-        current = self.current(plugin.name)
-        # Nothing on disk yet (a first download failed): report the version asked for.
-        shown = current.version if current else version or plugin.version
+        shown = self.version_shown(plugin, version)
         return Outcome(plugin.name, shown, seq_no, self._step, failure, retry=retry)
+
+    def version_shown(self, plugin: Plugin, chosen: Optional[str] = None) -> str:
+        """The version to report for `plugin`: the one in service, else the one chosen,
+        else the one asked for (nothing on disk yet, or its folder cannot be read)."""
+        try:
+            current = self.current(plugin.name)
+        except (AzprovError, OSError) as exc:
+            log.debug("%s: no version in service: %s", plugin.name, exc)
+            current = None
+        return current.version if current else chosen or plugin.version
 
     # -- the three goal states ----------------------------------------------
     def _uninstall(self, plugin: Plugin, seq_no: int) -> Outcome:
@@ -218,7 +233,8 @@ class Lifecycle:
         self, plugin: Plugin, package: Optional[PackageVersion], target: HandlerFolder
     ) -> None:
         assert package is not None  # a version without a package is always installed
-        target.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self.root.directory(target.lib_dir, mode=0o700):
+            pass
         install_package(
             self.artifacts,
             plugin.name,
@@ -247,15 +263,16 @@ class Lifecycle:
             "AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS": self.wire_address,
             **(extra_env or {}),
         }
-        result = run_command(
-            command,
-            manifest.commands[command],
-            handler_dir=folder.path,
-            log_dir=folder.log_dir,
-            env=env,
-            timeout=self.config.extension_timeout(folder.name, command),
-            scrub=self.scrub,
-        )
+        with folder.log_directory() as log_dir:
+            result = run_command(
+                command,
+                manifest.commands[command],
+                handler_dir=folder.path,
+                log_dir=log_dir,
+                env=env,
+                timeout=self.config.extension_timeout(folder.name, command),
+                scrub=self.scrub,
+            )
         if not result.ok:
             if not tolerate:
                 raise CommandFailed(result)

@@ -17,18 +17,20 @@ import dataclasses
 import hashlib
 import json
 import logging
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from azprov.confined import Links
+from azprov.errors import AzprovError
 from azprov.extensions.goal import Plugin
-from azprov.extensions.handler import read_capped
+from azprov.extensions.jsondoc import UnusableJson, parse_json
 from azprov.extensions.lifecycle import Outcome
-from azprov.host.files import write_atomic
 from azprov.host.root import TargetRoot
 from azprov.host.state import STATE_DIR
 
 log = logging.getLogger(__name__)
 
 MEMORY_FILE = f"{STATE_DIR}/extensions.json"
+# A few hundred bytes per handler: a megabyte is thousands of handlers.
 MEMORY_MAX_BYTES = 1024 * 1024
 _VERSION = 1
 
@@ -69,6 +71,41 @@ def _usable_entry(entry: Any) -> bool:
     )
 
 
+class UnusableMemory(ValueError):
+    """Why a saved memory that decoded cannot be used."""
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _json_kind(value: Any) -> str:
+    """`an object`, `a string`…: what a decoded JSON value is, for messages."""
+    kinds: tuple[tuple[Any, str], ...] = (
+        (bool, "a boolean"),
+        ((int, float), "a number"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "an object"),
+    )
+    return next((name for types, name in kinds if isinstance(value, types)), "null")
+
+
+# Each saved field: (name, its test, what it must be).
+_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("incarnation", _text_or_none, "a string"),
+    ("config_url", _text_or_none, "a string"),
+    ("in_svd_seq_no", _text_or_none, "a string"),
+    ("certificates_url", _text_or_none, "a string"),
+    ("channels", _names, "an array of names"),
+    ("plugins", lambda value: isinstance(value, dict), "an object"),
+)
+
+
 @dataclasses.dataclass
 class Memory:
     incarnation: Optional[str] = None
@@ -87,27 +124,48 @@ class Memory:
 
     @classmethod
     def load(cls, root: TargetRoot) -> Memory:
-        """What was saved, or an empty memory (nothing saved, or not readable)."""
-        raw = read_capped(root / MEMORY_FILE, MEMORY_MAX_BYTES)
-        if raw is None:
-            return cls()
+        """What was saved, or an empty memory (nothing saved, or not usable: said why)."""
         try:
-            saved = json.loads(raw)
-            if saved.get("version") != _VERSION:
-                raise ValueError(f"version {saved.get('version')!r}")
-            fields = {f.name for f in dataclasses.fields(cls)}
-            memory = cls(**{k: v for k, v in saved.items() if k in fields})
-            if not isinstance(memory.channels, list) or not isinstance(memory.plugins, dict):
-                raise TypeError("channels or plugins")
-            damaged = [name for name, entry in memory.plugins.items() if not _usable_entry(entry)]
-            if damaged:
-                log.warning("%s: forgetting damaged entries %s", MEMORY_FILE, ", ".join(damaged))
-                for name in damaged:
-                    del memory.plugins[name]
-        except (ValueError, TypeError, AttributeError) as exc:
+            raw = root.read(MEMORY_FILE, MEMORY_MAX_BYTES, links=Links.REFUSE)
+        except AzprovError as exc:
             log.warning("%s is unusable (%s): starting afresh", MEMORY_FILE, exc)
             return cls()
-        memory._written = memory._text()
+        return cls() if raw is None else cls.from_bytes(raw)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Memory:
+        """The memory saved as `raw`; an empty one (and a warning) when it is unusable."""
+        try:
+            memory = cls._from_document(parse_json(raw, MEMORY_FILE))
+        except UnusableJson as exc:
+            why = exc.why
+        except UnusableMemory as exc:
+            why = str(exc)
+        else:
+            memory._written = memory._text()
+            return memory
+        log.warning("%s is unusable (%s): starting afresh", MEMORY_FILE, why)
+        return cls()
+
+    @classmethod
+    def _from_document(cls, saved: Any) -> Memory:
+        if not isinstance(saved, dict):
+            raise UnusableMemory(f"it holds {_json_kind(saved)}, not an object")
+        if saved.get("version") != _VERSION:
+            raise UnusableMemory(f"version {str(saved.get('version'))[:40]!r}")
+        fields = {}
+        for name, check, wanted in _FIELDS:
+            if name in saved:
+                if not check(saved[name]):
+                    raise UnusableMemory(f"{name} is {_json_kind(saved[name])}, not {wanted}")
+                fields[name] = saved[name]
+        memory = cls(**fields)
+        damaged = [name for name, entry in memory.plugins.items() if not _usable_entry(entry)]
+        if damaged:
+            shown = ", ".join(name[:100] for name in damaged[:10])
+            log.warning("%s: forgetting damaged entries %s", MEMORY_FILE, shown)
+            for name in damaged:
+                del memory.plugins[name]
         return memory
 
     def save(self, root: TargetRoot) -> None:
@@ -115,7 +173,7 @@ class Memory:
         data = self._text()
         if data == self._written:
             return
-        write_atomic(root / MEMORY_FILE, data.encode(), mode=0o600, dir_mode=0o700)
+        root.write(MEMORY_FILE, data.encode(), mode=0o600, dir_mode=0o700, links=Links.REFUSE)
         self._written = data
 
     def outcome_for(self, incarnation: str, plugin: Plugin) -> Optional[Outcome]:

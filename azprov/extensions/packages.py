@@ -3,15 +3,24 @@
 A package is unpacked into a hidden sibling folder and renamed into place
 only when every entry was checked and written, so a refused or broken zip
 leaves nothing behind. Refused: paths that are absolute or climb with `..`,
-links that point outside the package, device files, FIFOs and sockets.
+symbolic links, device files, FIFOs and sockets. Every folder and file is
+made through the staging folder's door (`Confined`, links refused), so no
+entry can be written anywhere but where its own name says.
+
+Why no symbolic link at all, even one that points inside: whether a link
+stays inside cannot be told from its text (`s -> .` makes `s/s/../..` climb
+out though it reads as staying in), and no published handler needs one. The
+platform agent unpacks with Python's `zipfile.extractall`, which writes a link
+entry as a small file holding the target's text, so no handler that works on
+Azure can rely on a link; and the published build recipes (Custom Script's and
+Run Command's `zip` of their bin/ folder, azure-linux-extensions'
+`find -type f | zip -@`) store files only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import posixpath
 import secrets
 import shutil
 import stat
@@ -20,6 +29,7 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
+from azprov.confined import Confined, Links
 from azprov.errors import (
     FabricError,
     InvalidInput,
@@ -32,15 +42,14 @@ from azprov.errors import (
 )
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.goal import Plugin
+from azprov.extensions.handler import MANIFEST_MAX_BYTES as HANDLER_MANIFEST_MAX_BYTES
 from azprov.extensions.manifest import PackageVersion, choose_version, parse_version_manifest
-from azprov.host.files import open_directory
 
 log = logging.getLogger(__name__)
 
 MANIFEST_MAX_BYTES = 1024 * 1024
 UNPACKED_PER_PACKED = 8  # an unpacked package may be this many times its size cap
 _COPY_CHUNK = 256 * 1024
-LINK_MAX_BYTES = 4096  # a link target is a path (PATH_MAX), read before the size checks
 
 
 def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
@@ -115,28 +124,20 @@ def _member_path(field: str, raw: str) -> str:
 
 def _check_members(
     archive: zipfile.ZipFile, name: str, max_unpacked: int
-) -> list[tuple[zipfile.ZipInfo, str, str | None]]:
-    """Check every entry before writing any: (entry, relative path, link target or None)."""
-    checked: list[tuple[zipfile.ZipInfo, str, str | None]] = []
+) -> list[tuple[zipfile.ZipInfo, str]]:
+    """Check every entry before writing any: (entry, relative path)."""
+    checked: list[tuple[zipfile.ZipInfo, str]] = []
     total = 0
     for info in archive.infolist():
         field = f"package {name} entry"
         relative = _member_path(field, info.filename)
         mode = info.external_attr >> 16 if info.create_system == 3 else 0
         kind = stat.S_IFMT(mode)
-        link = None
         if kind == stat.S_IFLNK:
-            if info.file_size > LINK_MAX_BYTES:
-                raise InvalidInput(
-                    f"{field} {info.filename} link", f"{info.file_size} bytes", "is too long"
-                )
-            link = archive.read(info).decode("utf-8", "replace")
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relative), link))
-            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                raise InvalidInput(
-                    f"{field} {info.filename} link", link, "points outside the package"
-                )
-        elif kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise InvalidInput(
+                field, info.filename, "is a symbolic link (azprov unpacks files and folders only)"
+            )
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise InvalidInput(field, info.filename, "is a device, FIFO or socket")
         total += info.file_size
         if total > max_unpacked:
@@ -144,51 +145,50 @@ def _check_members(
                 f"package {name}", f"{total} bytes", f"unpacks to more than {max_unpacked}"
             )
         if relative:
-            checked.append((info, relative, link))
+            checked.append((info, relative))
     return checked
 
 
 def unpack_zip(source: IO[bytes], target: Path, *, max_unpacked: int, name: str) -> None:
     """Unpack the zip in `source` as `target` (which must not exist yet), all or nothing."""
-    staging = target.parent / f".{target.name}.azprov-unpack-{secrets.token_hex(4)}"
-    os.mkdir(staging, 0o755)
-    try:
+    staging = f".{target.name}.azprov-unpack-{secrets.token_hex(4)}"
+    with Confined(target.parent).directory(".", create=False, links=Links.REFUSE) as parent:
+        os.mkdir(staging, 0o755, dir_fd=parent)
         try:
-            with zipfile.ZipFile(source) as archive:
-                members = _check_members(archive, name, max_unpacked)
-                for info, relative, link in sorted(members, key=lambda m: m[2] is not None):
-                    _write_member(archive, info, staging, relative, link, max_unpacked)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-            raise InvalidInput(
-                f"package {name}", "zip", f"is not a usable zip file ({exc})"
-            ) from None
-        _lift_handler_manifest(staging, name)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            tree = Confined(target.parent / staging)
+            try:
+                with zipfile.ZipFile(source) as archive:
+                    members = _check_members(archive, name, max_unpacked)
+                    for info, relative in members:
+                        _write_member(archive, info, tree, relative, max_unpacked)
+            except (
+                zipfile.BadZipFile,
+                zipfile.LargeZipFile,
+                EOFError,
+                NotImplementedError,
+            ) as exc:
+                raise InvalidInput(
+                    f"package {name}", "zip", f"is not a usable zip file ({exc})"
+                ) from None
+            files = sorted(relative for info, relative in members if not info.is_dir())
+            _lift_handler_manifest(tree, files, name)
+            os.rename(staging, target.name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            # rmtree never follows a link inside the tree (and the package has none).
+            shutil.rmtree(target.parent / staging, ignore_errors=True)
+            raise
 
 
 def _write_member(
-    archive: zipfile.ZipFile,
-    info: zipfile.ZipInfo,
-    staging: Path,
-    relative: str,
-    link: str | None,
-    cap: int,
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, tree: Confined, relative: str, cap: int
 ) -> None:
+    """Write one checked entry into the staging `tree`: a folder, or a file marked executable."""
     parent, _, leaf = relative.rpartition("/")
-    is_dir = info.is_dir() and link is None
-    folder = staging / (relative if is_dir else parent)
-    # Links are created last and directories are opened without following links,
-    # so no entry can be written through a link the package planted.
-    with open_directory(folder, trusted=staging, mode=0o755) as dir_fd:
+    is_dir = info.is_dir()
+    with tree.directory(relative if is_dir else parent, mode=0o755, links=Links.REFUSE) as dir_fd:
         if is_dir:
             return
         try:
-            if link is not None:
-                os.symlink(link, leaf, dir_fd=dir_fd)
-                return
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(leaf, flags, 0o755, dir_fd=dir_fd)
         except FileExistsError:
@@ -208,15 +208,16 @@ def _write_member(
             os.fchmod(out.fileno(), 0o755)  # handlers are scripts: mark every file executable
 
 
-def _lift_handler_manifest(staging: Path, name: str) -> None:
-    """Copy a HandlerManifest.json found in a sub-folder to the package root."""
-    top = staging / "HandlerManifest.json"
-    if top.is_file() and not top.is_symlink():
+def _lift_handler_manifest(tree: Confined, files: list[str], name: str) -> None:
+    """Copy a HandlerManifest.json found in a sub-folder to the package root (the first
+    of the package's `files`, in path order, when there are several)."""
+    manifest = "HandlerManifest.json"
+    if manifest in files:
         return
-    for found in sorted(staging.rglob("HandlerManifest.json")):
-        if found.is_file() and not found.is_symlink():
-            with contextlib.suppress(FileNotFoundError):
-                top.unlink()
-            shutil.copyfile(found, top)
-            return
-    raise InvalidInput(f"package {name}", "HandlerManifest.json", "is not in the package")
+    for found in files:
+        if found.endswith(f"/{manifest}"):
+            content = tree.read(found, HANDLER_MANIFEST_MAX_BYTES, links=Links.REFUSE)
+            if content is not None:
+                tree.write(manifest, content, mode=0o644, links=Links.REFUSE)
+                return
+    raise InvalidInput(f"package {name}", manifest, "is not in the package")

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import signal
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from azprov.config import Config
 from azprov.errors import AzprovError, TransientFabricError
@@ -23,7 +23,7 @@ from azprov.extensions.certificates import install_certificates
 from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_config
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.lifecycle import Lifecycle, Outcome
-from azprov.extensions.memory import Memory
+from azprov.extensions.memory import MEMORY_FILE, Memory
 from azprov.extensions.redaction import Redactor
 from azprov.extensions.status import aggregate_status, handler_status
 from azprov.extensions.upload import upload_status
@@ -105,6 +105,7 @@ class Runner:
         self.redactor = Redactor()
         self._seen_goal: Optional[tuple[str, Optional[str]]] = None
         self._upload_error: Optional[str] = None
+        self._save_error: Optional[str] = None
 
     def round(self) -> RoundResult:
         """One poll; FabricError if even the goal state cannot be had."""
@@ -114,7 +115,7 @@ class Runner:
         seen = (goal_state.incarnation, goal_state.extensions_config_url)
         if seen != self._seen_goal or any(o.retry for o in self.outcomes.values()):
             goal_state = self._apply_goal(goal_state)
-        self.memory.save(self.root)
+        self._save_memory(result)
         entries = self._entries()
         result.agent_failures += [
             f"{o.name}: {o.operation} failed: {o.failure.splitlines()[0]}"
@@ -128,6 +129,22 @@ class Runner:
         if self.goal is not None and self.goal.status_blob_url:
             self._upload(goal_state, [entry for _, entry in entries], result)
         return result
+
+    def _save_memory(self, result: RoundResult) -> None:
+        """Save what was handled; when it cannot be, the round says so and goes on (the
+        next process redoes the work, and each handler's mrseq keeps enable from running
+        twice)."""
+        try:
+            self.memory.save(self.root)
+        except (AzprovError, OSError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            failure = f"cannot save {MEMORY_FILE}: {why}"
+            level = logging.DEBUG if failure == self._save_error else logging.ERROR
+            log.log(level, "%s", failure)
+            self._save_error = failure
+            result.agent_failures.append(failure)
+            return
+        self._save_error = None
 
     def _install_certificates(self, goal_state: GoalState, result: RoundResult) -> None:
         url = goal_state.certificates_url
@@ -184,8 +201,7 @@ class Runner:
                 log.debug("%s: already handled in incarnation %s", plugin.name, incarnation)
             elif (reason := _blocked(plugin, goal, outcomes)) is not None:
                 log.warning("%s: %s", plugin.name, reason)
-                current = lifecycle.current(plugin.name)
-                version = current.version if current else plugin.version
+                version = lifecycle.version_shown(plugin)
                 outcome = Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", reason)
             else:
                 outcome = lifecycle.apply(plugin)
@@ -197,7 +213,6 @@ class Runner:
         """(outcome, handlerAggregateStatus entry) for each handler to report, in goal order."""
         if self.goal is None:
             return []
-        ext = self.config.extensions
         entries = []
         for plugin in self.goal.plugins:
             outcome = self.outcomes.get(plugin.name.lower())
@@ -205,13 +220,24 @@ class Runner:
                 continue
             if outcome.version is None and outcome.failure is None:
                 continue
+            entries.append((outcome, self._entry(outcome)))
+        return entries
+
+    def _entry(self, outcome: Outcome) -> dict[str, Any]:
+        """One handler's entry; whatever goes wrong building it is that handler's error."""
+        ext = self.config.extensions
+        try:
             folder = (
                 HandlerFolder(self.root, ext.lib_dir, ext.log_dir, outcome.name, outcome.version)
-                if outcome.version
+                if outcome.version and outcome.failure is None
                 else None
             )
-            entries.append((outcome, handler_status(self.root, outcome, folder)))
-        return entries
+            return handler_status(self.root, outcome, folder)
+        except Exception as exc:  # a bug with one handler must not silence the others
+            log.error("%s: status not readable: %s: %s", outcome.name, type(exc).__name__, exc)
+            log.debug("status failure", exc_info=exc)
+            why = f"azprov could not read its status: {type(exc).__name__}: {exc}"
+            return handler_status(self.root, dataclasses.replace(outcome, failure=why), None)
 
     def _upload(
         self, goal_state: GoalState, entries: list[dict[str, Any]], result: RoundResult
@@ -245,23 +271,32 @@ def run_extensions(root: TargetRoot, config: Config, once: bool) -> int:
     from azprov.host.leases import wireserver_endpoint
 
     with open_fabric(config, wireserver_endpoint(config.wireserver.endpoint, root.path)) as fabric:
-        runner = Runner(root, config, fabric)
         if once:
-            result = runner.round()
+            result = Runner(root, config, fabric).round()
             for line in result.agent_failures + result.extension_errors:
                 log.error("%s", line)
             return result.exit_code
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         log.info("extensions: polling every %g s", config.extensions.poll_interval)
-        while not stop.is_set():
-            try:
-                runner.round()
-            except AzprovError as exc:
-                log.error("extensions: round failed: %s", exc)
-            except Exception as exc:  # a bug must not end the service: log it, poll again
-                log.error("extensions: round failed: %s: %s", type(exc).__name__, exc)
-                log.debug("round failure", exc_info=exc)
-            stop.wait(config.extensions.poll_interval)
+        poll(lambda: Runner(root, config, fabric), stop, config.extensions.poll_interval)
         log.info("extensions: stopping (SIGTERM)")
         return 0
+
+
+def poll(make_runner: Callable[[], Runner], stop: threading.Event, interval: float) -> None:
+    """Run rounds until `stop` is set. The runner is made inside the handling, so a
+    failure while it starts is one failed round (tried again next round), never a
+    service that fails at every start."""
+    runner: Optional[Runner] = None
+    while not stop.is_set():
+        try:
+            if runner is None:
+                runner = make_runner()
+            runner.round()
+        except AzprovError as exc:
+            log.error("extensions: round failed: %s", exc)
+        except Exception as exc:  # a bug must not end the service: log it, poll again
+            log.error("extensions: round failed: %s: %s", type(exc).__name__, exc)
+            log.debug("round failure", exc_info=exc)
+        stop.wait(interval)

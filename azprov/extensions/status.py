@@ -1,31 +1,62 @@
 """The aggregate status document, built from the handlers' `.status` files and our outcomes.
 
-A handler's status file is its own to write, so it is read defensively: at
-most 128 KB, messages cut to 1 KB, a missing file is `transitioning`, and a
-malformed one is reported as an error for that handler, never a crash.
+A handler's status and heartbeat files are its own to write, so they are read
+defensively: through the handler folder's door (no link followed, only a
+regular file, at most 128 KB and 16 KB), decoded with bounds (`jsondoc`),
+messages cut to 1 KB. A missing status file is `transitioning`; one that
+cannot be read or used is an `error` for that handler alone, with the reason,
+as the platform agent reports it — never an exception that would leave every
+other handler unreported.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import re
 import time
 from typing import Any, Optional
 
 from azprov import __version__
-from azprov.extensions.handler import ENABLED, HandlerFolder, read_capped
+from azprov.confined import Links
+from azprov.errors import AzprovError, FileTooLarge
+from azprov.extensions.handler import ENABLED, HandlerFolder
+from azprov.extensions.jsondoc import UnusableJson, parse_json
 from azprov.extensions.lifecycle import Outcome
 from azprov.host.root import TargetRoot
 from azprov.timestamps import utc_timestamp
 
-STATUS_FILE_MAX_BYTES = 128 * 1024
+log = logging.getLogger(__name__)
+
+STATUS_FILE_MAX_BYTES = 128 * 1024  # what the platform agent reads of one
 MESSAGE_MAX_CHARS = 1024
 FAILURE_MAX_CHARS = 3200
-HEARTBEAT_MAX_BYTES = 16 * 1024
+HEARTBEAT_MAX_BYTES = 16 * 1024  # one small JSON object, rewritten in place
 HEARTBEAT_STALE_SECONDS = 10 * 60
+# os-release is a few hundred bytes on every distro; a hostname is at most 253
+# characters (DNS) plus a newline.
+OS_RELEASE_MAX_BYTES = 16 * 1024
+HOSTNAME_MAX_BYTES = 1024
 _STATUSES = ("transitioning", "warning", "error", "success")
+# A status code is an Int32 on the platform: a whole number, or text passed on as the
+# extension wrote it (the platform agent does), when short.
+_CODE_TEXT = re.compile(r"^\s*-?[0-9]{1,10}\s*$")
+_INT32 = 2**31
+CODE_MAX_CHARS = 40
+
+
+class UnusableStatus(ValueError):
+    """Why a status or heartbeat document that decoded cannot be used."""
+
+
+def _clean_text(text: str) -> str:
+    # A JSON escape can carry half a surrogate pair: not encodable, so not loggable.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _message(text: str, limit: int = MESSAGE_MAX_CHARS) -> dict[str, str]:
+    text = _clean_text(text)
     return {"lang": "en-US", "message": text if len(text) <= limit else text[: limit - 3] + "..."}
 
 
@@ -41,10 +72,16 @@ def _settings_status(
     }
 
 
-def _capped_message(value: Any) -> Any:
-    if isinstance(value, dict) and isinstance(value.get("message"), str):
-        return {**value, **_message(value["message"])}
-    return value
+def _formatted(value: Any) -> dict[str, str]:
+    """A formattedMessage as the platform reads it: a language and a message of text,
+    the message capped; anything else an extension wrote there is an empty message."""
+    if not isinstance(value, dict) or not isinstance(value.get("message"), str):
+        return _message("")
+    lang = value.get("lang")
+    shown = _message(value["message"])
+    if isinstance(lang, str) and len(lang) <= CODE_MAX_CHARS:
+        shown["lang"] = _clean_text(lang)
+    return shown
 
 
 def _message_text(value: Any) -> str:
@@ -52,40 +89,46 @@ def _message_text(value: Any) -> str:
 
 
 def _code(value: Any) -> Any:
-    """The extension's code: a number, or a string of digits read as one; else as written."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else 0
+    """The extension's code: a number, or a string of digits read as one; other short
+    text as written; anything else 0. UnusableStatus for what the platform cannot take."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return 0
+    if isinstance(value, str):
+        if not _CODE_TEXT.match(value):
+            if len(value) > CODE_MAX_CHARS:
+                raise UnusableStatus(f"status.code is a string of {len(value)} characters")
+            return value
+        value = int(value)
+    if not -_INT32 <= value < _INT32:
+        raise UnusableStatus(f"status.code {value} is not a 32-bit number")
+    return value
 
 
-def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
-    """The `status` object of element 0 of `status/<seqNo>.status`, checked and capped."""
-    name = f"{seq_no}.status"
-    raw = read_capped(folder.status_file(seq_no), STATUS_FILE_MAX_BYTES)
-    if raw is None:
-        return _settings_status(folder.name, "", "transitioning", 0, f"{name} not written yet")
-    if len(raw) > STATUS_FILE_MAX_BYTES:
-        why = f"{name} is larger than {STATUS_FILE_MAX_BYTES // 1024} KB"
-        return _settings_status(folder.name, "", "error", 1, why)
+def parse_status(content: bytes, name: str, handler: str) -> dict[str, Any]:
+    """The `status` object of element 0 of a status file's `content`, checked and
+    capped; that file's own `error` when it cannot be used (`name` says which)."""
     try:
-        document = json.loads(raw)
-        status = document[0]["status"]
-        if not isinstance(status, dict):
-            raise ValueError(f"status is {status!r}")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        why = f"{name} is malformed: {str(exc)[:200]}"
-        return _settings_status(folder.name, "", "error", 1, why)
-    cleaned = {
-        k: v
-        for k, v in status.items()
-        if k in ("name", "operation", "status", "code", "formattedMessage", "substatus")
-    }
+        return _status_of(parse_json(content, name), name)
+    except UnusableJson as exc:
+        why = exc.why
+    except (UnusableStatus, KeyError, IndexError, TypeError, AttributeError) as exc:
+        why = str(exc)
+    return _settings_status(handler, "", "error", 1, f"{name} is malformed: {why[:200]}")
+
+
+def _status_of(document: Any, name: str) -> dict[str, Any]:
+    status = document[0]["status"]
+    if not isinstance(status, dict):
+        raise UnusableStatus(f"status is {str(status)[:40]!r}")
     # As the platform agent does: an unknown status is an error, a code is
-    # passed on as written ("0" included), a null substatus is none.
+    # passed on as written ("0" included), a null substatus is none. Fields the
+    # platform reads as text are text here, whatever the file held.
+    cleaned: dict[str, Any] = {"status": status.get("status")}
+    for key in ("name", "operation"):
+        if isinstance(status.get(key), str):
+            cleaned[key] = _clean_text(status[key][:MESSAGE_MAX_CHARS])
     cleaned["code"] = _code(status.get("code", 0))
-    cleaned["formattedMessage"] = _capped_message(
-        status.get("formattedMessage") or {"lang": "en-US", "message": ""}
-    )
+    cleaned["formattedMessage"] = _formatted(status.get("formattedMessage"))
     if cleaned.get("status") not in _STATUSES:
         cleaned["status"] = "error"
         if not _message_text(cleaned["formattedMessage"]):
@@ -94,50 +137,87 @@ def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
     substatus = status.get("substatus")
     if isinstance(substatus, list):
         cleaned["substatus"] = [
-            {**s, "formattedMessage": _capped_message(s.get("formattedMessage"))}
-            if isinstance(s, dict)
-            else s
+            {**s, "formattedMessage": _formatted(s.get("formattedMessage"))}
             for s in substatus
+            if isinstance(s, dict)
         ]
     else:
         cleaned.pop("substatus", None)
     # When the extension wrote it: lifted out into settingsStatus by handler_status.
-    stamp = document[0].get("timestampUTC")
+    first = document[0]
+    stamp = first.get("timestampUTC") if isinstance(first, dict) else None
     if isinstance(stamp, str) and len(stamp) <= 40:
         cleaned["timestampUTC"] = stamp
     return cleaned
 
 
-def read_heartbeat(folder: HandlerFolder) -> tuple[bool, str]:
-    """(ready, message) from `heartbeat.log`, for handlers whose manifest asks for it."""
-    path = folder.path / "heartbeat.log"
-    raw = read_capped(path, HEARTBEAT_MAX_BYTES)
-    if raw is None:
-        return False, "heartbeat.log not written yet"
-    age = time.time() - path.lstat().st_mtime
-    if age > HEARTBEAT_STALE_SECONDS:
-        return False, f"heartbeat.log is stale: last written {age / 60:.0f} minutes ago"
+def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
+    """The `status` object of `status/<seqNo>.status`, or that handler's own error."""
+    name = f"{seq_no}.status"
     try:
-        beat = json.loads(raw)[0]["heartbeat"]
+        raw = folder.read(f"status/{name}", STATUS_FILE_MAX_BYTES)
+    except FileTooLarge:
+        why = f"{name} is larger than {STATUS_FILE_MAX_BYTES // 1024} KB"
+        return _settings_status(folder.name, "", "error", 1, why)
+    except AzprovError as exc:
+        return _settings_status(
+            folder.name, "", "error", 1, f"status/{name} cannot be read: {exc}"
+        )
+    if raw is None:
+        return _settings_status(folder.name, "", "transitioning", 0, f"{name} not written yet")
+    return parse_status(raw, name, folder.name)
+
+
+def parse_heartbeat(content: bytes) -> tuple[bool, str]:
+    """(ready, message) from the content of `heartbeat.log`."""
+    try:
+        beat = parse_json(content, "heartbeat.log")[0]["heartbeat"]
         state, text = beat["status"], beat.get("formattedMessage", {}).get("message", "")
         if not isinstance(state, str) or not isinstance(text, str):
             raise TypeError("status or message is not text")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+    except UnusableJson as exc:
+        return False, f"heartbeat.log is malformed: {exc.why[:200]}"
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
         return False, f"heartbeat.log is malformed: {str(exc)[:200]}"
-    return state.lower() == "ready", text or f"heartbeat: {state}"
+    return state.lower() == "ready", _clean_text(text or f"heartbeat: {state[:40]}")
+
+
+def read_heartbeat(folder: HandlerFolder) -> tuple[bool, str]:
+    """(ready, message) from `heartbeat.log`, for handlers whose manifest asks for it."""
+    try:
+        raw = folder.read("heartbeat.log", HEARTBEAT_MAX_BYTES)
+        written = folder.tree.lstat("heartbeat.log", links=Links.REFUSE) if raw else None
+    except FileTooLarge:
+        return False, f"heartbeat.log is larger than {HEARTBEAT_MAX_BYTES // 1024} KB"
+    except AzprovError as exc:
+        return False, f"heartbeat.log cannot be read: {exc}"
+    if raw is None or written is None:
+        return False, "heartbeat.log not written yet"
+    age = time.time() - written.st_mtime
+    if age > HEARTBEAT_STALE_SECONDS:
+        return False, f"heartbeat.log is stale: last written {age / 60:.0f} minutes ago"
+    return parse_heartbeat(raw)
 
 
 def handler_status(
     root: TargetRoot, outcome: Outcome, folder: Optional[HandlerFolder]
 ) -> dict[str, Any]:
-    """One entry of handlerAggregateStatus."""
+    """One entry of handlerAggregateStatus; what cannot be read is this entry's error."""
     settings: Optional[dict[str, Any]]
+    state: Optional[str] = None
+    if outcome.failure is None and folder is not None:
+        try:
+            state = folder.state()
+        except AzprovError as exc:
+            outcome = dataclasses.replace(
+                outcome, failure=f"config/HandlerState cannot be read: {exc}"
+            )
     if outcome.failure is not None:
         settings = _settings_status(
             outcome.name, outcome.operation, "error", 1, outcome.failure, FAILURE_MAX_CHARS
         )
         ready, message = False, f"{outcome.operation} failed: {outcome.failure.splitlines()[0]}"
-    elif folder is not None and folder.state() == ENABLED:
+    elif folder is not None and state == ENABLED:
         settings = read_status_file(folder, outcome.seq_no)
         ready, message = read_heartbeat(folder) if outcome.heartbeat else (True, "Plugin enabled")
     else:
@@ -163,13 +243,22 @@ def handler_status(
     return entry
 
 
+def _read_or_empty(root: TargetRoot, path: str, cap: int) -> str:
+    """A small system file for guestOSInfo; empty when it cannot be read (it is not
+    worth a failed upload, and the reason is in the debug log)."""
+    try:
+        return root.read_text(path, cap) or ""
+    except AzprovError as exc:
+        log.debug("guestOSInfo: %s", exc)
+        return ""
+
+
 def _os_info(root: TargetRoot) -> dict[str, str]:
     fields: dict[str, str] = {}
-    raw = read_capped(root / "/etc/os-release", 16 * 1024) or b""
-    for line in raw.decode("utf-8", "replace").splitlines():
+    for line in _read_or_empty(root, "/etc/os-release", OS_RELEASE_MAX_BYTES).splitlines():
         key, _, value = line.partition("=")
         fields[key.strip()] = value.strip().strip('"')
-    hostname = (read_capped(root / "/etc/hostname", 256) or b"").decode("utf-8", "replace").strip()
+    hostname = _read_or_empty(root, "/etc/hostname", HOSTNAME_MAX_BYTES).strip()
     return {
         "computerName": hostname,
         "osName": fields.get("ID", "linux"),

@@ -24,7 +24,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
@@ -56,6 +56,7 @@ class PluginSpec:
     depends_on: tuple[str, ...] = ()
     failover: bool = False  # list a failover manifest location (the primary then 404s)
     multi_config: bool = False  # send settings as a multi-config handler's, named "first"
+    raw_settings: Optional[str] = None  # RuntimeSettings text sent as it is (not JSON, say)
 
 
 class TenantCertificate:
@@ -122,6 +123,8 @@ class SimulatedExtensions:
         self.plugins: list[PluginSpec] = []
         self.status_blob_type = "BlockBlob"
         self.required_features: list[str] = []
+        # Changes the ExtensionsConfig text before it is served (a bad attribute, say).
+        self.rewrite_config: Optional[Callable[[str], str]] = None
         self.blobs: dict[str, bytes] = {}
         self.blob_types: dict[str, str] = {}
         self.status_uploads: list[tuple[str, str]] = []  # (channel, request kind)
@@ -217,7 +220,8 @@ class SimulatedExtensions:
                 )
             runtime = ""
             if p.seq_no is not None:
-                body = xml_escape(json.dumps({"runtimeSettings": [{"handlerSettings": handler}]}))
+                text = json.dumps({"runtimeSettings": [{"handlerSettings": handler}]})
+                body = xml_escape(text if p.raw_settings is None else p.raw_settings)
                 runtime = f'<RuntimeSettings seqNo="{p.seq_no}">{body}</RuntimeSettings>'
                 if p.multi_config:
                     runtime = (
@@ -324,7 +328,10 @@ class SimulatedExtensions:
     def _extensions_config(self, request: Request) -> Answer:
         if request.headers.get("x-ms-version") != "2012-11-30":
             return Answer(400, b"<Error><Code>MissingOrInvalidVersionHeader</Code></Error>")
-        return Answer(200, self.extensions_config_xml())
+        document = self.extensions_config_xml()
+        if self.rewrite_config is not None:
+            document = self.rewrite_config(document.decode()).encode()
+        return Answer(200, document)
 
     def _certificates(self, request: Request) -> Answer:
         header = request.headers.get("x-ms-guest-agent-public-x509-cert")
