@@ -29,7 +29,9 @@ def net_dhcp_configured(tree: Tree) -> Iterator[Note]:
         )
         return
     primary = [c for c in active_configs(tree) if c.dhcp4 and c.matches(*PRIMARY)]
-    if not primary:
+    unread = netconfig.netplan_unknowns(tree)
+    yield from unread
+    if not primary and not unread:  # an unread netplan file may be what configures it
         yield Note(
             "etc",
             f"has no DHCPv4 configuration for {PRIMARY[0]} ({PRIMARY[1]}) in {', '.join(stacks)}",
@@ -52,6 +54,7 @@ def net_dhcp_configured(tree: Tree) -> Iterator[Note]:
     source="virt-sysprep net-hwaddr, net-nmconn",
 )
 def net_config_not_pinned(tree: Tree) -> Iterator[Note]:
+    yield from netconfig.netplan_unknowns(tree)
     configs = [c for c in active_configs(tree) if c.editable]
     for config in configs:
         if config.macs:
@@ -130,6 +133,7 @@ def vf_marked_unmanaged(tree: Tree) -> bool:
 def net_vf_unmanaged(tree: Tree) -> Iterator[Note]:
     if vf_marked_unmanaged(tree):
         return
+    yield from netconfig.netplan_unknowns(tree)
     for config in active_configs(tree):
         if not config.dhcp4:
             continue

@@ -294,3 +294,17 @@ def test_any_text_is_netplan_values_or_invalid_input(text: str) -> None:
     ethernets(document)
     ethernets({"network": {"ethernets": {"e": document}}})
     ethernets({"network": {"ethernets": document}})
+
+
+def test_an_unread_netplan_file_is_unknown_in_the_network_checks(tmp_path: Path) -> None:
+    """Not YAML azprov reads (or no PyYAML): each network check says unknown, naming the
+    file, instead of "no DHCP for eth0" from a file it did not read."""
+    from tests.checks.trees import findings
+
+    root = good_tree(tmp_path / "root")
+    drop_vf_rule(root)
+    netplan_only(root, "50-cloud-init.yaml", "network: {ethernets: {eth0: {dhcp4: true}}\n")
+    for check_id in ("net-dhcp-configured", "net-config-not-pinned", "net-vf-unmanaged"):
+        (finding,) = findings(root, check_id)
+        assert (finding.severity, finding.path) == ("info", "etc/netplan/50-cloud-init.yaml")
+        assert finding.found.startswith("unknown: etc/netplan/50-cloud-init.yaml=")
