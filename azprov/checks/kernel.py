@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from typing import Iterator, Optional
@@ -9,6 +10,7 @@ from typing import Iterator, Optional
 from azprov.checks.initramfs import list_initramfs
 from azprov.checks.model import Note, check, unknown
 from azprov.checks.tree import Tree
+from azprov.checks.versions import rpm_part_compare
 
 EM_X86_64 = 62
 EM_AARCH64 = 183
@@ -29,10 +31,6 @@ def is_arm64(tree: Tree) -> bool:
     return found is not None and found[1] == EM_AARCH64
 
 
-def _version_key(version: str) -> list[object]:
-    return [int(p) if p.isdigit() else p for p in re.split(r"[.\-+~_]", version)]
-
-
 def default_kernel(tree: Tree) -> Optional[str]:
     """The newest kernel version with a `boot/vmlinuz-*` (what grub's default entry boots)."""
 
@@ -40,7 +38,10 @@ def default_kernel(tree: Tree) -> Optional[str]:
         versions = [p.split("vmlinuz-", 1)[1] for p in tree.glob("boot/vmlinuz-*")]
         versions += [p.split("/")[-2] for p in tree.glob("usr/lib/modules/*/vmlinuz")]
         versions = [v for v in versions if "rescue" not in v]
-        return max(versions, key=_version_key) if versions else None
+        # rpm's segment rule orders Debian's `6.1.0-18-amd64` and Fedora's
+        # `5.14.0-362.el9.x86_64` alike (the one version comparison, never a
+        # home-made split that cannot compare `rc1` with `18`).
+        return max(versions, key=functools.cmp_to_key(rpm_part_compare)) if versions else None
 
     return tree.memo("kernel.version", find)
 

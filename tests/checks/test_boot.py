@@ -323,3 +323,19 @@ def test_grubenv_and_entries_read_any_text_as_grub_does(env_text: str, entry_tex
     menu = [BootEntry("a-1-1", "a.conf", keys), BootEntry("b-2-2", "b.conf", ())]
     for spec in (*found.values(), entry_text, env_text):
         assert pick_default(menu, spec) in menu
+
+
+def test_the_default_kernel_is_chosen_by_the_one_version_rule_even_with_rc_names(
+    tmp_path: Path,
+) -> None:
+    """`6.1.0-rc1` beside `6.1.0-18-amd64` once raised TypeError (int against str)."""
+    from azprov.checks.kernel import default_kernel
+    from azprov.checks.tree import Tree
+    from azprov.host.root import TargetRoot
+
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    for version in ("6.1.0-rc1", "6.1.0-18-amd64", "6.1.0-9-amd64"):
+        (boot / f"vmlinuz-{version}").write_bytes(b"")
+    # rpm's rule: a numeric segment (18) is newer than an alphabetic one (rc).
+    assert default_kernel(Tree(TargetRoot(tmp_path))) == "6.1.0-18-amd64"
