@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import posixpath
 from typing import Any, Iterator, Optional
 
 from azprov.errors import HostError
@@ -56,7 +57,8 @@ def run_lock(root: TargetRoot) -> Iterator[None]:
     """
     with contextlib.ExitStack() as opened:
         try:
-            with root.directory(STATE_DIR, mode=0o700, links=Links.REFUSE) as dir_fd:
+            _ensure_state_dir(root)
+            with root.directory(STATE_DIR, create=False, links=Links.REFUSE) as dir_fd:
                 create_at(dir_fd, "lock", 0o600)
             fd = opened.enter_context(root.open_regular(LOCK, links=Links.REFUSE, writable=True))
         except (OSError, HostError) as exc:
@@ -68,6 +70,15 @@ def run_lock(root: TargetRoot) -> Iterator[None]:
             raise StateUnwritable(f"{LOCK} disappeared while azprov opened it", path=LOCK)
         fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor is closed
         yield
+
+
+def _ensure_state_dir(root: TargetRoot) -> None:
+    """/var/lib/azprov, 0700; a parent the image lacks gets the usual 0755, not 0700."""
+    if root.lstat(STATE_DIR, links=Links.REFUSE) is None:
+        with root.directory(posixpath.dirname(STATE_DIR), links=Links.REFUSE):
+            pass
+        with root.directory(STATE_DIR, mode=0o700, links=Links.REFUSE):
+            pass
 
 
 def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:
@@ -84,7 +95,8 @@ def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:
 
 def _write_json(root: TargetRoot, path: str, value: dict[str, Any]) -> None:
     data = (json.dumps(value, indent=2) + "\n").encode()
-    root.write(path, data, mode=0o600, dir_mode=0o700, links=Links.REFUSE)
+    _ensure_state_dir(root)
+    root.write(path, data, mode=0o600, links=Links.REFUSE)
 
 
 def provisioned_vm_id(root: TargetRoot) -> Optional[str]:

@@ -142,3 +142,40 @@ def test_a_product_uuid_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
         seconds=15,
     )
     assert result.returncode == 0 and result.stdout.strip() == "None", result.stderr
+
+
+def test_the_state_directory_is_private_but_parents_it_makes_are_not(tmp_path: Path) -> None:
+    root = TargetRoot(tmp_path)
+    with state.run_lock(root):
+        pass
+    assert (tmp_path / "var").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "var/lib").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "var/lib/azprov").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "var/lib/azprov/lock").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_state_directory_that_is_a_link_is_state_unwritable(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "var/lib").mkdir(parents=True)
+    (tmp_path / "var/lib/azprov").symlink_to(tmp_path / "elsewhere")
+    lock = state.run_lock(TargetRoot(tmp_path))
+    with pytest.raises(state.StateUnwritable, match="symbolic link") as caught, lock:
+        pass
+    assert caught.value.reason == "state_unwritable"
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_deeply_nested_marker_reads_as_not_provisioned(tmp_path: Path) -> None:
+    marker = tmp_path / state.MARKER.lstrip("/")
+    marker.parent.mkdir(parents=True)
+    marker.write_text("[" * 100_000)
+    assert state.provisioned_vm_id(TargetRoot(tmp_path)) is None
+
+
+def test_the_intent_to_create_a_user_counts_as_created_on_a_rerun(tmp_path: Path) -> None:
+    """What a run killed right after useradd leaves: only the intent. The rerun finds
+    the user existing and still knows azprov made it."""
+    root = TargetRoot(tmp_path)
+    state.intend_to_create_user(root, UUID, "azureuser")
+    assert state.remember_created_user(root, UUID, "azureuser", created=False) is True
+    assert state.remember_created_user(root, UUID, "someoneelse", created=False) is False
