@@ -1,24 +1,43 @@
 """The ExtensionsConfig document: which handlers the platform wants, with what settings.
 
-Parsing is all-or-nothing: one bad plugin refuses the whole document, so a
-half-understood goal never changes the machine. Settings stay as the JSON
-text the platform sent; protected settings inside stay encrypted.
+One bad plugin fails alone: whatever is wrong in its `Plugins/Plugin` entry or
+its `PluginSettings/Plugin` entry (its name, version, state, manifest
+locations, seqNo, settings, dependencies, the same name listed twice) makes
+that plugin `invalid`, with the reason; the runner runs nothing for it and
+reports the reason as its status, and every other plugin runs as asked.
+
+What refuses the whole document (`parse_extensions_config` raises) is only
+what no plugin could be understood or reported without: XML that is not well
+formed or carries a DTD, a root other than <Extensions>, and a StatusUploadBlob
+that is not BlockBlob/PageBlob or not an http(s) URL (with nowhere to report
+to, running handlers would change the machine with the platform hearing
+nothing). Settings stay as the JSON text the platform sent; protected
+settings inside stay encrypted.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import json
 import re
 from typing import Optional
+from xml.etree import ElementTree
 from xml.etree.ElementTree import Element
 
-from azprov.errors import InvalidInput
+from azprov.errors import AzprovError, InvalidInput, one_line
+from azprov.extensions.jsondoc import parse_json
 from azprov.fabric.xmldoc import child, children, local_name, parse_xml
 
 # Publisher.Type: it becomes a folder name, so nothing that could climb out of lib_dir.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
+# seqNo is an Int32 on the platform; a dependency level is a small count.
+_SEQ_NO = re.compile(r"^[0-9]{1,10}$")
+_SEQ_NO_MAX = 2**31 - 1
+_LEVEL = re.compile(r"^[0-9]{1,9}$")
+_THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
+# How much of a refused name or version a status entry and a log line show.
+_SHOWN_MAX_CHARS = 200
 STATES = ("enabled", "disabled", "uninstall")
 BLOB_TYPES = ("BlockBlob", "PageBlob")
 # RequiredFeatures azprov implements; any other one fails the goal state.
@@ -39,6 +58,12 @@ class Plugin:
     dependency_level: int = 0
     depends_on: tuple[str, ...] = ()
     unsupported: Optional[str] = None  # why azprov cannot run this handler at all
+    invalid: Optional[str] = None  # why the goal's entry for it is unusable (one line)
+
+    @property
+    def refusal(self) -> Optional[str]:
+        """Why this plugin must not run at all, or None."""
+        return self.invalid or self.unsupported
 
     def __repr__(self) -> str:  # settings never reach a log, even through a repr
         return f"Plugin({self.name} {self.version} {self.state} seqNo={self.seq_no})"
@@ -71,23 +96,11 @@ def _valid(field: str, value: Optional[str], pattern: re.Pattern[str], why: str)
 
 
 def parse_extensions_config(content: bytes) -> ExtensionsGoal:
-    """Parse and validate the whole ExtensionsConfig, or raise a one-line error."""
+    """Parse the ExtensionsConfig: a plugin that cannot be used is kept with its reason
+    (`Plugin.invalid`); only a document-level fault (see above) raises a one-line error."""
     root = parse_xml(content, "ExtensionsConfig")
     if local_name(root.tag) != "Extensions":
         raise InvalidInput("ExtensionsConfig root", root.tag, "expected <Extensions>")
-    settings = {
-        (_attr(p, "name") or "").lower(): p
-        for p in children(child(root, "PluginSettings"), "Plugin")
-    }
-    plugins = tuple(
-        _plugin(element, settings.get((_attr(element, "name") or "").lower()))
-        for element in children(child(root, "Plugins"), "Plugin")
-    )
-    seen: set[str] = set()
-    for plugin in plugins:
-        if plugin.name.lower() in seen:
-            raise InvalidInput("Plugin@name", plugin.name, "listed twice")
-        seen.add(plugin.name.lower())
     blob = child(root, "StatusUploadBlob")
     blob_url = (blob.text or "").strip() or None if blob is not None else None
     blob_type = (_attr(blob, "statusBlobType") if blob is not None else None) or "BlockBlob"
@@ -104,7 +117,72 @@ def parse_extensions_config(content: bytes) -> ExtensionsGoal:
     )
     metadata = child(root, "InVMGoalStateMetaData")
     in_svd = _attr(metadata, "inSvdSeqNo") if metadata is not None else None
-    return ExtensionsGoal(plugins, blob_url, blob_type, features, in_svd)
+    return ExtensionsGoal(_plugins(root), blob_url, blob_type, features, in_svd)
+
+
+def _plugins(root: Element) -> tuple[Plugin, ...]:
+    """Each Plugins/Plugin with its settings, once per name (names match case-insensitively).
+
+    A name listed again with the very same entry is one plugin (the repeat says
+    nothing new); listed with different entries, azprov cannot tell which is
+    meant, and that plugin is invalid.
+    """
+    settings = _by_name(children(child(root, "PluginSettings"), "Plugin"))
+    plugins: list[Plugin] = []
+    for key, elements in _by_name(children(child(root, "Plugins"), "Plugin")).items():
+        element = elements[0]
+        try:
+            for where, entries in (
+                ("Plugins", elements),
+                ("PluginSettings", settings.get(key, [])),
+            ):
+                if len(entries) > 1:
+                    raise InvalidInput(
+                        "Plugin@name",
+                        _attr(element, "name"),
+                        f"listed {len(entries)} times in {where}, differently",
+                    )
+            entry = settings.get(key)
+            plugins.append(_plugin(element, entry[0] if entry else None))
+        except AzprovError as exc:
+            plugins.append(_invalid(element, settings.get(key, []), str(exc)))
+    return tuple(plugins)
+
+
+def _shown_name(element: Element) -> str:
+    """The plugin's name as reported: one line, bounded (a valid name is unchanged)."""
+    return one_line(_attr(element, "name") or "")[:_SHOWN_MAX_CHARS]
+
+
+def _by_name(elements: list[Element]) -> dict[str, list[Element]]:
+    """Elements by lower-cased name, in document order, identical repeats dropped."""
+    found: dict[str, list[Element]] = {}
+    seen: dict[str, set[bytes]] = {}
+    for element in elements:
+        key = _shown_name(element).lower()
+        bare = copy.copy(element)
+        bare.tail = None  # the text after it is not part of the entry
+        text = ElementTree.tostring(bare)
+        if text not in seen.setdefault(key, set()):
+            seen[key].add(text)
+            found.setdefault(key, []).append(element)
+    return found
+
+
+def _invalid(element: Element, settings: list[Element], why: str) -> Plugin:
+    """The plugin as far as it can be told, marked invalid: reported, never run."""
+    name = _shown_name(element)
+    version = one_line(_attr(element, "version") or "")[:_SHOWN_MAX_CHARS]
+    state = (_attr(element, "state") or "enabled").lower()
+    runtime = child(settings[0], "RuntimeSettings") if len(settings) == 1 else None
+    seq_text = _attr(runtime, "seqNo") if runtime is not None else None
+    seq_no = _seq_no(seq_text) if seq_text is not None and _SEQ_NO.match(seq_text) else None
+    return Plugin(name, version, state if state in STATES else "enabled", (), seq_no, invalid=why)
+
+
+def _seq_no(text: str) -> Optional[int]:
+    value = int(text)
+    return value if value <= _SEQ_NO_MAX else None
 
 
 def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
@@ -135,7 +213,8 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
     if runtime is None:
         return Plugin(name, version, state, manifest_urls, None, None, (), level, depends_on)
     seq_text = _attr(runtime, "seqNo")
-    if seq_text is None or not seq_text.isdigit():
+    seq_no = _seq_no(seq_text) if seq_text is not None and _SEQ_NO.match(seq_text) else None
+    if seq_no is None:
         raise InvalidInput(f"Plugin {name} RuntimeSettings@seqNo", seq_text, "not a whole number")
     text = (runtime.text or "").strip()
     protected = _protected_values(name, text) if text else ()
@@ -144,7 +223,7 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
         version,
         state,
         manifest_urls,
-        int(seq_text),
+        seq_no,
         text or None,
         protected,
         level,
@@ -157,7 +236,7 @@ def _dependencies(name: str, settings: Element) -> tuple[int, tuple[str, ...]]:
     if depends is None:
         return 0, ()
     level_text = _attr(depends, "dependencyLevel") or "0"
-    if not level_text.isdigit():
+    if not _LEVEL.match(level_text):
         raise InvalidInput(f"Plugin {name} DependsOn@dependencyLevel", level_text, "not a number")
     handlers = tuple(
         h for h in (_attr(e, "handler") for e in children(depends, "DependsOnExtension")) if h
@@ -168,10 +247,9 @@ def _dependencies(name: str, settings: Element) -> tuple[int, tuple[str, ...]]:
 def _protected_values(name: str, text: str) -> tuple[str, ...]:
     """Check the settings' shape and return the encrypted protected settings found in it."""
     field = f"Plugin {name} RuntimeSettings"
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(field, text, f"not JSON ({exc.msg})", secret=True) from None
+    # The handler reads its numbers itself: azprov needs only the shape and the
+    # protected settings, so no number in them can refuse the plugin.
+    document = parse_json(text, field, keep_numbers=False, secret=True)
     entries = document.get("runtimeSettings") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise InvalidInput(field, text, "no runtimeSettings list", secret=True)
@@ -184,9 +262,7 @@ def _protected_values(name: str, text: str) -> tuple[str, ...]:
         if isinstance(value, str) and value:
             found.append(value)
         thumbprint = handler.get("protectedSettingsCertThumbprint")
-        if value and not (
-            isinstance(thumbprint, str) and re.match(r"^[0-9A-Fa-f]{40}$", thumbprint)
-        ):
+        if value and not (isinstance(thumbprint, str) and _THUMBPRINT.match(thumbprint)):
             raise InvalidInput(
                 f"{field} protectedSettingsCertThumbprint", thumbprint, "not a SHA-1 thumbprint"
             )

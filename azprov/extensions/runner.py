@@ -70,8 +70,8 @@ def _blocked(plugin: Plugin, goal: ExtensionsGoal, done: dict[str, Outcome]) -> 
     unsupported = goal.unsupported_features()
     if unsupported:
         return f"the goal state requires unsupported feature(s): {', '.join(unsupported)}"
-    if plugin.unsupported or plugin.state != "enabled" or plugin.dependency_level == 0:
-        return plugin.unsupported
+    if plugin.refusal or plugin.state != "enabled" or plugin.dependency_level == 0:
+        return plugin.refusal
     levels = {p.name.lower(): p.dependency_level for p in goal.plugins}
     wanted = {d.lower() for d in plugin.depends_on}
     blockers = [
@@ -201,7 +201,7 @@ class Runner:
                 log.debug("%s: already handled in incarnation %s", plugin.name, incarnation)
             elif (reason := _blocked(plugin, goal, outcomes)) is not None:
                 log.warning("%s: %s", plugin.name, reason)
-                version = lifecycle.version_shown(plugin)
+                version = plugin.version if plugin.invalid else lifecycle.version_shown(plugin)
                 outcome = Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", reason)
             else:
                 outcome = lifecycle.apply(plugin)

@@ -36,7 +36,7 @@ def test_once_exits_non_zero_when_a_handler_fails(
     assert "Traceback" not in run.stderr
 
 
-def test_malformed_extensions_config_is_one_line_and_changes_nothing(
+def test_an_unusable_extensions_config_is_one_line_and_changes_nothing(
     ext: SimulatedExtensions, ext_config: Path, target: Path, fabric
 ) -> None:
     spec = fabric.spec
@@ -44,7 +44,7 @@ def test_malformed_extensions_config_is_one_line_and_changes_nothing(
         [
             Answer(
                 200,
-                b'<Extensions><Plugins><Plugin name="a/../b" version="1"/></Plugins></Extensions>',
+                b'<GoalState><Plugins><Plugin name="Pub.Ext" version="1"/></Plugins></GoalState>',
             )
         ],
         f"/machine/{spec.container_id}/{spec.role_name}?comp=config&type=extensionsConfig",
@@ -52,7 +52,9 @@ def test_malformed_extensions_config_is_one_line_and_changes_nothing(
     run = run_azprov("--config", str(ext_config), "--root", str(target), "extensions", "--once")
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if line.startswith("azprov: error:")]
-    assert errors == ["azprov: error: Plugin@name='a/../b' is invalid: not a Publisher.Type name"]
+    assert errors == [
+        "azprov: error: ExtensionsConfig root='GoalState' is invalid: expected <Extensions>"
+    ]
     assert "Traceback" not in run.stderr
     assert not (target / "var/lib/waagent").exists()
     assert ext.status_uploads == []

@@ -86,34 +86,6 @@ def test_extensions_config_is_parsed() -> None:
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        (_config(PLUGIN.replace("Pub.Ext", "../../etc")), "Plugin@name='../../etc' is invalid"),
-        (
-            _config(PLUGIN.replace('version="1.2"', 'version="latest"')),
-            "Plugin Pub.Ext @version='latest'",
-        ),
-        (
-            _config(PLUGIN.replace("enabled", "paused")),
-            "Plugin Pub.Ext @state='paused' is invalid",
-        ),
-        (
-            _config(PLUGIN.replace("https://m/1", "file:///etc/passwd")),
-            "manifest location='file:///etc/passwd'",
-        ),
-        (_config(PLUGIN + PLUGIN), "Plugin@name='Pub.Ext' is invalid: listed twice"),
-        (
-            _config(
-                PLUGIN,
-                '<Plugin name="Pub.Ext"><RuntimeSettings seqNo="x">{}</RuntimeSettings></Plugin>',
-            ),
-            "RuntimeSettings@seqNo='x' is invalid",
-        ),
-        (
-            _config(
-                PLUGIN,
-                '<Plugin name="Pub.Ext"><RuntimeSettings seqNo="1">{"protectedSettings": "S3CR3T"</RuntimeSettings></Plugin>',
-            ),
-            "Plugin Pub.Ext RuntimeSettings=<redacted> is invalid: not JSON",
-        ),
         (
             _config().replace(b'statusBlobType="PageBlob"', b'statusBlobType="AppendBlob"'),
             "statusBlobType='AppendBlob'",
@@ -122,41 +94,110 @@ def test_extensions_config_is_parsed() -> None:
         (b'<!DOCTYPE x [<!ENTITY a "b">]><Extensions/>', "refused, it carries a DTD"),
         (b"<GoalState/>", "ExtensionsConfig root='GoalState' is invalid"),
         (
-            _config(PLUGIN, _settings("{}")),
-            "RuntimeSettings=<redacted> is invalid: no runtimeSettings list",
-        ),
-        (
-            _config(PLUGIN, _settings('{"runtimeSettings": [{"publicSettings": {}}]}')),
-            "an entry has no handlerSettings object",
-        ),
-        (
-            _config(PLUGIN, _settings(SETTINGS.replace("AB" * 20, "not-a-thumbprint"))),
-            "protectedSettingsCertThumbprint='not-a-thumbprint' is invalid",
-        ),
-        (
-            _config(PLUGIN, '<Plugin name="Pub.Ext"><DependsOn dependencyLevel="high"/></Plugin>'),
-            "DependsOn@dependencyLevel='high' is invalid",
-        ),
-        (
-            _config(
-                PLUGIN.replace(
-                    'location="https://m/1" failoverlocation="https://m/2" ', ""
-                ).replace("<additionalLocation>https://m/3</additionalLocation>", "")
-            ),
-            "Plugin Pub.Ext @location=None is invalid: no manifest location",
-        ),
-        (
             _config().replace(b"https://s.blob/x?sig=abc", b"ftp://s/x?sig=abc"),
             "StatusUploadBlob=<redacted>",
         ),
     ],
 )
-def test_bad_extensions_config_is_refused_in_one_line(document: bytes, message: str) -> None:
+def test_an_unusable_extensions_config_is_refused_in_one_line(
+    document: bytes, message: str
+) -> None:
     with pytest.raises((InvalidInput, FabricError)) as refused:
         parse_extensions_config(document)
     assert message in str(refused.value)
     assert "\n" not in str(refused.value)
-    assert "S3CR3T" not in str(refused.value)
+
+
+OTHER = PLUGIN.replace("Pub.Ext", "Pub.Other")
+OTHER_SETTINGS = (
+    f'<Plugin name="Pub.Other"><RuntimeSettings seqNo="4">{SETTINGS}</RuntimeSettings></Plugin>'
+)
+
+
+@pytest.mark.parametrize(
+    ("plugin", "settings", "message"),
+    [
+        (PLUGIN.replace("Pub.Ext", "../../etc"), "", "Plugin@name='../../etc' is invalid"),
+        (
+            PLUGIN.replace('version="1.2"', 'version="latest"'),
+            "",
+            "Plugin Pub.Ext @version='latest'",
+        ),
+        (PLUGIN.replace("enabled", "paused"), "", "Plugin Pub.Ext @state='paused' is invalid"),
+        (
+            PLUGIN.replace("https://m/1", "file:///etc/passwd"),
+            "",
+            "manifest location='file:///etc/passwd'",
+        ),
+        (
+            PLUGIN + PLUGIN.replace("https://m/3", "https://m/4"),
+            "",
+            "Plugin@name='Pub.Ext' is invalid: listed 2 times in Plugins, differently",
+        ),
+        (
+            PLUGIN,
+            _settings("{}") + _settings("[]"),
+            "Plugin@name='Pub.Ext' is invalid: listed 2 times in PluginSettings, differently",
+        ),
+        (
+            PLUGIN,
+            '<Plugin name="Pub.Ext"><RuntimeSettings seqNo="x">{}</RuntimeSettings></Plugin>',
+            "RuntimeSettings@seqNo='x' is invalid",
+        ),
+        (
+            PLUGIN,
+            '<Plugin name="Pub.Ext"><RuntimeSettings seqNo="1">{"protectedSettings": "S3CR3T"'
+            "</RuntimeSettings></Plugin>",
+            "Plugin Pub.Ext RuntimeSettings=<redacted> is invalid: not JSON",
+        ),
+        (
+            PLUGIN,
+            _settings("{}"),
+            "RuntimeSettings=<redacted> is invalid: no runtimeSettings list",
+        ),
+        (
+            PLUGIN,
+            _settings('{"runtimeSettings": [{"publicSettings": {}}]}'),
+            "an entry has no handlerSettings object",
+        ),
+        (
+            PLUGIN,
+            _settings(SETTINGS.replace("AB" * 20, "not-a-thumbprint")),
+            "protectedSettingsCertThumbprint='not-a-thumbprint' is invalid",
+        ),
+        (
+            PLUGIN,
+            '<Plugin name="Pub.Ext"><DependsOn dependencyLevel="high"/></Plugin>',
+            "DependsOn@dependencyLevel='high' is invalid",
+        ),
+        (
+            PLUGIN.replace('location="https://m/1" failoverlocation="https://m/2" ', "").replace(
+                "<additionalLocation>https://m/3</additionalLocation>", ""
+            ),
+            "",
+            "Plugin Pub.Ext @location=None is invalid: no manifest location",
+        ),
+    ],
+)
+def test_a_bad_plugin_fails_alone_in_the_goal(plugin: str, settings: str, message: str) -> None:
+    goal = parse_extensions_config(_config(plugin + OTHER, settings + OTHER_SETTINGS))
+    bad, other = goal.plugins
+    assert bad.invalid is not None and message in bad.invalid
+    assert bad.refusal == bad.invalid
+    assert "\n" not in bad.invalid and "S3CR3T" not in bad.invalid
+    assert (other.name, other.seq_no, other.settings, other.invalid) == (
+        "Pub.Other",
+        4,
+        SETTINGS,
+        None,
+    )
+    assert other.protected == ("MIIBencryptedBASE64==",)
+
+
+def test_a_plugin_repeated_word_for_word_is_one_plugin() -> None:
+    goal = parse_extensions_config(_config(PLUGIN + "\n" + PLUGIN, _settings(SETTINGS) * 2))
+    (plugin,) = goal.plugins
+    assert (plugin.name, plugin.seq_no, plugin.invalid) == ("Pub.Ext", 1, None)
 
 
 def test_version_manifest_and_choice() -> None:

@@ -1,5 +1,5 @@
 """Hostile input to the extension runner: crafted packages, a handler's own files,
-azprov's state file.
+azprov's state file, one bad plugin in the goal.
 
 Each fails alone, as that item's own error in the uploaded status, and no link a
 package or a handler plants can steer azprov outside the handler folder.
@@ -345,3 +345,148 @@ def test_a_bug_while_the_runner_starts_is_one_failed_round_not_a_crash(
     assert "round failed: RuntimeError: a bug in loading" in caplog.text
     assert len(ext.status_uploads) >= 2
     assert handler_entries(ext.status_document())[NAME]["status"] == "Ready"
+
+
+# -- 7. one bad plugin in the goal ------------------------------------------------------------
+
+
+def _attribute(name: str, attribute: str, value: str) -> Callable[[str], str]:
+    """Rewrite one attribute of `name`'s <Plugin> in <Plugins> (the one with a location)."""
+
+    def rewrite(document: str) -> str:
+        start = document.index(f'<Plugin name="{name}" version=')
+        end = document.index(">", start)
+        element = document[start:end]
+        key = f' {attribute}="'
+        at = element.index(key) + len(key)
+        changed = element[:at] + value + element[element.index('"', at) :]
+        return document[:start] + changed + document[end:]
+
+    return rewrite
+
+
+def _settings_attribute(name: str, replace: str, by: str) -> Callable[[str], str]:
+    """Rewrite `replace` by `by` in `name`'s <PluginSettings> entry."""
+
+    def rewrite(document: str) -> str:
+        start = document.index("<PluginSettings>")
+        start = document.index(f'<Plugin name="{name}"', start)
+        end = document.index("</Plugin>", start)
+        return document[:start] + document[start:end].replace(replace, by, 1) + document[end:]
+
+    return rewrite
+
+
+THUMB = "protectedSettingsCertThumbprint"
+BAD_PLUGINS: dict[str, tuple[dict[str, Any], Callable[[str], str] | None, str]] = {
+    "settings not JSON": (
+        {"raw_settings": '{"runtimeSettings": [{"handlerSettings": {"protectedSettings": "S3'},
+        None,
+        "RuntimeSettings=<redacted> is invalid: not JSON",
+    ),
+    "settings nested too deep": (
+        {"raw_settings": "[" * 100_000},
+        None,
+        "RuntimeSettings=<redacted> is invalid: nested deeper than",
+    ),
+    "settings of the wrong shape": (
+        {"raw_settings": '{"runtimeSettings": {"handlerSettings": {}}}'},
+        None,
+        "RuntimeSettings=<redacted> is invalid: no runtimeSettings list",
+    ),
+    "a thumbprint that is not one": (
+        {
+            "raw_settings": json.dumps(
+                {"runtimeSettings": [{"handlerSettings": {"protectedSettings": "S3", THUMB: "x"}}]}
+            )
+        },
+        None,
+        f"{THUMB}='x' is invalid: not a SHA-1 thumbprint",
+    ),
+    "a version that is not one": (
+        {},
+        _attribute(NAME, "version", "latest"),
+        f"Plugin {NAME} @version='latest' is invalid",
+    ),
+    "an unknown state": (
+        {},
+        _attribute(NAME, "state", "paused"),
+        f"Plugin {NAME} @state='paused' is invalid",
+    ),
+    "a location that is not http": (
+        {},
+        _attribute(NAME, "location", "file:///etc/shadow"),
+        "manifest location='file:///etc/shadow' is invalid",
+    ),
+    "a seqNo that is not a number": (
+        {},
+        _settings_attribute(NAME, 'seqNo="1"', 'seqNo="\u00b2"'),
+        "RuntimeSettings@seqNo='\u00b2' is invalid: not a whole number",
+    ),
+    "a seqNo of 5000 digits": (
+        {},
+        _settings_attribute(NAME, 'seqNo="1"', f'seqNo="{"9" * 5000}"'),
+        "RuntimeSettings@seqNo='99999",
+    ),
+    "a dependency level that is not a number": (
+        {"dependency_level": 1},
+        _settings_attribute(NAME, 'dependencyLevel="1"', 'dependencyLevel="\u00b2"'),
+        "DependsOn@dependencyLevel='\u00b2' is invalid",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(BAD_PLUGINS))
+def test_one_bad_plugin_fails_alone_and_the_others_run(
+    ext: SimulatedExtensions, agent: Agent, fault: str
+) -> None:
+    spec, rewrite, message = BAD_PLUGINS[fault]
+    ext.publish_test_extension(NAME, "1.0.0")
+    ext.publish_test_extension(OTHER, "1.0.0")
+    ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1, **spec), PluginSpec(OTHER, "1.0", seq_no=1)]
+    ext.rewrite_config = rewrite
+
+    assert agent.once() == EXIT_AGENT_FAILED
+
+    assert agent.ops(NAME) == []
+    assert not agent.lib(f"{NAME}-1.0.0").exists()
+    assert [o["op"] for o in agent.ops(OTHER)] == ["install", "enable"]
+    _other_is_fine(ext)
+    entry = handler_entries(ext.status_document())[NAME]
+    assert entry["status"] == "NotReady"
+    own = entry["runtimeSettingsStatus"]["settingsStatus"]["status"]
+    assert own["status"] == "error"
+    assert message in own["formattedMessage"]["message"]
+    assert "S3" not in json.dumps(ext.status_document())
+
+
+def test_a_plugin_with_a_name_that_could_climb_fails_alone(
+    ext: SimulatedExtensions, agent: Agent
+) -> None:
+    ext.publish_test_extension(OTHER, "1.0.0")
+    ext.plugins = [PluginSpec("a/../b", "1.0", seq_no=1), PluginSpec(OTHER, "1.0", seq_no=1)]
+
+    assert agent.once() == EXIT_AGENT_FAILED
+
+    assert sorted(p.name for p in agent.lib().iterdir() if "b" in p.name.lower()) == []
+    _other_is_fine(ext)
+    entry = handler_entries(ext.status_document())["a/../b"]
+    assert entry["status"] == "NotReady"
+    assert "Plugin@name='a/../b' is invalid: not a Publisher.Type name" in json.dumps(entry)
+
+
+def test_a_plugin_listed_twice_fails_alone(ext: SimulatedExtensions, agent: Agent) -> None:
+    ext.publish_test_extension(NAME, "1.0.0")
+    ext.publish_test_extension(OTHER, "1.0.0")
+    ext.plugins = [
+        PluginSpec(NAME, "1.0", seq_no=1),
+        PluginSpec(NAME.upper(), "1.0", seq_no=1),
+        PluginSpec(OTHER, "1.0", seq_no=1),
+    ]
+
+    assert agent.once() == EXIT_AGENT_FAILED
+
+    assert agent.ops(NAME) == []
+    _other_is_fine(ext)
+    message = handler_entries(ext.status_document())[NAME]["formattedMessage"]["message"]
+    assert "is invalid: listed 2 times in Plugins, differently" in message
