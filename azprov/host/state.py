@@ -28,9 +28,9 @@ STATE_DIR = "/var/lib/azprov"
 LOCK = f"{STATE_DIR}/lock"
 MARKER = f"{STATE_DIR}/provisioned.json"
 LAST_RUN = f"{STATE_DIR}/last-run.json"
-# Written when azprov is about to create the admin user (before useradd runs),
-# then confirmed: a re-run after a crash, even one right after useradd, must
-# still know the user was azprov's (deprovision --user relies on it).
+# Written when azprov is about to create the admin user (before useradd runs): a
+# re-run after a crash, even one right after useradd, must still know the user
+# was azprov's (deprovision --user relies on it). The marker confirms it.
 CREATED_USER = f"{STATE_DIR}/created-user.json"
 # The state files hold a few hundred bytes (the run record, with its phase and
 # command times, about 2 KB). Anything near this is not azprov's.
@@ -111,16 +111,16 @@ def provisioned_record(root: TargetRoot) -> Optional[dict[str, Any]]:
 
 
 def intend_to_create_user(root: TargetRoot, vm_id: str, user: str) -> None:
-    """Record, durably, that azprov is about to create `user` for this VM. Only ever
-    written for a user that does not exist yet: if it exists at a re-run, azprov made it."""
+    """Record, durably, that azprov is about to create `user` for this VM. Written only
+    for a user that does not exist yet, before useradd runs: if the user exists at a
+    re-run, azprov made it. The marker (user_created) confirms it after Ready."""
     _write_json(root, CREATED_USER, {"vm_id": vm_id, "admin_user": user, "state": "creating"})
 
 
 def remember_created_user(root: TargetRoot, vm_id: str, user: str, created: bool) -> bool:
-    """True when azprov created `user` for this VM, in this run or an interrupted earlier
-    one (even one killed between useradd and this record: its intent was written first)."""
+    """True when azprov created `user` for this VM: in this run, or in an interrupted
+    earlier one (even one killed right after useradd: its intent was on disk first)."""
     if created:
-        _write_json(root, CREATED_USER, {"vm_id": vm_id, "admin_user": user, "state": "created"})
         return True
     earlier = _read_json(root, CREATED_USER)
     return bool(earlier and earlier.get("vm_id") == vm_id and earlier.get("admin_user") == user)

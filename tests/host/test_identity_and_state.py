@@ -47,6 +47,7 @@ def test_missing_and_invalid_ids_are_typed_errors(tmp_path: Path) -> None:
 def test_the_marker_names_the_vm_and_forgets_the_pending_user(tmp_path: Path) -> None:
     root = TargetRoot(tmp_path)
     assert state.provisioned_vm_id(root) is None
+    state.intend_to_create_user(root, UUID, "azureuser")
     assert state.remember_created_user(root, UUID, "azureuser", created=True) is True
     assert state.remember_created_user(root, UUID, "azureuser", created=False) is True
     assert state.remember_created_user(root, "other-vm", "azureuser", created=False) is False
