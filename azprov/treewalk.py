@@ -61,19 +61,18 @@ def unreadable(shown: str, exc: OSError) -> HostError:
 
 @dataclasses.dataclass
 class Walk:
-    """One resolution of a path (`shown`, as components in `pending`) from `top`.
+    """One resolution of a path (`shown`, as components in `pending`) from `top`
+    (a path, or a descriptor the walk takes over; `where` says where it lies).
 
-    `last="dir"` ends on a directory: (its descriptor, ".", where). `last="entry"`
-    ends on a name: (descriptor of its directory, the name, where the directory
-    lies), the name's own link resolved too unless `follow_last` is False.
-    Missing directories are created when `create` (with `mode` and `owner`);
-    below the first `strict_from` components links are refused whatever `links`
-    says (a user's home: what its owner planted must not steer a root write).
-    FileNotFoundError when a directory on the way is missing (or is a file) and
-    is not to be created.
+        `last="dir"` ends on a directory: (its descriptor, ".", where). `last="entry"`
+        ends on a name: (descriptor of its directory, the name, where the directory
+        lies), the name's own link resolved too unless `follow_last` is False.
+        Missing directories are created when `create` (with `mode` and `owner`).
+        `..` never climbs above `top`. FileNotFoundError when a directory on the way is missing (or is a file) and
+        is not to be created.
     """
 
-    top: str
+    top: Union[str, int]
     shown: str
     pending: deque[str]
     links: Links
@@ -82,11 +81,15 @@ class Walk:
     create: bool = False
     mode: int = 0o755
     owner: Owner = None
-    strict_from: Optional[int] = None
+    where: tuple[str, ...] = ()
 
     def run(self) -> tuple[int, str, tuple[str, ...]]:
-        stack = [os.open(self.top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
-        names: list[str] = []  # where stack[-1] lies in the tree, for messages
+        if isinstance(self.top, int):
+            stack = [self.top]
+        else:
+            stack = [os.open(self.top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+        names = list(self.where)  # where stack[-1] lies in the tree, for messages
+        bottom = len(names)
         hops = 0
         try:
             while self.pending:
@@ -94,7 +97,7 @@ class Walk:
                 if name in ("", "."):
                     continue
                 if name == "..":
-                    if len(stack) > 1:
+                    if len(names) > bottom:
                         os.close(stack.pop())
                         names.pop()
                     continue
@@ -120,8 +123,7 @@ class Walk:
 
     def _follow(self, stack: list[int], names: list[str], name: str, hops: int) -> None:
         """`name` in stack[-1] is a link: refuse it, or splice its target into the walk."""
-        strict = self.strict_from is not None and len(names) >= self.strict_from
-        if self.links is Links.REFUSE or strict:
+        if self.links is Links.REFUSE:
             where = "/" + "/".join([*names, name])
             raise UnsafePath(
                 f"{self.shown}: {where} is a symbolic link, which azprov does not follow there",
@@ -133,7 +135,7 @@ class Walk:
         if target.startswith("/"):
             while len(stack) > 1:
                 os.close(stack.pop())
-            names.clear()
+            del names[len(self.where) :]
         self.pending.extendleft(reversed([p for p in target.split("/") if p not in ("", ".")]))
 
     def _open_dir(self, parent: int, name: str) -> Optional[int]:
@@ -224,18 +226,32 @@ class Rooted:
         owner: Owner = None,
         trusted: Optional[InTree] = None,
     ) -> tuple[int, str, tuple[str, ...]]:
-        """See `treewalk.Walk`; `trusted`: the directory below which no link is followed."""
+        """See `treewalk.Walk`. With `trusted` (a directory `path` lies below) the walk
+        goes to it as `links` says, then on from its descriptor refusing every
+        link, and never climbs back above it: what the owner of a home planted
+        there cannot steer a root write."""
+        parts, shown = self.parts(path), self.shown(path)
+        top: Union[str, int] = str(self.path)
+        where: tuple[str, ...] = ()
+        if trusted is not None:
+            base = self.parts(trusted)
+            if parts[: len(base)] != base or ".." in parts[len(base) :]:
+                raise UnsafePath(f"{shown} is not below {self.shown(trusted)}", path=shown)
+            top, _, where = Walk(
+                top, self.shown(trusted), deque(base), links, "dir", create=create, mode=mode
+            ).run()
+            parts, links = parts[len(base) :], Links.REFUSE
         return Walk(
-            top=str(self.path),
-            shown=self.shown(path),
-            pending=deque(self.parts(path)),
-            links=links,
-            last=last,
+            top,
+            shown,
+            deque(parts),
+            links,
+            last,
             follow_last=follow_last,
             create=create,
             mode=mode,
             owner=owner,
-            strict_from=len(self.parts(trusted)) if trusted is not None else None,
+            where=where,
         ).run()
 
 

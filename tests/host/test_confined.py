@@ -191,3 +191,33 @@ def test_any_web_of_links_reads_only_inside_the_tree(
         assert data in (None, b"inside\n")
         tree.listdir(path)
         tree.stat(path)
+
+
+def test_trusted_is_reached_through_its_own_links_and_nothing_below_it_follows_one(
+    tree: Confined,
+) -> None:
+    """/home -> var/home (Silverblue's shape): the home is found through the link,
+    and a link planted below it is still refused, however shallow the link above."""
+    (tree.path / "var" / "home" / "alice").mkdir(parents=True)
+    os.symlink("var/home", tree.path / "home")
+    tree.write("/home/alice/.ssh/authorized_keys", b"k", trusted="/home/alice", mode=0o600)
+    assert (tree.path / "var/home/alice/.ssh/authorized_keys").read_bytes() == b"k"
+    os.symlink("/etc", tree.path / "var/home/alice/.config")
+    with pytest.raises(UnsafePath, match=r"/var/home/alice/\.config is a symbolic link"):
+        tree.write("/home/alice/.config/x", b"k", trusted="/home/alice")
+    with pytest.raises(UnsafePath, match="is not below /home/alice"):
+        tree.write("/home/alice/../bob/x", b"k", trusted="/home/alice")
+
+
+def test_a_link_above_trusted_that_leads_shallower_does_not_let_one_below_it_through(
+    tree: Confined,
+) -> None:
+    """/var/log -> /logs makes /var/log/azure two components deep, not three; the
+    link planted below it must still be refused."""
+    (tree.path / "logs" / "azure").mkdir(parents=True)
+    (tree.path / "var").mkdir()
+    os.symlink("/logs", tree.path / "var" / "log")
+    os.symlink("/etc", tree.path / "logs" / "azure" / "ext")
+    with pytest.raises(UnsafePath, match=r"/logs/azure/ext is a symbolic link"):
+        tree.write("/var/log/azure/ext/x", b"k", trusted="/var/log/azure")
+    assert not (tree.path / "etc" / "x").exists()
