@@ -4,11 +4,16 @@ Files, later wins: `<root>/etc/azprov/azprov.conf`, then
 `<root>/etc/azprov/azprov.conf.d/*.conf` in sorted order, then `--config FILE`.
 An unknown section or key, or a value that does not parse, is an error that
 names the file, the key and the value: a typo must never be silently ignored.
+
+The root's files are the image's: they are read through the one door
+(`azprov.confined`), so a link in them resolves inside the image, as it will
+when the image boots, and never reaches the host's files.
 """
 
 from __future__ import annotations
 
 import configparser
+import stat
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Optional
 
@@ -23,10 +28,15 @@ from azprov.config_values import (
     stripped_text,
     url,
 )
-from azprov.errors import ConfigError
+from azprov.confined import Confined
+from azprov.errors import ConfigError, FileTooLarge, HostError
 
 MAIN_FILE = "etc/azprov/azprov.conf"
 DROPIN_DIR = "etc/azprov/azprov.conf.d"
+# azprov.conf and its drop-ins are a few hundred bytes (the shipped example, every
+# line commented, is under 4 KiB): 1 MiB is far beyond a real one, and a larger
+# file (a sparse 4 GiB one) is refused whole instead of read into memory.
+CONFIG_CAP = 1 << 20
 
 
 class WireServerConfig(NamedTuple):
@@ -118,26 +128,58 @@ _EXTENSION_COMMANDS = ("install", "enable", "disable", "update", "uninstall")
 _EXTENSION_KEYS = {"timeout"} | {f"{c}_timeout" for c in _EXTENSION_COMMANDS}
 
 
-def config_files(root: Path, extra: Path | None) -> list[Path]:
-    """The files to read, in order; missing ones in the root are skipped."""
-    files = []
-    main = root / MAIN_FILE
-    if main.is_file():
-        files.append(main)
-    dropins = root / DROPIN_DIR
-    if dropins.is_dir():
-        files.extend(sorted(p for p in dropins.glob("*.conf") if p.is_file()))
+def config_files(root: Path, extra: Path | None) -> list[tuple[Path, bytes]]:
+    """(path, content) of the files to read, in order. In the root only regular
+    files count (a missing one, a directory or a FIFO is skipped)."""
+    tree = Confined(root)
+    names = [n for n in tree.listdir(DROPIN_DIR) if n.endswith(".conf")]
+    found = []
+    for relative in [MAIN_FILE, *(f"{DROPIN_DIR}/{name}" for name in names)]:
+        data = _read_in_root(tree, relative)
+        if data is not None:
+            found.append((root / relative, data))
     if extra is not None:
-        files.append(extra)
-    return files
+        found.append((extra, _read_extra(extra)))
+    return found
+
+
+def _read_in_root(tree: Confined, relative: str) -> Optional[bytes]:
+    """The regular file `relative` of the root, or None when there is none."""
+    path = tree.path / relative
+    try:
+        found = tree.stat(relative)
+        if found is None or not stat.S_ISREG(found.st_mode):
+            return None
+        return tree.read(relative, CONFIG_CAP)
+    except FileTooLarge as exc:
+        size = exc.supporting_data.get("size", "?")
+        raise ConfigError(
+            f"{path}: is {size} bytes, more than the {CONFIG_CAP} azprov reads for a config file"
+        ) from None
+    except HostError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def _read_extra(path: Path) -> bytes:
+    """`--config FILE`: the operator's own file, on the host, read up to the cap."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(CONFIG_CAP + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > CONFIG_CAP:
+        raise ConfigError(
+            f"{path}: is more than the {CONFIG_CAP} bytes azprov reads for a config file"
+        )
+    return data
 
 
 def load_config(root: Path, extra: Path | None = None) -> Config:
     """Read every config file for `root` (plus `extra`) into one `Config`."""
     values: dict[str, dict[str, object]] = {name: {} for name in _SECTIONS}
     overrides: dict[str, dict[str, float]] = {}
-    for path in config_files(root, extra):
-        _read_file(path, values, overrides)
+    for path, data in config_files(root, extra):
+        _read_file(path, data, values, overrides)
     built = {name: _SECTIONS[name][0](**section_values) for name, section_values in values.items()}
     return Config(
         **built,
@@ -148,16 +190,17 @@ def load_config(root: Path, extra: Path | None = None) -> Config:
 
 
 def _read_file(
-    path: Path, values: dict[str, dict[str, object]], overrides: dict[str, dict[str, float]]
+    path: Path,
+    data: bytes,
+    values: dict[str, dict[str, object]],
+    overrides: dict[str, dict[str, float]],
 ) -> None:
     parser = configparser.ConfigParser(
         interpolation=None, strict=True, empty_lines_in_values=False
     )
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     try:
-        text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is not a key
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        text = data.decode("utf-8-sig")  # an editor's BOM is not a key
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: is not UTF-8 text") from None
     try:

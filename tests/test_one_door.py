@@ -106,14 +106,19 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("azprov/host/media.py", "_has_medium", "os.open"): (
         "a CD device node of the running system, opened O_NONBLOCK for one drive-status ioctl"
     ),
-    ("azprov/host/hostkeys.py", "_move_into_root", ".iterdir"): (
-        "the keys ssh-keygen made in azprov's own mkdtemp directory (0700), not the image's"
-    ),
-    ("azprov/host/hostkeys.py", "_move_into_root", ".read_bytes"): (
-        "a key ssh-keygen made in azprov's own mkdtemp directory (0700), not the image's"
-    ),
     ("azprov/checks/rpmdb.py", "_copy_db", "open"): (
         "the copy check makes in its own temporary directory, for rpm to read"
+    ),
+    ("azprov/config.py", "_read_extra", "open"): (
+        "the config file named on the command line (--config): the operator's own, on the host"
+    ),
+    # Two descriptor-level opens, like files.write_at: a name (O_NOFOLLOW) in a
+    # directory descriptor the door opened; the path is in the tree, but no walk is left.
+    ("azprov/extensions/commands.py", "_output_file", "os.open"): (
+        "a handler's log file, by name in the log folder's descriptor from the door"
+    ),
+    ("azprov/extensions/packages.py", "_write_member", "os.open"): (
+        "a new package member, O_EXCL by name in the staging folder's descriptor from the door"
     ),
     ("azprov/extensions/packages.py", "_write_member", ".open"): (
         "ZipFile.open of a member of a package already open: a name in the archive, not a path"
