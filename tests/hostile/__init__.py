@@ -1,0 +1,1 @@
+"""Hostile target trees for the `--root` commands, run as real processes under strace."""
