@@ -15,8 +15,10 @@ a small image into which Hypothesis has planted one to three hostile things
 (c) it exits 0 (1 for `check` with findings), or with one `azprov: error:`
     line on stderr: never a traceback, never exit 70 ("internal error");
 (d) nothing in the canary changed (every entry's kind, mode, owner, size,
-    mtime and content are compared), the canary's marker reached neither the
-    tree, nor the output, nor the fabric, and nothing was left in TMPDIR.
+    mtime and content are compared), nor in the tree for the commands that
+    promise to change nothing (`--dry-run`, `check`); the canary's marker
+    reached neither the tree, nor the output, nor the fabric; and nothing was
+    left in TMPDIR.
 
 About mode-000 directories: root passes them (CAP_DAC_OVERRIDE and
 CAP_DAC_READ_SEARCH), so for a root command they only prove that nothing trips
@@ -100,18 +102,22 @@ class Command:
     args: tuple[str, ...]
     ok_codes: tuple[int, ...] = (0,)
     wrapper: tuple[str, ...] = ()
+    changes_nothing: bool = False  # it promises to leave the tree as it found it
 
 
 COMMANDS = (
     Command("provision", "image", ("provision",)),
-    Command("deprovision --dry-run", "provisioned", ("deprovision", "--dry-run")),
+    Command(
+        "deprovision --dry-run", "provisioned", ("deprovision", "--dry-run"), changes_nothing=True
+    ),
     Command("deprovision", "provisioned", ("deprovision", "--force", "--user")),
-    Command("check", "image", ("check",), ok_codes=(0, 1)),
+    Command("check", "image", ("check",), ok_codes=(0, 1), changes_nothing=True),
     Command(
         "check without CAP_DAC_OVERRIDE",
         "image",
         ("check",),
         ok_codes=(0, 1),
+        changes_nothing=True,
         wrapper=(
             "setpriv",
             "--inh-caps=-dac_override,-dac_read_search",
@@ -190,6 +196,8 @@ class Scene:
     log: Path
     canary_inodes: set[tuple[int, int]]
     canary_before: dict[str, str]
+    tree_before: dict[str, str] = dataclasses.field(default_factory=dict)
+    tree_after: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def run_command(command: Command, found: list[Planting], bases: Bases, top: Path) -> list[str]:
@@ -203,6 +211,8 @@ def run_command(command: Command, found: list[Planting], bases: Bases, top: Path
     scene = Scene(
         tree, canary, tmpdir, top / "strace.log", trees.inodes(canary), trees.fingerprint(canary)
     )
+    if command.changes_nothing:
+        scene.tree_before = trees.fingerprint(tree)
     asked = len(bases.fabric.requests)
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -224,6 +234,8 @@ def run_command(command: Command, found: list[Planting], bases: Bases, top: Path
         memory_limit=MEMORY_LIMIT,
         wrapper=command.wrapper,
     )
+    if command.changes_nothing:
+        scene.tree_after = trees.fingerprint(tree)  # before open_up gives modes back
     trees.open_up(tree)
     sent = b"".join(r.body + repr(r.path).encode() for r in bases.fabric.requests[asked:])
     return judge(command, traced, scene, bases, sent)
@@ -235,6 +247,9 @@ def judge(command: Command, traced: Traced, scene: Scene, bases: Bases, sent: by
     problems += _touches(traced, scene, bases)
     changed = _changed(scene.canary_before, trees.fingerprint(scene.canary))
     problems += [f"(d) the canary changed: {path}" for path in changed]
+    if command.changes_nothing:
+        changed = _changed(scene.tree_before, scene.tree_after)
+        problems += [f"(d) {command.name} changed the tree: {path}" for path in changed]
     copied = trees.holding_marker(scene.tree)
     problems += [f"(d) canary content copied into the tree: {path}" for path in copied]
     for stream, text in (("stdout", traced.stdout), ("stderr", traced.stderr)):
@@ -270,7 +285,8 @@ def _touches(traced: Traced, scene: Scene, bases: Bases) -> list[str]:
     for call, cwd in read_log(traced.log, sys.executable):
         who = os.path.basename(call.program)
         if any(_under(p, scene.canary) for p in [*call.paths(cwd), *call.fd_paths()]):
-            problems.append(f"(a) {who} touched the canary: {_shown(call, scene)}")
+            how = "wrote in" if call.writes() and not call.failed else "touched"
+            problems.append(f"(a) {who} {how} the canary: {_shown(call, scene)}")
         elif scene.canary_inodes.intersection(call.inodes()):
             problems.append(f"(a) {who} stat'ed into the canary: {_shown(call, scene)}")
         else:
@@ -371,9 +387,9 @@ def test_a_hostile_tree_is_never_left(
 
 
 def test_a_naive_reader_is_caught(bases: Bases, tmp_path: Path) -> None:
-    """A command that reads through a planted link and copies what it found into
-    the tree fails (a), (d) and the marker check: the property can fail."""
-    command = Command("naive", "image", ())
+    """A command that reads through a planted link, copies what it found into the
+    tree and writes beside the link's target fails (a) and (d): the property can fail."""
+    command = Command("naive", "image", (), changes_nothing=True)
     tree, canary = tmp_path / "tree", tmp_path / "canary"
     shutil.copytree(bases.image, tree, symlinks=True)
     (tmp_path / "tmp").mkdir()
@@ -391,6 +407,7 @@ def test_a_naive_reader_is_caught(bases: Bases, tmp_path: Path) -> None:
         tmp_path / "strace.log",
         trees.inodes(canary),
         trees.fingerprint(canary),
+        trees.fingerprint(tree),
     )
     traced = run_traced(
         [sys.executable, "-c", script, str(tree)],
@@ -401,12 +418,14 @@ def test_a_naive_reader_is_caught(bases: Bases, tmp_path: Path) -> None:
         file_size_limit=FILE_SIZE_LIMIT,
         memory_limit=MEMORY_LIMIT,
     )
+    scene.tree_after = trees.fingerprint(tree)
     problems = judge(command, traced, scene, bases, b"")
     python = os.path.basename(sys.executable)
     assert any(p.startswith(f"(a) {python} touched the canary") for p in problems), problems
-    assert any("wrote outside the tree" in p for p in problems)
+    assert any(p.startswith(f"(a) {python} wrote in the canary") for p in problems), problems
     assert "(d) the canary changed: etc/touched" in problems
     assert "(d) canary content copied into the tree: etc/copied" in problems
+    assert "(d) naive changed the tree: etc/copied" in problems
 
 
 def test_a_hang_and_a_traceback_are_caught(bases: Bases, tmp_path: Path) -> None:
