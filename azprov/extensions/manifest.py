@@ -6,11 +6,11 @@ No I/O here: bytes in, validated values out, one-line errors naming the field.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from typing import Any, Optional
 
 from azprov.errors import InvalidInput
+from azprov.fabric import jsonbody
 from azprov.fabric.xmldoc import child, children, parse_xml, text
 
 COMMANDS = ("install", "enable", "disable", "update", "uninstall")
@@ -81,8 +81,8 @@ def parse_handler_manifest(content: bytes, name: str) -> HandlerManifest:
     field = f"{name} HandlerManifest.json"
     try:
         # Published manifests may start with a UTF-8 byte-order mark.
-        document = json.loads(content.removeprefix(b"\xef\xbb\xbf"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = jsonbody.loads(content.removeprefix(b"\xef\xbb\xbf"))
+    except ValueError as exc:  # UnicodeDecodeError is one
         raise InvalidInput(
             field, content[:60].decode("utf-8", "replace"), f"not JSON ({exc})"
         ) from None

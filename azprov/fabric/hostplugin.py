@@ -15,6 +15,7 @@ import logging
 from typing import IO, Mapping
 
 from azprov.errors import FabricError, HttpStatusError, StaleContainer
+from azprov.fabric import jsonbody
 from azprov.fabric.http import SUCCESS_STATUS, Deadline, FabricHttp, Reply, redact_url
 from azprov.fabric.models import GoalState
 
@@ -44,7 +45,7 @@ class HostPlugin:
 
         def parse(reply: Reply) -> bool:
             try:
-                versions = json.loads(reply.content)
+                versions = jsonbody.loads(reply.content)
             except ValueError:
                 return False
             return isinstance(versions, list) and HOSTPLUGIN_VERSION in versions

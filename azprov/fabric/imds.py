@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple, Optional
 
 from azprov.errors import InvalidInput
+from azprov.fabric import jsonbody
 from azprov.fabric.http import RETRYABLE_STATUS, Deadline, FabricHttp, Reply, Retry
 
 API_VERSION = "2021-08-01"  # osProfile (2020-07-15), disablePasswordAuthentication, userData
@@ -57,8 +57,8 @@ def _flag(value: object, field: str) -> Optional[bool]:
 def parse_instance_metadata(content: bytes) -> InstanceMetadata:
     """Parse the `instance` document; a body that is not JSON is worth another try."""
     try:
-        document = json.loads(content)
-    except (ValueError, RecursionError):
+        document = jsonbody.loads(content)
+    except ValueError:
         raise Retry(f"instance metadata is not valid JSON ({len(content)} bytes)") from None
     compute = document.get("compute") if isinstance(document, dict) else None
     if not isinstance(compute, dict):

@@ -21,6 +21,16 @@ class GoalState(NamedTuple):
     certificates_url: Optional[str] = None
 
 
+# How much of a refused value an error quotes: a document may carry megabytes where
+# a field belongs, and the message is a log line and the start of a health report.
+SHOWN_MAX_CHARS = 80
+
+
+def shown(text: str) -> str:
+    """`text` as an error quotes it: cut to SHOWN_MAX_CHARS, with "..." when it was longer."""
+    return text if len(text) <= SHOWN_MAX_CHARS else text[: SHOWN_MAX_CHARS - 3] + "..."
+
+
 class RoleInstanceMissing(Exception):
     """The goal state has no RoleInstance yet (normal right after boot): fetch again."""
 
@@ -29,13 +39,13 @@ def parse_goal_state(content: bytes) -> GoalState:
     root = parse_xml(content, "goal state")
     if root.tag != "GoalState":
         raise MalformedDocument(
-            f"goal state: root element is <{root.tag}>, expected <GoalState>",
+            f"goal state: root element is <{shown(root.tag)}>, expected <GoalState>",
             document="goal state",
         )
     incarnation = text(root, "Incarnation")
     if incarnation is None or not (incarnation.isascii() and incarnation.isdigit()):
         raise MalformedDocument(
-            f"goal state: Incarnation={incarnation!r} is not a whole number",
+            f"goal state: Incarnation={shown(repr(incarnation))} is not a whole number",
             document="goal state",
         )
     container_id = text(root, "Container", "ContainerId")
