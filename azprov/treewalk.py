@@ -153,6 +153,11 @@ class Walk:
                     created = True
                 except FileExistsError:
                     pass
+                except OSError as exc:  # a read-only or full root: say what failed
+                    raise HostError(
+                        f"cannot create a directory for {self.shown}: {exc.strerror or exc}",
+                        path=self.shown,
+                    ) from None
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
