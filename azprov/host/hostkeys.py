@@ -9,38 +9,33 @@ key offered on their first SSH connection.
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import contextlib
 import logging
-import os
 import re
-import shutil
+import stat
 import subprocess
-import tempfile
-from pathlib import Path
 from typing import Optional
 
 from azprov.config_values import KNOWN_TYPES, parse_key_types
 from azprov.errors import HostError
-from azprov.host.files import read_regular, write_atomic
+from azprov.host.fingerprints import SSH_DIR, existing_host_keys, fingerprints
+from azprov.host.hostkey_workdir import (
+    make_run_directory,
+    move_keys,
+    remove_stale_runs,
+    remove_tree,
+)
 from azprov.host.root import TargetRoot
-from azprov.host.sshd import configured_values
+from azprov.host.sshd_config import read_sshd_config, sshd_path
 
 log = logging.getLogger(__name__)
 
-SSH_DIR = "/etc/ssh"
 # Present only while a new key set is being installed (see _move_into_root); beside
 # the keys, so it goes wherever they go (and an image with its own /etc/ssh gets no
 # other directory for it).
 INCOMPLETE = f"{SSH_DIR}/.azprov-host-keys-incomplete"
-
-
-def existing_host_keys(root: TargetRoot) -> list[Path]:
-    """The private host keys present in the root, sorted."""
-    ssh_dir = root / SSH_DIR
-    if not ssh_dir.is_dir():
-        return []
-    return sorted(p for p in ssh_dir.glob("ssh_host_*_key") if p.is_file())
+# A unit file is a few hundred bytes.
+_UNIT_CAP = 64 << 10
 
 
 # The types a generalized image gets unless configured. RSA is left out: OpenSSH 8.8
@@ -86,7 +81,9 @@ def default_key_types(root: TargetRoot) -> list[str]:
 
 def _configured_types(root: TargetRoot) -> list[str]:
     """The standard host key types the image's sshd configuration names in HostKey."""
-    found = [_HOST_KEY_PATH.fullmatch(path) for path in configured_values(root, "HostKey")]
+    config = read_sshd_config(root)
+    paths = [sshd_path(setting.args[0]) for setting in config.every("HostKey")] if config else []
+    found = [_HOST_KEY_PATH.fullmatch(re.sub("/+", "/", path)) for path in paths]
     return [m.group(1).lower() for m in found if m and m.group(1).lower() in KNOWN_TYPES]
 
 
@@ -97,9 +94,9 @@ def _distro_keygen_types(root: TargetRoot) -> list[str]:
         return []
     found: list[str] = []
     for unit_dir in _UNIT_DIRS:
-        text = read_regular(root / f"{unit_dir}/{_KEYGEN_TARGET}", 65536)
+        text = root.read_text(f"{unit_dir}/{_KEYGEN_TARGET}", _UNIT_CAP)
         if text is not None:
-            found += _KEYGEN_INSTANCE.findall(text.decode("utf-8", "replace"))
+            found += _KEYGEN_INSTANCE.findall(text)
             break  # the first found is the one systemd uses
     for unit_dir in _UNIT_DIRS:
         found += _KEYGEN_INSTANCE.findall(
@@ -114,10 +111,12 @@ def _distro_keygen_types(root: TargetRoot) -> list[str]:
 
 def _masked(root: TargetRoot, unit: str) -> bool:
     """Masked: a link to /dev/null (or an empty file) in /etc/systemd/system."""
-    path = root / f"/etc/systemd/system/{unit}"
-    if path.is_symlink():
-        return os.readlink(path) == "/dev/null"
-    return path.is_file() and path.stat().st_size == 0
+    path = f"/etc/systemd/system/{unit}"
+    link = root.readlink(path)
+    if link is not None:
+        return link == "/dev/null"
+    found = root.stat(path)
+    return found is not None and stat.S_ISREG(found.st_mode) and found.st_size == 0
 
 
 def ensure_host_keys(root: TargetRoot, key_types: Optional[str]) -> list[str]:
@@ -133,10 +132,18 @@ def ensure_host_keys(root: TargetRoot, key_types: Optional[str]) -> list[str]:
 
 
 def start_host_keys(root: TargetRoot, key_types: Optional[str]) -> Optional[PendingHostKeys]:
-    """Start making host keys in the background if the image has none (else None)."""
+    """Start making host keys in the background if the image has none (else None).
+
+    Runs before anything can be reported: an /etc/ssh that cannot be read counts as
+    one without keys, and the install (after Ready) reports what is wrong with it.
+    """
     wanted = parse_key_types(key_types) if key_types is not None else None
-    if existing_host_keys(root) and not (root / INCOMPLETE).exists():
-        return None
+    remove_stale_runs(root)
+    try:
+        if existing_host_keys(root) and root.lstat(INCOMPLETE) is None:
+            return None
+    except HostError as exc:
+        log.warning("cannot tell whether the image has SSH host keys: %s", exc)
     return PendingHostKeys(root, default_key_types(root) if wanted is None else wanted)
 
 
@@ -146,25 +153,36 @@ class PendingHostKeys:
     Key generation is CPU-bound (RSA takes seconds on a small or emulated VM),
     so provisioning starts it first thing and lets it run beside everything
     else; if provisioning then fails, `cancel()` leaves the image unchanged.
+    The directory is in the target root's state dir (see `hostkey_workdir`):
+    a run killed before `cancel()` leaves the keys there, for the next run to
+    remove, and nowhere else.
     """
 
     def __init__(self, root: TargetRoot, key_types: list[str]) -> None:
         self.root = root
-        self.workdir = Path(tempfile.mkdtemp(prefix="azprov-hostkeys-"))  # 0700
-        self.ssh_dir = self.workdir / SSH_DIR.lstrip("/")
-        self.ssh_dir.mkdir(parents=True)
         self.processes: list[subprocess.Popen[bytes]] = []
-        # A failure to start (no ssh-keygen) is raised by install(), after Ready:
-        # Ready does not depend on host keys, and this runs before anything can report.
+        self.workdir: Optional[str] = None  # in the tree: /var/lib/azprov/hostkeys.tmp/run-…
+        self.made: Optional[str] = None  # where in it ssh-keygen writes the keys
+        self._held = contextlib.ExitStack()  # the directory's lock
+        # A failure to start (no ssh-keygen, a state dir that cannot be made) is raised
+        # by install(), after Ready: Ready does not depend on host keys, and this runs
+        # before anything can report.
         self.start_error: Optional[HostError] = None
         try:
-            self._start(key_types)
+            self.workdir = make_run_directory(root, self._held)
+            self._start(self.workdir, key_types)
+        except OSError as exc:
+            self.start_error = HostError(
+                f"creating SSH host keys: {exc.strerror or exc}", path=str(self.workdir)
+            )
         except HostError as exc:
             self.start_error = exc
 
-    def _start(self, key_types: list[str]) -> None:
+    def _start(self, workdir: str, key_types: list[str]) -> None:
         # -N "" : host keys have no passphrase; sshd must read them unattended.
         # Without types, -A -f DIR writes every default type below DIR/etc/ssh.
+        # The paths name a directory made just now through the door, with no link on
+        # the way, in the root's 0700 state dir.
         commands = [
             [
                 "ssh-keygen",
@@ -176,10 +194,16 @@ class PendingHostKeys:
                 "-C",
                 "",
                 "-f",
-                str(self.ssh_dir / f"ssh_host_{kind}_key"),
+                str(self.root.host_path(f"{workdir}/ssh_host_{kind}_key")),
             ]
             for kind in key_types
-        ] or [["ssh-keygen", "-A", "-f", str(self.workdir)]]
+        ]
+        self.made = workdir
+        if not commands:
+            self.made = f"{workdir}{SSH_DIR}"
+            with self.root.directory(self.made, mode=0o700):
+                pass
+            commands = [["ssh-keygen", "-A", "-f", str(self.root.host_path(workdir))]]
         for argv in commands:  # appended one by one: cancel() must see every one started
             self.processes.append(self.root.start(argv))
 
@@ -205,24 +229,12 @@ class PendingHostKeys:
     def _move_into_root(self) -> None:
         """All the keys or none: a partial set would read as "the image has keys" on
         the next boot, which would then never make the missing ones. A failure removes
-        what was written; a power loss leaves INCOMPLETE, which makes the next boot
+        what was moved; a power loss leaves INCOMPLETE, which makes the next boot
         generate the whole set again."""
-        target = self.root / SSH_DIR
-        target.mkdir(mode=0o755, parents=True, exist_ok=True)
-        incomplete = self.root / INCOMPLETE
-        write_atomic(incomplete, b"", mode=0o600)
-        written: list[Path] = []
-        try:
-            for made in sorted(self.ssh_dir.iterdir()):
-                private = not made.name.endswith(".pub")
-                mode = 0o600 if private else 0o644
-                write_atomic(target / made.name, made.read_bytes(), mode=mode, owner=(0, 0))
-                written.append(target / made.name)
-        except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
-        incomplete.unlink()
+        assert self.made is not None  # set whenever there is no start_error
+        self.root.write(INCOMPLETE, b"", mode=0o600)
+        move_keys(self.root, self.made, SSH_DIR)
+        self.root.remove(INCOMPLETE)
 
     def cancel(self) -> None:
         """Stop any key generation still running and remove the private directory."""
@@ -230,54 +242,10 @@ class PendingHostKeys:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def fingerprints(root: TargetRoot) -> list[str]:
-    """`256 SHA256:… (ED25519)` for each host key, as `ssh-keygen -l` prints it, less the
-    comment (often root@<image build host>: only size, digest and type matter).
-
-    Computed here from the public half: one ssh-keygen process per key costs more
-    than the arithmetic, on the path to sshd.
-    """
-    lines = []
-    for key in existing_host_keys(root):
-        public = key.with_name(key.name + ".pub")
-        line = _fingerprint(public) if public.is_file() else None
-        if line is None:
-            log.warning("SSH host key %s has no readable public half", root.outside_view(key))
-            continue
-        lines.append(line)
-    return lines
-
-
-_CURVE_BITS = {"nistp256": 256, "nistp384": 384, "nistp521": 521}
-
-
-def _fingerprint(public: Path) -> Optional[str]:
-    fields = public.read_text(encoding="ascii", errors="replace").split()
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except (IndexError, ValueError):
-        return None
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    kind = fields[0]
-    if kind == "ssh-ed25519":
-        bits, label = 256, "ED25519"
-    elif kind.startswith("ecdsa-sha2-") and kind[11:] in _CURVE_BITS:
-        bits, label = _CURVE_BITS[kind[11:]], "ECDSA"
-    elif kind == "ssh-rsa":
-        bits, label = _rsa_bits(blob), "RSA"
-    else:
-        return None
-    return f"{bits} SHA256:{digest} ({label})"
-
-
-def _rsa_bits(blob: bytes) -> int:
-    """The modulus size of an ssh-rsa public key blob: string type, mpint e, mpint n."""
-    offset, fields = 0, []
-    for _ in range(3):
-        length = int.from_bytes(blob[offset : offset + 4], "big")
-        fields.append(blob[offset + 4 : offset + 4 + length])
-        offset += 4 + length
-    return int.from_bytes(fields[2], "big").bit_length()
+        try:
+            if self.workdir is not None:
+                remove_tree(self.root, self.workdir)
+        except (HostError, OSError) as exc:  # the next run removes it
+            log.warning("cannot remove %s: %s", self.workdir, exc)
+        finally:
+            self._held.close()

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import stat
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from azprov.config_values import parse_key_types
-from azprov.errors import ConfigError
-from azprov.host.hostkeys import default_key_types, ensure_host_keys
+from azprov.errors import ConfigError, HostError
+from azprov.host.hostkeys import default_key_types, ensure_host_keys, start_host_keys
 from azprov.host.root import TargetRoot
+
+FILE_CAP = 1 << 20  # what azprov reads of one sshd configuration file (sshd_config.FILE_CAP)
 
 FINGERPRINT = re.compile(r"^\d+ SHA256:[A-Za-z0-9+/]+ \((RSA|ECDSA|ED25519)\)$")
 
@@ -68,7 +76,11 @@ def test_nothing_is_written_outside_the_root(tmp_path: Path) -> None:
     root.mkdir()
     ensure_host_keys(TargetRoot(root), "")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image"]
-    assert sorted(p.name for p in root.iterdir()) == ["etc"]
+    assert sorted(p.name for p in root.iterdir()) == ["etc", "var"]
+    # The keys were made in azprov's state dir, which keeps nothing once they are in place.
+    work = root / "var/lib/azprov/hostkeys.tmp"
+    assert stat.S_IMODE(work.stat().st_mode) == 0o700
+    assert list(work.iterdir()) == []
 
 
 @pytest.mark.parametrize("text", ["dsa", "ed25519,foo", "rsa1"])
@@ -210,25 +222,183 @@ def test_an_rsa_host_key_sshd_asks_for_by_name_is_made(tmp_path: Path) -> None:
 
 def test_a_host_key_named_in_a_drop_in_counts(tmp_path: Path) -> None:
     root = sshd_config(tmp_path, "")
-    sshd_config(root, "HostKey /etc/ssh/ssh_host_rsa_key\n", "sshd_config.d/50-image.conf")
+    drop_in = root / "etc/ssh/sshd_config.d/50-image.conf"
+    drop_in.parent.mkdir()
+    drop_in.write_text("HostKey /etc/ssh/ssh_host_rsa_key\n")
     assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa", "rsa"]
 
 
+def test_a_quoted_host_key_path_is_read_as_sshd_reads_it(tmp_path: Path) -> None:
+    """Finding 17: `HostKey "/etc/ssh/ssh_host_rsa_key"` was read with its quotes, so
+    the RSA key sshd asks for was not made (and sshd logged its absence at every start)."""
+    root = sshd_config(tmp_path, 'HostKey "/etc/ssh/ssh_host_rsa_key"\n')
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa", "rsa"]
+    spaced = sshd_config(tmp_path / "spaced", 'HostKey "/etc/ssh/my key"\nHostKey=/etc/ssh/x\n')
+    from azprov.host.sshd_config import read_sshd_config
+
+    config = read_sshd_config(TargetRoot(spaced))
+    assert config is not None
+    assert [s.value for s in config.every("HostKey")] == ["/etc/ssh/my key", "/etc/ssh/x"]
+
+
+def test_an_include_loop_gets_the_plain_default_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A drop-in that includes itself: sshd stops at 16 levels and refuses to start."""
+    root = sshd_config(tmp_path, "")
+    sshd_config(root, "HostKey /etc/ssh/ssh_host_rsa_key\n", "sshd_config.d/50-image.conf")
+    with caplog.at_level("WARNING"):
+        assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+    assert "more than 16 files deep" in caplog.text
+
+
 @pytest.mark.parametrize("escape", ["etc/systemd/system", "etc/ssh/sshd_config.d"])
-def test_an_image_setup_that_cannot_be_read_gets_the_plain_default(
+def test_a_link_out_of_the_image_reads_what_lies_there_inside_the_image(
     tmp_path: Path, escape: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """This runs before anything can be reported: it warns, never raises."""
+    """A link is resolved as the image's own sshd and systemd see it: an absolute
+    target is a path inside the image. What lies at that path on the host is never read."""
     root = tmp_path / "image"
     link = root / escape
     link.parent.mkdir(parents=True)
     outside = tmp_path / "outside"
     outside.mkdir()
-    # What is out there must not be read: it would ask for RSA.
-    (outside / "50-host.conf").write_text("HostKey /etc/ssh/ssh_host_rsa_key\n")
-    (outside / "sshd-keygen@rsa.service").write_text("")
-    link.symlink_to(outside)  # leads out of the root
+    asks_for_rsa = {
+        "50-host.conf": "HostKey /etc/ssh/ssh_host_rsa_key\n",
+        "sshd-keygen@rsa.service": "",
+    }
+    for name, text in asks_for_rsa.items():
+        (outside / name).write_text(text)
+    link.symlink_to(outside)  # on the host, it would lead out of the image
     sshd_config(root, "")  # Debian's shape: its drop-ins are included, so read
+    wants = root / "etc/systemd/system/sshd-keygen.target.wants"
+    if escape == "etc/systemd/system":  # the .wants directory is then below the link
+        wants = root / str(outside).lstrip("/") / "sshd-keygen.target.wants"
+    with caplog.at_level("WARNING"):
+        # Nothing at that path inside the image: the host's files must not count.
+        assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+        # The same path inside the image is what the image's sshd would read.
+        inside = root / str(outside).lstrip("/")
+        inside.mkdir(parents=True)
+        (inside / "50-image.conf").write_text("HostKey /etc/ssh/ssh_host_rsa_key\n")
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / "sshd-keygen@rsa.service").write_text("")
+        assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa", "rsa"]
+    assert caplog.text == ""
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _over_the_cap(path: Path) -> None:
+    path.write_bytes(b"#" * (FILE_CAP + 1))
+
+
+@pytest.mark.parametrize("breaker", [_fifo, _over_the_cap], ids=["fifo", "over_the_cap"])
+@pytest.mark.parametrize(
+    "relative",
+    ["etc/ssh/sshd_config.d/50-image.conf", "usr/lib/systemd/system/sshd-keygen.target"],
+)
+def test_an_image_setup_that_cannot_be_read_gets_the_plain_default(
+    tmp_path: Path, relative: str, breaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """This runs before anything can be reported: it warns, never raises (nor hangs
+    on a FIFO, nor reads a file past its cap)."""
+    root = fedora_like(sshd_config(tmp_path, ""))
+    (root / "etc/ssh/sshd_config.d").mkdir()
+    (root / relative).unlink(missing_ok=True)
+    breaker(root / relative)
     with caplog.at_level("WARNING"):
         assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
-    assert "unreadable" in caplog.text
+    assert "unreadable" in caplog.text and relative in caplog.text
+
+
+# -- a run killed while it makes keys ----------------------------------------------------
+
+_KILLED_RUN = """
+import sys, time
+from azprov.host.hostkeys import start_host_keys
+from azprov.host.root import TargetRoot
+pending = start_host_keys(TargetRoot(sys.argv[1]), "rsa,ed25519")
+print("generating", flush=True)
+time.sleep(120)
+"""
+
+
+def _private_keys(top: Path) -> list[Path]:
+    return [
+        p
+        for p in top.rglob("*")
+        if p.is_file() and not p.is_symlink() and b"PRIVATE KEY" in p.read_bytes()[:64]
+    ]
+
+
+def test_a_run_killed_mid_generation_leaves_no_private_key_outside_the_root(
+    tmp_path: Path,
+) -> None:
+    """Finding 15: a SIGKILL left `/tmp/azprov-hostkeys-*` holding private host keys
+    on the host. Now they are made in the root's 0700 state dir, and the next run
+    removes what a killed one left."""
+    root = tmp_path / "image"
+    root.mkdir()
+    host_tmp = Path(tempfile.gettempdir())
+    before = set(host_tmp.glob("azprov-*"))
+    killed = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, str(root)],
+        stdout=subprocess.PIPE,
+        start_new_session=True,  # its ssh-keygen children share its process group
+    )
+    assert killed.stdout is not None
+    assert killed.stdout.readline() == b"generating\n"
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    _wait_for_group(killed.pid)  # the orphaned ssh-keygen processes finish their keys
+    assert set(host_tmp.glob("azprov-*")) == before
+    work = root / "var/lib/azprov/hostkeys.tmp"
+    left = _private_keys(tmp_path)
+    assert left, "the killed run's keys should be in its directory, for the next run"
+    assert all(work in key.parents for key in left), left
+    assert stat.S_IMODE(work.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(key.parent.stat().st_mode) == 0o700 for key in left)
+
+    # The next run removes them first thing, whether or not it makes keys itself.
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "etc/ssh/ssh_host_ed25519_key").write_text("an image's own key\n")
+    assert start_host_keys(TargetRoot(root), None) is None
+    assert list(work.iterdir()) == []
+    assert _private_keys(tmp_path) == []
+
+
+def test_a_live_run_directory_is_not_taken_for_a_stale_one(tmp_path: Path) -> None:
+    first = start_host_keys(TargetRoot(tmp_path), "ed25519")
+    assert first is not None and first.workdir is not None
+    second = start_host_keys(TargetRoot(tmp_path), "ed25519")
+    assert second is not None
+    assert (tmp_path / first.workdir.lstrip("/")).is_dir()  # held by the first: kept
+    assert len(second.install()) == 1
+    first.cancel()
+    assert list((tmp_path / "var/lib/azprov/hostkeys.tmp").iterdir()) == []
+
+
+def _wait_for_group(group: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.killpg(group, signal.SIGKILL)
+    raise AssertionError("ssh-keygen still running after a minute")
+
+
+def test_an_unreadable_etc_ssh_is_reported_after_ready_not_before(tmp_path: Path) -> None:
+    """start_host_keys runs before anything can be reported: it must not raise there."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/ssh").symlink_to("ssh")  # a link loop
+    pending = start_host_keys(TargetRoot(tmp_path), "ed25519")
+    assert pending is not None
+    with pytest.raises(HostError, match="/etc/ssh"):
+        pending.install()
+    assert list((tmp_path / "var/lib/azprov/hostkeys.tmp").iterdir()) == []
