@@ -1,77 +1,160 @@
-"""sshd's password policy: `PasswordAuthentication yes|no`.
+"""sshd's password policy (`PasswordAuthentication yes|no`), and making a running sshd see it.
 
-sshd keeps the first value it reads for a keyword. Debian and Fedora include
+sshd keeps the first global value it reads (see `azprov.host.sshd_config`, the
+one reader of its configuration). Debian and Fedora include
 `sshd_config.d/*.conf` at the top of sshd_config, so a drop-in named to sort
-first decides; without that Include, the line goes at the top of sshd_config
-itself, replacing any earlier global setting (Match blocks are left alone).
+first decides; where sshd would not read that drop-in outside a Match block,
+the line goes at the top of sshd_config itself. Either way, a line sshd would
+read before azprov's, in any form (`Keyword=value`, quoted, another case) and
+in any file, is removed, as azprov has always removed such lines from
+sshd_config: the VM's policy is the one sshd uses. Match blocks are left alone.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-from pathlib import Path
 from typing import Optional
 
+from azprov.confined import Confined
 from azprov.errors import HostError
-from azprov.host.files import read_regular, write_atomic
 from azprov.host.root import TargetRoot
+from azprov.host.sshd_config import (
+    FILE_CAP,
+    SSHD_CONFIG,
+    Setting,
+    SshdConfig,
+    read_sshd_config,
+    sshd_path,
+)
 
 log = logging.getLogger(__name__)
 
-SSHD_CONFIG = "/etc/ssh/sshd_config"
 DROPIN_DIR = "/etc/ssh/sshd_config.d"
 DROPIN = f"{DROPIN_DIR}/00-azprov.conf"
-_INCLUDE = re.compile(r"^\s*Include\s+\S*sshd_config\.d/", re.IGNORECASE | re.MULTILINE)
-_SETTING = re.compile(r"^\s*PasswordAuthentication\s", re.IGNORECASE)
-_MATCH = re.compile(r"^\s*Match\s", re.IGNORECASE)
-_MARK = "# Set by azprov: the VM's password login policy.\n"
-
-
-def _without_global_setting(text: str, stop: int) -> str:
-    """`text` without our earlier line and without global PasswordAuthentication lines
-    that start before offset `stop` (Match blocks are left alone)."""
-    kept: list[str] = []
-    offset = 0
-    in_match = False
-    lines = text.splitlines(keepends=True)
-    for index, existing in enumerate(lines):
-        in_match = in_match or bool(_MATCH.match(existing))
-        global_setting = not in_match and offset < stop and _SETTING.match(existing)
-        ours = existing == _MARK and index + 1 < len(lines) and _SETTING.match(lines[index + 1])
-        offset += len(existing)
-        if global_setting or ours:
-            continue
-        kept.append(existing)
-    return "".join(kept)
+_KEYWORD = "passwordauthentication"
+_MARK = b"# Set by azprov: the VM's password login policy.\n"
+# Each pass removes one line sshd would read before azprov's; an image with more
+# such lines than this is not one a person wrote.
+_MAX_REMOVALS = 1000
 
 
 def set_password_authentication(root: TargetRoot, allow: bool) -> bool:
     """Apply the policy; returns False when the image has no sshd_config."""
-    config = root / SSHD_CONFIG
-    if not config.is_file():
+    files = _Files(root)
+    main = files.current(SSHD_CONFIG)
+    if main is None:
         log.info(
             "no %s in the target: sshd is not installed, no password policy written", SSHD_CONFIG
         )
         return False
     value = "yes" if allow else "no"
-    line = f"PasswordAuthentication {value}\n"
-    text = config.read_text(encoding="utf-8", errors="replace")
-    include = _INCLUDE.search(text)
-    # sshd keeps the first value it reads: a global setting above the Include (or, without
-    # an Include, anywhere before the first Match) would beat ours, so it goes.
-    kept = _without_global_setting(text, stop=include.start() if include else len(text))
-    if include:
-        write_atomic(root / DROPIN, f"{_MARK}{line}".encode(), mode=0o644)
-        log.info("wrote %s: PasswordAuthentication %s", DROPIN, value)
+    ours = _MARK + f"PasswordAuthentication {value}\n".encode()
+    # An earlier run's line at the top of sshd_config goes first: it is written again
+    # below if that is still where it belongs.
+    for old in (b"yes", b"no"):
+        main = main.replace(_MARK + b"PasswordAuthentication " + old + b"\n", b"")
+    files.edited[SSHD_CONFIG] = main
+    files.edited[DROPIN] = ours
+    config = files.config()
+    if config.read_globally(DROPIN) is not None:
+        where = DROPIN
     else:
-        kept = f"{_MARK}{line}{kept}"
-    if kept != text:
-        info = os.stat(config)
-        write_atomic(config, kept.encode(), mode=info.st_mode & 0o7777)
-        log.info("set PasswordAuthentication %s in %s", value, SSHD_CONFIG)
+        where = SSHD_CONFIG
+        config = _at_the_top(files, main, ours)
+    config = _make_ours_win(files, config, where)
+    files.write()
+    log.info("set PasswordAuthentication %s in %s", value, where)
+    for problem in config.problems[:5]:
+        log.warning("sshd will refuse its configuration: %s", problem)
     return True
+
+
+def _at_the_top(files: _Files, main: bytes, ours: bytes) -> SshdConfig:
+    """sshd would not read the drop-in, or only under a Match: azprov's line goes at the
+    top of sshd_config, and the file's other global settings of it (dead from now on)
+    go too, as they always have."""
+    del files.edited[DROPIN]
+    files.edited[SSHD_CONFIG] = ours + main
+    config = files.config()
+    stale = [
+        s for s in config.every(_KEYWORD) if s.path == SSHD_CONFIG and not _is_ours(s, SSHD_CONFIG)
+    ]
+    for setting in reversed(stale):
+        files.edited[SSHD_CONFIG] = _without(files.edited[SSHD_CONFIG], setting.span)
+    return files.config() if stale else config
+
+
+def _make_ours_win(files: _Files, config: SshdConfig, where: str) -> SshdConfig:
+    """Remove each line sshd would take before azprov's, whatever its form or file."""
+    for _ in range(_MAX_REMOVALS):
+        winner = config.first(_KEYWORD)
+        if winner is None:  # cannot be: azprov's own line is read globally
+            raise HostError(f"sshd would not read azprov's PasswordAuthentication line in {where}")
+        if _is_ours(winner, where):
+            return config
+        log.info(
+            "removing `PasswordAuthentication %s` at %s: sshd reads it before azprov's line",
+            winner.value,
+            winner.where,
+        )
+        data = files.current(winner.path)
+        if data is None:
+            raise HostError(f"{winner.path} went away while azprov read it", path=winner.path)
+        files.edited[winner.path] = _without(data, winner.span)
+        config = files.config()
+    raise HostError(
+        f"sshd configuration: more than {_MAX_REMOVALS} PasswordAuthentication lines "
+        "are read before azprov's",
+        path=SSHD_CONFIG,
+    )
+
+
+class _Files:
+    """sshd's configuration files as azprov reads them and as it will leave them."""
+
+    def __init__(self, root: TargetRoot) -> None:
+        self.root = root
+        self.original: dict[str, Optional[bytes]] = {}
+        self.edited: dict[str, bytes] = {}
+
+    def current(self, path: str) -> Optional[bytes]:
+        if path in self.edited:
+            return self.edited[path]
+        if path not in self.original:
+            self.original[path] = self.root.read(path, FILE_CAP)
+        return self.original[path]
+
+    def config(self) -> SshdConfig:
+        config = read_sshd_config(self.root, overlay=self.edited)
+        assert config is not None  # sshd_config is among the edits
+        return config
+
+    def write(self) -> None:
+        """Write each changed file where it leads inside the image (a linked
+        sshd_config is edited, not replaced), keeping its mode and owner."""
+        for path, data in self.edited.items():
+            if path not in self.original:
+                self.original[path] = self.root.read(path, FILE_CAP)
+            if self.original[path] == data:
+                continue
+            if self.original[path] is None:  # a new file: nothing to keep
+                self.root.write(path, data, mode=0o644, owner=(0, 0))
+                continue
+            target = self.root.resolve(path) or path
+            found = self.root.stat(target)
+            mode = found.st_mode & 0o7777 if found is not None else 0o644
+            owner = (found.st_uid, found.st_gid) if found is not None else (0, 0)
+            self.root.write(target, data, mode=mode, owner=owner)
+
+
+def _is_ours(setting: Setting, where: str) -> bool:
+    """azprov's line: the second line (after the mark) of the file it went in."""
+    return setting.path == where and setting.line == 2
+
+
+def _without(data: bytes, span: tuple[int, int]) -> bytes:
+    return data[: span[0]] + data[span[1] :]
 
 
 def reload_sshd(root: TargetRoot) -> None:
@@ -79,7 +162,7 @@ def reload_sshd(root: TargetRoot) -> None:
     if root.skip_live("reloading sshd"):
         return
     pid_file = _configured_pid_file(root)
-    if pid_file is not None and not sshd_may_be_running(pid_file):
+    if pid_file is not None and not sshd_may_be_running(root, pid_file):
         # First boot: sshd is ordered after azprov's unit and starts with the new
         # files; asking systemctl about two unit names would cost two processes.
         log.debug("sshd is not running (no live %s); nothing to reload", pid_file)
@@ -92,60 +175,36 @@ def reload_sshd(root: TargetRoot) -> None:
 
 
 SSHD_PID_FILE = "/run/sshd.pid"
-_CONFIG_LIMIT = 1 << 20
-
-
-def configured_values(root: TargetRoot, keyword: str) -> list[str]:
-    """Every value the image's sshd configuration gives `keyword`, in the order sshd
-    reads them: sshd_config, with the sshd_config.d/*.conf drop-ins read where its
-    Include names them. `Keyword value` and `Keyword=value` both count; keywords
-    that only Match blocks may hold are not what this is for.
-
-    An absent or unreadable file reads as empty; HostError when a file or the
-    drop-in directory leads out of an offline root.
-    """
-    line = re.compile(rf"^[ \t]*{keyword}(?:[ \t]*=[ \t]*|[ \t]+)(\S+)", re.I | re.M)
-    text = _text(root, SSHD_CONFIG)
-    include = _INCLUDE.search(text)
-    if include is None:
-        return line.findall(text)
-    drop_ins = [
-        _text(root, f"{DROPIN_DIR}/{name}")
-        for name in root.listdir(DROPIN_DIR)
-        if name.endswith(".conf")  # what Debian's and Fedora's Include pattern names
-    ]
-    return [
-        value
-        for part in (text[: include.start()], *drop_ins, text[include.end() :])
-        for value in line.findall(part)
-    ]
-
-
-def _text(root: TargetRoot, path: str) -> str:
-    data = read_regular(root / path, _CONFIG_LIMIT)
-    return data.decode("utf-8", errors="replace") if data is not None else ""
+# A pid file holds one number and a newline.
+_PID_FILE_CAP = 4096
 
 
 def _configured_pid_file(root: TargetRoot) -> Optional[str]:
     """Where sshd writes its pid: the first PidFile, else the default; None when it
     writes none (`PidFile none`), so only systemctl can tell."""
     try:
-        found = configured_values(root, "PidFile")
-    except (HostError, OSError):
+        config = read_sshd_config(root)
+    except HostError:
         return SSHD_PID_FILE
-    if not found:
+    found = config.first("pidfile") if config is not None else None
+    if found is None:
         return SSHD_PID_FILE
-    return None if found[0].lower() == "none" else found[0]
+    path = sshd_path(found.args[0])
+    return None if path.lower() == "none" else path
 
 
-def sshd_may_be_running(pid_file: str = SSHD_PID_FILE) -> bool:
+def sshd_may_be_running(root: Confined, pid_file: str = SSHD_PID_FILE) -> bool:
     """False only when sshd's pid file is absent or names no live process."""
     try:
-        pid = int(Path(pid_file).read_text(encoding="ascii").strip())
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError):
+        data = root.read(pid_file, _PID_FILE_CAP)
+    except HostError:
         return True  # unreadable or odd: ask systemctl as before
+    if data is None:
+        return False
+    try:
+        pid = int(data.decode("ascii").strip())
+    except ValueError:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

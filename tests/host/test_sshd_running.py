@@ -7,28 +7,34 @@ import subprocess
 from pathlib import Path
 
 from azprov.host.root import TargetRoot
-from azprov.host.sshd import sshd_may_be_running
+from azprov.host.sshd import SSHD_PID_FILE, sshd_may_be_running
 
 
 def test_no_pid_file_means_not_running(tmp_path: Path) -> None:
-    assert sshd_may_be_running(str(tmp_path / "sshd.pid")) is False
+    assert sshd_may_be_running(TargetRoot(tmp_path), "/run/sshd.pid") is False
 
 
 def test_a_live_pid_means_running(tmp_path: Path) -> None:
     (tmp_path / "sshd.pid").write_text(f"{os.getpid()}\n")
-    assert sshd_may_be_running(str(tmp_path / "sshd.pid")) is True
+    assert sshd_may_be_running(TargetRoot(tmp_path), "/sshd.pid") is True
 
 
 def test_a_dead_pid_means_not_running(tmp_path: Path) -> None:
     finished = subprocess.Popen(["true"])
     finished.wait()
     (tmp_path / "sshd.pid").write_text(f"{finished.pid}\n")
-    assert sshd_may_be_running(str(tmp_path / "sshd.pid")) is False
+    assert sshd_may_be_running(TargetRoot(tmp_path), "/sshd.pid") is False
 
 
 def test_an_unreadable_pid_file_falls_back_to_asking(tmp_path: Path) -> None:
     (tmp_path / "sshd.pid").write_text("not a pid\n")
-    assert sshd_may_be_running(str(tmp_path / "sshd.pid")) is True
+    assert sshd_may_be_running(TargetRoot(tmp_path), "/sshd.pid") is True
+
+
+def test_a_fifo_as_pid_file_is_asked_about_not_waited_on(tmp_path: Path) -> None:
+    """Read through the door: a FIFO there would hang a plain open()."""
+    os.mkfifo(tmp_path / "sshd.pid")
+    assert sshd_may_be_running(TargetRoot(tmp_path), "/sshd.pid") is True
 
 
 def test_the_pid_file_named_in_sshd_config_is_the_one_read(tmp_path: Path) -> None:
@@ -68,7 +74,7 @@ def test_a_pid_file_set_in_an_included_drop_in_wins_as_sshd_reads_it(tmp_path: P
 
 
 def test_values_come_in_the_order_sshd_reads_them(tmp_path: Path) -> None:
-    from azprov.host.sshd import configured_values
+    from azprov.host.sshd_config import read_sshd_config
 
     write(
         tmp_path,
@@ -77,18 +83,31 @@ def test_values_come_in_the_order_sshd_reads_them(tmp_path: Path) -> None:
     )
     write(tmp_path, "/etc/ssh/sshd_config.d/20-b.conf", "HostKey /k/b\n")
     write(tmp_path, "/etc/ssh/sshd_config.d/10-a.conf", "  HostKey\t/k/a\n")
-    assert configured_values(TargetRoot(tmp_path), "HostKey") == [
-        "/k/first",
-        "/k/a",
-        "/k/b",
-        "/k/last",
-    ]
+    config = read_sshd_config(TargetRoot(tmp_path))
+    assert config is not None
+    assert [s.value for s in config.every("HostKey")] == ["/k/first", "/k/a", "/k/b", "/k/last"]
 
 
 def test_drop_ins_that_sshd_config_does_not_include_are_not_read(tmp_path: Path) -> None:
-    from azprov.host.sshd import configured_values
+    from azprov.host.sshd import _configured_pid_file
 
     write(tmp_path, "/etc/ssh/sshd_config", "PidFile /run/own.pid\n")
     write(tmp_path, "/etc/ssh/sshd_config.d/50-image.conf", "PidFile /run/image.pid\n")
-    assert configured_values(TargetRoot(tmp_path), "PidFile") == ["/run/own.pid"]
-    assert configured_values(TargetRoot(tmp_path / "no-such-root-file"), "PidFile") == []
+    assert _configured_pid_file(TargetRoot(tmp_path)) == "/run/own.pid"
+    assert _configured_pid_file(TargetRoot(tmp_path / "no-such-root-file")) == SSHD_PID_FILE
+
+
+def test_a_quoted_pid_file_with_a_space_is_read_whole(tmp_path: Path) -> None:
+    from azprov.host.sshd import _configured_pid_file
+
+    write(tmp_path, "/etc/ssh/sshd_config", 'PidFile "/run/my sshd.pid"\n')
+    assert _configured_pid_file(TargetRoot(tmp_path)) == "/run/my sshd.pid"
+
+
+def test_an_unreadable_configuration_means_the_default_pid_file(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/ssh/sshd_config", f"{INCLUDE}")
+    os.makedirs(tmp_path / "etc/ssh/sshd_config.d", exist_ok=True)
+    os.mkfifo(tmp_path / "etc/ssh/sshd_config.d/10-pipe.conf")
+    from azprov.host.sshd import _configured_pid_file
+
+    assert _configured_pid_file(TargetRoot(tmp_path)) == SSHD_PID_FILE
