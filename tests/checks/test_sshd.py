@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.checks.trees import assert_case, case_table, fired, good_tree, problems, write
+from tests.checks.trees import assert_case, case_table, findings, fired, good_tree, problems, write
 
 CASES, case = case_table()
 
@@ -106,3 +106,72 @@ def test_match_in_an_included_file_ends_with_that_file(tmp_path: Path) -> None:
         ("error", "sets PermitEmptyPasswords yes"),
         ("warn", "sets PermitRootLogin yes"),
     ]
+
+
+AZPROV_DROPIN = "etc/ssh/sshd_config.d/00-azprov.conf"
+
+
+def test_a_provisioned_image_is_still_judged_against_azprov_drop_in(tmp_path: Path) -> None:
+    """Finding 17: with 00-azprov.conf present (`check /` on a provisioned VM), the
+    "read before 00-azprov.conf" test was skipped."""
+    root = good_tree(tmp_path / "root")
+    write(root, AZPROV_DROPIN, "PasswordAuthentication no\n")
+    assert problems(root, "sshd-effective-config") == []
+    write(root, "etc/ssh/sshd_config.d/00-aaa.conf", "PasswordAuthentication=yes\n")
+    finding = fired(root, "sshd-effective-config")
+    assert finding.path == "etc/ssh/sshd_config.d/00-aaa.conf:1"
+    assert "before 00-azprov.conf" in finding.found or AZPROV_DROPIN in finding.found
+
+
+def test_check_and_provision_agree_on_every_form_of_an_earlier_line(tmp_path: Path) -> None:
+    """Finding 16: the check flagged `PasswordAuthentication=yes` above the Include while
+    provision's reader missed it. One reader now: what the check flags, provision fixes."""
+    from azprov.host.root import TargetRoot
+    from azprov.host.sshd import set_password_authentication
+
+    root = good_tree(tmp_path / "root")
+    main = root / "etc/ssh/sshd_config"
+    good = main.read_text()
+    for form in ("PasswordAuthentication=yes", '"passwordauthentication" "yes"'):
+        main.write_text(f"{form}\n{good}")
+        assert fired(root, "sshd-effective-config").path == "etc/ssh/sshd_config:1"
+        set_password_authentication(TargetRoot(root), allow=False)
+        assert problems(root, "sshd-effective-config") == []
+
+
+def test_a_quoted_value_is_one_value(tmp_path: Path) -> None:
+    """Finding 17: `HostKey "/etc/ssh/my key"` is one path, with its space."""
+    from azprov.checks.sshd import effective_config
+    from azprov.checks.tree import Tree
+    from azprov.host.root import TargetRoot
+
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/ssh/sshd_config.d/50-keys.conf", 'HostKey "/etc/ssh/my key"\n')
+    config = effective_config(Tree(TargetRoot(root)))
+    assert config is not None and config["hostkey"].value == "/etc/ssh/my key"
+
+
+def test_an_include_under_a_match_is_conditional(tmp_path: Path) -> None:
+    """sshd applies what an Include inside a Match block brings only to that block."""
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/ssh/extra/10.conf", "PermitEmptyPasswords yes\n")
+    main = root / "etc/ssh/sshd_config"
+    main.write_text(main.read_text() + "Match User backup\n  Include extra/*.conf\n")
+    assert problems(root, "sshd-effective-config") == []
+    main.write_text(main.read_text() + "Match all\nInclude extra/*.conf\n")
+    assert fired(root, "sshd-effective-config").path == "etc/ssh/extra/10.conf:1"
+
+
+def test_a_configuration_sshd_refuses_is_an_error(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/ssh/sshd_config.d/60-site.conf", 'Banner "/etc/issue\n')
+    finding = fired(root, "sshd-effective-config")
+    assert finding.path == "etc/ssh/sshd_config.d/60-site.conf:1"
+    assert "invalid quotes" in finding.found
+
+
+def test_an_include_loop_is_unknown_not_a_hang(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/ssh/sshd_config.d/60-loop.conf", "Include /etc/ssh/sshd_config.d/*.conf\n")
+    found = [(f.severity, f.found) for f in findings(root, "sshd-effective-config")]
+    assert len(found) == 1 and found[0][0] == "info" and "16 files deep" in found[0][1]
