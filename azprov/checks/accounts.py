@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
-from typing import Iterator
+from typing import Iterator, Optional, Union
 
-from azprov.checks.model import Note, check, unreadable
+from azprov.checks.model import Note, check, unknown, unreadable
 from azprov.checks.tree import Tree
+
+# uid_t is 32 bits; (uid_t) -1 is "no user".
+MAX_UID = (1 << 32) - 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,21 +26,39 @@ class User:
         return not self.shell.endswith(("nologin", "false"))
 
 
+def decimal(text: str, most: int) -> Optional[int]:
+    """`text` as the C library reads a number here: ASCII digits only (str.isdigit()
+    also takes '²', which int() refuses), at most `most`; None for anything else.
+    The length is checked first: int() of a long digit string is quadratic on 3.9."""
+    if not text.isascii() or not text.isdigit() or len(text.lstrip("0")) > len(str(most)):
+        return None
+    value = int(text)
+    return value if value <= most else None
+
+
 def users(tree: Tree) -> list[User]:
-    found = []
-    for line in tree.lines("etc/passwd"):
-        fields = line.split(":")
-        if len(fields) >= 7 and fields[2].isdigit():
-            found.append(User(fields[0], int(fields[2]), fields[5].strip("/"), fields[6]))
-    return found
+    """The accounts of etc/passwd (a line whose UID is not a number is none)."""
+
+    def read() -> list[User]:
+        found = []
+        for line in tree.lines("etc/passwd"):
+            fields = line.split(":")
+            uid = decimal(fields[2], MAX_UID) if len(fields) >= 7 else None
+            if uid is not None:
+                found.append(User(fields[0], uid, fields[5].strip("/"), fields[6]))
+        return found
+
+    return tree.memo("accounts.users", read)
 
 
 def uid_range(tree: Tree) -> tuple[int, int]:
+    """UID_MIN and UID_MAX of etc/login.defs (a value that is no number keeps the default)."""
     values = {"UID_MIN": 1000, "UID_MAX": 60000}
     for line in tree.lines("etc/login.defs"):
         words = line.split()
-        if len(words) >= 2 and words[0] in values and words[1].isdigit():
-            values[words[0]] = int(words[1])
+        number = decimal(words[1], MAX_UID) if len(words) >= 2 and words[0] in values else None
+        if number is not None:
+            values[words[0]] = number
     return values["UID_MIN"], values["UID_MAX"]
 
 
@@ -107,29 +129,51 @@ def leftover_users_sudoers(tree: Tree) -> Iterator[Note]:
                 )
 
 
-def sudoers_files(tree: Tree) -> list[str]:
-    """etc/sudoers and what it includes (sudo skips drop-in names with '.' or ending in '~')."""
-    files: list[str] = []
-    pending = ["etc/sudoers"]
-    while pending and len(files) < 200:
-        path = pending.pop(0)
-        if path in files or not tree.exists(path):
-            continue
-        files.append(path)
-        for line in tree.lines(path):
-            match = re.match(r"^\s*[@#](include|includedir)\s+(\S+)", line)
-            if not match:
+# A real sudo policy is etc/sudoers and a handful of drop-ins; sudo itself stops
+# at 128 nested includes. Past this many files named, the policy is not worked out.
+MAX_SUDOERS_FILES = 256
+
+
+def sudoers_files(tree: Tree) -> Union[list[str], str]:
+    """etc/sudoers and what it includes (sudo skips drop-in names with '.' or ending
+    in '~'), each file and directory once; or why they are not worked out (more
+    than MAX_SUDOERS_FILES files named)."""
+
+    def read() -> Union[list[str], str]:
+        files: list[str] = []
+        named = {"etc/sudoers"}
+        directories: set[str] = set()
+        pending = collections.deque(["etc/sudoers"])
+        while pending:
+            path = pending.popleft()
+            if not tree.exists(path):
                 continue
-            target = match.group(2).lstrip("/")
-            if match.group(1) == "include":
-                pending.append(target if "/" in target else f"etc/{target}")
-            else:
-                pending += [
-                    p
-                    for p in tree.glob(f"{target}/*")
-                    if "." not in p.rsplit("/", 1)[1] and not p.endswith("~")
-                ]
-    return files
+            files.append(path)
+            for target in _included(tree, path, directories):
+                if target not in named:
+                    named.add(target)
+                    pending.append(target)
+                if len(named) > MAX_SUDOERS_FILES:
+                    return f"etc/sudoers and its includes name more than {MAX_SUDOERS_FILES} files"
+        return files
+
+    return tree.memo("accounts.sudoers", read)
+
+
+def _included(tree: Tree, path: str, directories: set[str]) -> Iterator[str]:
+    """The files `path`'s include lines name (a directory already listed, not again)."""
+    for line in tree.lines(path):
+        match = re.match(r"^\s*[@#](include|includedir)\s+(\S+)", line)
+        if not match:
+            continue
+        target = match.group(2).lstrip("/")
+        if match.group(1) == "include":
+            yield target if "/" in target else f"etc/{target}"
+        elif target not in directories:
+            directories.add(target)
+            for p in tree.glob(f"{target}/*"):
+                if "." not in p.rsplit("/", 1)[1] and not p.endswith("~"):
+                    yield p
 
 
 @check(
@@ -139,7 +183,11 @@ def sudoers_files(tree: Tree) -> list[str]:
     source="LISA verify_default_targetpw; waagent conf_sudoer",
 )
 def sudo_policy(tree: Tree) -> Iterator[Note]:
-    cannot = unreadable(tree, *dict.fromkeys(["etc/sudoers", *sudoers_files(tree)]))
+    files = sudoers_files(tree)
+    if isinstance(files, str):
+        yield unknown("etc/sudoers", files, "check the sudo policy by hand")
+        return
+    cannot = unreadable(tree, *dict.fromkeys(["etc/sudoers", *files]))
     if cannot:
         yield from cannot
         return
@@ -148,7 +196,7 @@ def sudo_policy(tree: Tree) -> Iterator[Note]:
             "etc/sudoers", "is missing (sudo not installed)", "install sudo", severity="warn"
         )
         return
-    for path in sudoers_files(tree):
+    for path in files:
         for number, line in enumerate(tree.lines(path), 1):
             if re.match(r"^\s*Defaults\b.*(?<![!\w])(targetpw|rootpw|runaspw)\b", line):
                 yield Note(f"{path}:{number}", f"has '{line.strip()}'", "remove it")

@@ -177,6 +177,8 @@ def _menu_number(spec: str) -> Optional[int]:
     if match is None:
         return None
     digits = match.group(1)
+    if len(digits) > 24:  # past an unsigned long in any base: GRUB's strtoul overflows
+        return None  # (and int() of a million decimal digits is quadratic on 3.9)
     if digits.startswith("0x"):
         return int(digits, 16)
     return int(digits, 8) if len(digits) > 1 and digits.startswith("0") else int(digits)

@@ -13,14 +13,41 @@ from azprov.checks.tree import Tree
 _ROOT_STUB = "command=\"echo 'Please login as the user"
 
 
-def homes(tree: Tree) -> list[tuple[User, str]]:
-    """(user, home) for passwd entries, plus home/* and root that passwd does not name."""
-    found = [(u, u.home) for u in users(tree) if u.home and u.home != "nonexistent"]
-    known = {home for _, home in found}
-    for home in ["root", *tree.glob("home/*")]:
-        if home not in known and tree.is_dir(home):
-            found.append((User(home.rsplit("/", 1)[-1], -1, home, "/bin/sh"), home))
-    return [(u, h) for u, h in found if tree.is_dir(h)]
+def homes(tree: Tree) -> dict[str, list[User]]:
+    """Each home that is a directory, with the passwd entries naming it (home/* and
+    root that passwd does not name too). A home is looked at once, however many
+    passwd lines name it."""
+
+    def find() -> dict[str, list[User]]:
+        found: dict[str, list[User]] = {}
+        for user in users(tree):
+            if user.home and user.home != "nonexistent":
+                found.setdefault(user.home, []).append(user)
+        for home in ["root", *tree.glob("home/*")]:
+            if home not in found:
+                found[home] = [User(home.rsplit("/", 1)[-1], -1, home, "/bin/sh")]
+        directories = _directories(tree, list(found))
+        return {home: named for home, named in found.items() if home in directories}
+
+    return tree.memo("homes", find)
+
+
+def _directories(tree: Tree, paths: list[str]) -> set[str]:
+    """Those of `paths` that are directories. A path its parent's listing does not
+    name is not looked up: passwd may name thousands of homes that are not there
+    (each listing is made once, each lookup walks the whole path)."""
+    listings: dict[str, set[str]] = {}
+    found = set()
+    for path in paths:
+        parent, _, name = path.rpartition("/")
+        if name not in ("", ".", ".."):
+            if parent not in listings:
+                listings[parent] = set(tree.listdir(parent))
+            if name not in listings[parent]:
+                continue
+        if tree.is_dir(path):
+            found.add(path)
+    return found
 
 
 def _key_lines(tree: Tree, path: str) -> list[str]:
@@ -55,14 +82,17 @@ def _authorized_files(tree: Tree, user: User, home: str) -> list[str]:
 )
 def authorized_keys(tree: Tree) -> Iterator[Note]:
     yield from unreadable(tree, "etc/passwd")  # homes not named in passwd are still looked at
-    for user, home in homes(tree):
-        if not user.can_log_in:
+    seen: set[str] = set()
+    for home, named in homes(tree).items():
+        if not any(user.can_log_in for user in named):
             continue
-        for path in _authorized_files(tree, user, home):
-            keys = _key_lines(tree, path)
-            if keys:
-                comment = keys[0].split()[-1] if len(keys[0].split()) > 2 else "no comment"
-                yield Note(path, f"holds {len(keys)} key(s) ({comment})", f"remove {path}")
+        for user in (user for user in named if user.can_log_in):
+            for path in _authorized_files(tree, user, home):
+                keys = [] if path in seen else _key_lines(tree, path)
+                seen.add(path)
+                if keys:
+                    comment = keys[0].split()[-1] if len(keys[0].split()) > 2 else "no comment"
+                    yield Note(path, f"holds {len(keys)} key(s) ({comment})", f"remove {path}")
         for path in tree.glob(f"{home}/.ssh/id_*"):
             if not path.endswith(".pub"):
                 yield Note(path, "is a private key", f"remove {path}")
@@ -103,8 +133,9 @@ def _history_files(tree: Tree, home: str) -> Iterator[str]:
 )
 def shell_history(tree: Tree) -> Iterator[Note]:
     yield from unreadable(tree, "etc/passwd")
-    for user, home in homes(tree):
-        if user.shell.endswith("sh") or home == "root" or home.startswith("home/"):
+    for home, named in homes(tree).items():
+        shells = any(user.shell.endswith("sh") for user in named)
+        if shells or home == "root" or home.startswith("home/"):
             found = set(_history_files(tree, home)) | {f"{home}/{h}" for h in _HISTORIES}
             for path in sorted(found):
                 if tree.size(path):
@@ -136,7 +167,7 @@ _CREDENTIALS = (
     source="Azure CLI MSAL token cache docs",
 )
 def cloud_cli_credentials(tree: Tree) -> Iterator[Note]:
-    for _, home in homes(tree):
+    for home in homes(tree):
         for name in _CREDENTIALS:
             path = f"{home}/{name}"
             if tree.size(path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from azprov.checks.model import Note, check
+from azprov.checks.model import Note, check, unknown
 from azprov.checks.tree import Tree
-from azprov.host.kvp import POOL, decode_records
+from azprov.host.kvp import POOL, POOL_CAP, decode_records
 
 _AGENT_STATE = (
     "var/lib/waagent",
@@ -33,7 +33,15 @@ def agent_state_leftover(tree: Tree) -> Iterator[Note]:
             path, "is left from the build VM", f"remove {path} ('azprov deprovision' for azprov's)"
         )
     for path in tree.glob("var/lib/hyperv/.kvp_pool_*"):
-        records = decode_records(tree.read_bytes(path) or b"")
+        # Read as azprov reads its own pool (at most POOL_CAP): a pool that cannot be
+        # read is not known to be empty.
+        why = tree.unreadable(path, cap=POOL_CAP)
+        if why:
+            yield unknown(
+                path, f"{path} is {why}", "remove it, or make it hv_kvp_daemon's pool file"
+            )
+            continue
+        records = decode_records(tree.read_bytes(path, POOL_CAP) or b"")
         if records:
             keys = sorted({key for key, _ in records})
             fix = (

@@ -157,24 +157,36 @@ def dhcp_timeout(tree: Tree) -> Iterator[Note]:
     stacks = active_stacks(tree)
     if "ifupdown" in stacks and tree.exists("etc/dhcp/dhclient.conf"):
         values = [
-            m.group(1)
+            m.group(1).lstrip("0") or "0"
             for line in tree.lines("etc/dhcp/dhclient.conf")
-            for m in [re.match(r"\s*timeout\s+(\d+)\s*;", line)]
+            for m in [re.match(r"\s*timeout\s+([0-9]+)\s*;", line)]
             if m
         ]
-        if not values or int(values[-1]) < 300:
+        if not values or not at_least(values[-1], 300):
             found = f"has timeout {values[-1]}" if values else "sets no timeout"
             yield Note("etc/dhcp/dhclient.conf", found, "add 'timeout 300;'")
     if "NetworkManager" in stacks:
         value = netconfig.nm_setting(tree, "connection", "ipv4.dhcp-timeout")
-        if not value.isdigit() or int(value) < 300:
+        # NetworkManager reads ASCII digits up to G_MAXINT32; anything else leaves its 45 s.
+        number = value.isascii() and value.isdigit()
+        if not number or not at_least(value, 300) or at_least(value, 1 << 31):
+            shown = value if len(value) <= 20 else value[:20] + "…"
             yield Note(
                 "etc/NetworkManager/conf.d",
-                f"sets ipv4.dhcp-timeout={value}"
+                f"sets ipv4.dhcp-timeout={shown}"
                 if value
                 else "sets no ipv4.dhcp-timeout (45 s default)",
                 "add [connection] ipv4.dhcp-timeout=300 in a conf.d file",
             )
+
+
+def at_least(digits: str, floor: int) -> bool:
+    """Is the ASCII decimal `digits` at least `floor`? Told by its length first, so
+    that a million digits cost no int() (quadratic on Python 3.9, refused on 3.11)."""
+    significant = digits.lstrip("0")
+    if len(significant) != len(str(floor)):
+        return len(significant) > len(str(floor))
+    return int(significant) >= floor
 
 
 _LEASES = (

@@ -7,7 +7,7 @@ from typing import Iterator
 
 from azprov.checks import systemd
 from azprov.checks.bootcfg import boot_cmdline
-from azprov.checks.model import Note, check, unreadable
+from azprov.checks.model import Note, check, unknown, unreadable
 from azprov.checks.tree import Tree
 from azprov.host.units import PROVISIONING_UNIT
 
@@ -38,7 +38,9 @@ def prov_unit_enabled(tree: Tree) -> Iterator[Note]:
         return
     if systemd.first_boot(tree):
         line = systemd.preset_for(tree, unit)
-        if line and line.action == "disable" and tree.unreadable("etc/machine-id"):
+        if isinstance(line, systemd.PresetsUnread):
+            yield unknown(line.path, line.why, f"check by hand that no preset disables {unit}")
+        elif line and line.action == "disable" and tree.unreadable("etc/machine-id"):
             yield from unreadable(tree, "etc/machine-id")  # a first boot or not: unknown
         elif line and line.action == "disable":
             yield Note(

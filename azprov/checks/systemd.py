@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from typing import Optional
+from typing import Optional, Union
 
 from azprov.checks.tree import Tree
 
@@ -104,20 +104,43 @@ class PresetLine:
     text: str
 
 
-def preset_for(tree: Tree, unit: str) -> Optional[PresetLine]:
-    """The first preset line matching `unit`: files ordered by name across dirs, earlier dirs win."""
+@dataclasses.dataclass(frozen=True)
+class PresetsUnread:
+    """What the presets say was not worked out: `path` is where, and why."""
+
+    path: str
+    why: str
+
+
+# Fedora's presets are a few hundred lines, a handful of them globs. Each distinct
+# glob costs a regular expression (a tenth of a millisecond): past this many, what
+# the presets say is not worked out, where a crafted megabyte of them took seconds.
+MAX_PRESET_GLOBS = 1024
+
+
+def preset_for(tree: Tree, unit: str) -> Union[PresetLine, PresetsUnread, None]:
+    """The first preset line matching `unit`: files ordered by name across dirs, earlier
+    dirs win; or why that is not worked out (more than MAX_PRESET_GLOBS globs before it)."""
     files: dict[str, str] = {}
     for directory in PRESET_DIRS:
         for path in tree.glob(f"{directory}/*.preset"):
             files.setdefault(path.rsplit("/", 1)[1], path)
+    globs: set[str] = set()
     for name in sorted(files):
         for number, line in enumerate(tree.lines(files[name]), 1):
             words = line.split()
-            if (
-                len(words) >= 2
-                and not words[0].startswith(("#", ";"))
-                and fnmatch.fnmatchcase(unit, words[1])
-            ):
+            if len(words) < 2 or words[0].startswith(("#", ";")):
+                continue
+            pattern = words[1]
+            if not any(char in pattern for char in "*?["):
+                matches = pattern == unit  # what fnmatch says of a pattern without a glob
+            elif pattern not in globs and len(globs) >= MAX_PRESET_GLOBS:
+                why = f"the presets up to {files[name]} hold more than {MAX_PRESET_GLOBS} globs"
+                return PresetsUnread(files[name], why)
+            else:
+                globs.add(pattern)
+                matches = fnmatch.fnmatchcase(unit, pattern)
+            if matches:
                 return PresetLine(files[name], number, words[0], line.strip())
     return None
 
