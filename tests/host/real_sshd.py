@@ -1,8 +1,8 @@
 """What the real sshd makes of a tree's /etc/ssh: `sshd -T`, run in a private mount namespace.
 
-The sshd is /usr/sbin/sshd (Debian's openssh-server), or the one AZPROV_TEST_SSHD
-names. It reads its configuration from /etc/ssh as it would on the image: the
-tree's etc/ssh is bind-mounted there, in a mount namespace of its own (nothing
+The sshd is the one AZPROV_TEST_SSHD names, or Debian's openssh-server as
+scripts/setup unpacks it under .cache/sshd, or /usr/sbin/sshd. It reads its
+configuration from /etc/ssh as it would on the image: the tree's etc/ssh is bind-mounted there, in a mount namespace of its own (nothing
 on this machine changes), with a tmpfs on /run for its privilege separation
 directory and, when this machine has no `sshd` user, a passwd file that adds
 one. sshd -T also wants one host key it can load: a throwaway one is named
@@ -29,11 +29,17 @@ exec "$3" -T -f /etc/ssh/sshd_config -h "$4"
 """
 
 
+_UNPACKED = str(Path(__file__).resolve().parents[2] / ".cache/sshd/usr/sbin/sshd")
+
+
 def sshd_binary() -> Optional[str]:
     named = os.environ.get("AZPROV_TEST_SSHD")
     if named:
         return named
-    return "/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None
+    for candidate in (_UNPACKED, "/usr/sbin/sshd"):  # scripts/setup unpacks the first
+        if os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def available() -> bool:
