@@ -1,16 +1,18 @@
 """The fuzz stage's Hypothesis profiles, chosen by AZPROV_FUZZ_PROFILE (default `ci`).
 
-- `ci`: a fixed seed per target, so a run is the same on every machine, and the
-  example database committed in tests/fuzz/examples/, read-only: whatever a long
-  run once found is replayed by every CI run, until a long run sees it pass.
-  (Hypothesis's `derandomize=True` would fix the seed too, but it turns the
-  database off; a seed of our own keeps both.)
+- `ci`: derandomized (a fixed seed per target, from its source), so a run is the
+  same on every machine. Hypothesis turns the database off with a fixed seed
+  (derandomize=True or @seed alike), so test_replay.py runs the targets a
+  second time, in a process of its own, under `replay`.
+- `replay`: only the examples saved in tests/fuzz/examples/, read-only: whatever
+  a long run once found is replayed by every CI run, until a long run sees it
+  pass (then it drops it; the named regression tests stay).
 - `long` (scripts/fuzz): random seeds, many examples, the same database
   writable; each target runs again and again until its share of
   AZPROV_FUZZ_MINUTES is spent, and the summary lists examples per target.
 
 The database key of a target is a digest of its source: editing a target
-forgets what was saved for it (the named regression tests stay).
+forgets what was saved for it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ import functools
 import os
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from hypothesis import HealthCheck, seed, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ReadOnlyDatabase
 
 from tests.fuzz.hostile import PROFILE
@@ -37,9 +38,11 @@ _common: dict[str, Any] = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
     "print_blob": True,
 }
+settings.register_profile("ci", derandomize=True, **_common)
 settings.register_profile(
-    "ci",
+    "replay",
     database=ReadOnlyDatabase(DirectoryBasedExampleDatabase(EXAMPLES)),
+    phases=[Phase.explicit, Phase.reuse],
     **_common,
 )
 settings.register_profile(
@@ -47,8 +50,8 @@ settings.register_profile(
     database=DirectoryBasedExampleDatabase(EXAMPLES),
     **_common,
 )
-if PROFILE not in ("ci", "long"):
-    raise pytest.UsageError(f"AZPROV_FUZZ_PROFILE={PROFILE!r}: expected ci or long")
+if PROFILE not in ("ci", "replay", "long"):
+    raise pytest.UsageError(f"AZPROV_FUZZ_PROFILE={PROFILE!r}: expected ci, replay or long")
 settings.load_profile(PROFILE)
 
 _budget_seconds = 0.0
@@ -79,9 +82,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     global _budget_seconds
     targets = [item for item in items if _is_target(item)]
     _targets.update(item.nodeid for item in targets)
-    if PROFILE == "ci":
-        for item in targets:
-            seed(zlib.crc32(item.nodeid.encode()))(item.obj)
+    if PROFILE == "replay":  # only what reads the database
+        config.hook.pytest_deselected(items=[item for item in items if item not in targets])
+        items[:] = targets
+    if PROFILE != "long":
         return
     minutes = float(os.environ.get("AZPROV_FUZZ_MINUTES", "30"))
     _budget_seconds = minutes * 60 / max(len(targets), 1)
