@@ -24,7 +24,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
 from azprov.errors import UnsafePath
 from azprov.timestamps import utc_timestamp
@@ -110,22 +110,7 @@ def run_command(
         starts = (os.fstat(out_fd).st_size, os.fstat(err_fd).st_size)
         log.info("%s: running %s (%s), timeout %g s", handler_dir.name, command, line, timeout)
         began = time.monotonic()
-        process = subprocess.Popen(
-            ["/bin/sh", "-c", line],
-            cwd=handler_dir,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out_fd,
-            stderr=err_fd,
-            start_new_session=True,  # its own process group: killed as one on timeout
-            close_fds=True,
-        )
-        exit_code: int | None
-        try:
-            exit_code = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            exit_code = None
+        exit_code = _wait_for(line, handler_dir, env, (out_fd, err_fd), timeout)
         seconds = time.monotonic() - began
         output = f"[stdout]\n{scrub(_tail(out_fd, starts[0]))}\n\n[stderr]\n{scrub(_tail(err_fd, starts[1]))}"
     finally:
@@ -135,6 +120,28 @@ def run_command(
     level = logging.INFO if result.ok else logging.WARNING
     log.log(level, "%s: %s in %.1f s", handler_dir.name, result.describe(), seconds)
     return result
+
+
+def _wait_for(
+    line: str, cwd: Path, env: Mapping[str, str], outputs: tuple[int, int], timeout: float
+) -> Optional[int]:
+    """Run `line` with /bin/sh; its exit code, or None when it ran out of time (then its
+    whole process group is killed)."""
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", line],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=outputs[0],
+        stderr=outputs[1],
+        start_new_session=True,  # its own process group: killed as one on timeout
+        close_fds=True,
+    )
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        return None
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

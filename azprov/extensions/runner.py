@@ -20,10 +20,11 @@ from azprov.config import Config
 from azprov.errors import AzprovError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.certificates import install_certificates
-from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_config
+from azprov.extensions.goal import ExtensionsGoal, parse_extensions_config
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.lifecycle import Lifecycle, Outcome
 from azprov.extensions.memory import MEMORY_FILE, Memory
+from azprov.extensions.ordering import blocked_reason, run_order
 from azprov.extensions.redaction import Redactor
 from azprov.extensions.status import aggregate_status, handler_status
 from azprov.extensions.upload import upload_status
@@ -53,34 +54,6 @@ class RoundResult:
         if self.agent_failures:
             return EXIT_AGENT_FAILED
         return EXIT_EXTENSION_ERROR if self.extension_errors else EXIT_OK
-
-
-def _order(plugins: tuple[Plugin, ...]) -> list[Plugin]:
-    """Removals first (dependents before what they depend on), then enables, lowest level first."""
-    return sorted(
-        plugins,
-        key=lambda p: (
-            (1, p.dependency_level) if p.state == "enabled" else (0, -p.dependency_level)
-        ),
-    )
-
-
-def _blocked(plugin: Plugin, goal: ExtensionsGoal, done: dict[str, Outcome]) -> Optional[str]:
-    """Why `plugin` must not run now, or None."""
-    unsupported = goal.unsupported_features()
-    if unsupported:
-        return f"the goal state requires unsupported feature(s): {', '.join(unsupported)}"
-    if plugin.refusal or plugin.state != "enabled" or plugin.dependency_level == 0:
-        return plugin.refusal
-    levels = {p.name.lower(): p.dependency_level for p in goal.plugins}
-    wanted = {d.lower() for d in plugin.depends_on}
-    blockers = [
-        outcome.name
-        for key, outcome in done.items()
-        if outcome.failed
-        and (key in wanted or (not wanted and levels.get(key, 0) < plugin.dependency_level))
-    ]
-    return f"skipped: it depends on {', '.join(blockers)}, which failed" if blockers else None
 
 
 def _own_status(entry: dict[str, Any]) -> tuple[str, str]:
@@ -195,11 +168,11 @@ class Runner:
             self.root, self.config, self.artifacts, self.fabric.wireserver.host, self.redactor
         )
         outcomes: dict[str, Outcome] = {}
-        for plugin in _order(goal.plugins):
+        for plugin in run_order(goal.plugins):
             outcome = self.memory.outcome_for(incarnation, plugin)
             if outcome is not None:
                 log.debug("%s: already handled in incarnation %s", plugin.name, incarnation)
-            elif (reason := _blocked(plugin, goal, outcomes)) is not None:
+            elif (reason := blocked_reason(plugin, goal, outcomes)) is not None:
                 log.warning("%s: %s", plugin.name, reason)
                 version = plugin.version if plugin.invalid else lifecycle.version_shown(plugin)
                 outcome = Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", reason)
