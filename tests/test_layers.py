@@ -3,7 +3,7 @@
 Layers, lowest first (a module may import only its own layer or lower ones):
 
     0  azprov, errors, credentials, config(_values),  values and rules every layer uses,
-       confined, treewalk                         and the one door into a tree
+       confined, treewalk, jsondoc                the one door into a tree, bounded JSON
     1  fabric.*  |  host.*                         talking to Azure | changing the machine
     2  plan                                        deciding what to apply
     3  provision, report, deprovision, status,     the flows, where fabric meets host
@@ -47,6 +47,7 @@ def layer(module: str) -> tuple[int, str]:
         "config",
         "confined",
         "treewalk",
+        "jsondoc",
     ):
         return 0, "base"
     if top in ("fabric", "host"):

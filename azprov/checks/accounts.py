@@ -30,9 +30,10 @@ def decimal(text: str, most: int) -> Optional[int]:
     """`text` as the C library reads a number here: ASCII digits only (str.isdigit()
     also takes '²', which int() refuses), at most `most`; None for anything else.
     The length is checked first: int() of a long digit string is quadratic on 3.9."""
-    if not text.isascii() or not text.isdigit() or len(text.lstrip("0")) > len(str(most)):
+    significant = text.lstrip("0")
+    if not text.isascii() or not text.isdigit() or len(significant) > len(str(most)):
         return None
-    value = int(text)
+    value = int(significant or "0")  # leading zeros count towards 3.11's digit limit too
     return value if value <= most else None
 
 

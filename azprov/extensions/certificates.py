@@ -108,7 +108,7 @@ def fetch_certificates(wireserver: WireServer, url: str, cert_path: Path) -> byt
     data = "".join((text(document, "Data") or "").split())
     try:
         base64.b64decode(data, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: a character that is not ASCII
         raise InvalidInput("Certificates Data", data[:40], "not base64") from None
     if not data:
         raise InvalidInput("Certificates Data", "", "is empty")

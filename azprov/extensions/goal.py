@@ -25,8 +25,8 @@ from xml.etree import ElementTree
 from xml.etree.ElementTree import Element
 
 from azprov.errors import AzprovError, InvalidInput, one_line
-from azprov.extensions.jsondoc import parse_json
 from azprov.fabric.xmldoc import child, children, local_name, parse_xml
+from azprov.jsondoc import parse_json
 
 # Publisher.Type: it becomes a folder name, so nothing that could climb out of lib_dir.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")

@@ -10,8 +10,8 @@ import re
 from typing import Any, Optional
 
 from azprov.errors import InvalidInput
-from azprov.fabric import jsonbody
 from azprov.fabric.xmldoc import child, children, parse_xml, text
+from azprov.jsondoc import parse_json
 
 COMMANDS = ("install", "enable", "disable", "update", "uninstall")
 UPDATE_MODES = ("UpdateWithInstall", "UpdateWithoutInstall")
@@ -79,13 +79,8 @@ def _flag(field: str, value: Any) -> bool:
 
 def parse_handler_manifest(content: bytes, name: str) -> HandlerManifest:
     field = f"{name} HandlerManifest.json"
-    try:
-        # Published manifests may start with a UTF-8 byte-order mark.
-        document = jsonbody.loads(content.removeprefix(b"\xef\xbb\xbf"))
-    except ValueError as exc:  # UnicodeDecodeError is one
-        raise InvalidInput(
-            field, content[:60].decode("utf-8", "replace"), f"not JSON ({exc})"
-        ) from None
+    # Published manifests may start with a UTF-8 byte-order mark (parse_json allows it).
+    document = parse_json(content, field)
     if isinstance(document, list) and document:
         document = document[0]
     manifest = document.get("handlerManifest") if isinstance(document, dict) else None

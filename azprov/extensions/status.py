@@ -22,9 +22,9 @@ from azprov import __version__
 from azprov.confined import Links
 from azprov.errors import AzprovError, FileTooLarge
 from azprov.extensions.handler import ENABLED, HandlerFolder
-from azprov.extensions.jsondoc import UnusableJson, parse_json
 from azprov.extensions.lifecycle import Outcome
 from azprov.host.root import TargetRoot
+from azprov.jsondoc import UnusableJson, parse_json
 from azprov.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ import logging
 from typing import IO, Mapping
 
 from azprov.errors import FabricError, HttpStatusError, StaleContainer
-from azprov.fabric import jsonbody
 from azprov.fabric.http import SUCCESS_STATUS, Deadline, FabricHttp, Reply, redact_url
 from azprov.fabric.models import GoalState
+from azprov.jsondoc import UnusableJson, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class HostPlugin:
 
         def parse(reply: Reply) -> bool:
             try:
-                versions = jsonbody.loads(reply.content)
-            except ValueError:
+                versions = parse_json(reply.content, "HostGAPlugin versions")
+            except UnusableJson:
                 return False
             return isinstance(versions, list) and HOSTPLUGIN_VERSION in versions
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional
 
 from azprov.errors import InvalidInput
-from azprov.fabric import jsonbody
 from azprov.fabric.http import RETRYABLE_STATUS, Deadline, FabricHttp, Reply, Retry
+from azprov.jsondoc import UnusableJson, parse_json
 
 API_VERSION = "2021-08-01"  # osProfile (2020-07-15), disablePasswordAuthentication, userData
 # IMDS answers 404 and 410 while it is still being set up for a new VM.
@@ -57,8 +57,8 @@ def _flag(value: object, field: str) -> Optional[bool]:
 def parse_instance_metadata(content: bytes) -> InstanceMetadata:
     """Parse the `instance` document; a body that is not JSON is worth another try."""
     try:
-        document = jsonbody.loads(content)
-    except ValueError:
+        document = parse_json(content, "instance metadata")
+    except UnusableJson:
         raise Retry(f"instance metadata is not valid JSON ({len(content)} bytes)") from None
     compute = document.get("compute") if isinstance(document, dict) else None
     if not isinstance(compute, dict):

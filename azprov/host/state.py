@@ -17,10 +17,11 @@ import logging
 import posixpath
 from typing import Any, Iterator, Optional
 
+from azprov.confined import Links
 from azprov.errors import HostError
-from azprov.host.confined import Links
 from azprov.host.files import create_at, is_temp_name
 from azprov.host.root import TargetRoot
+from azprov.jsondoc import UnusableJson, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,8 @@ def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:
         data = root.read(path, STATE_FILE_CAP, links=Links.REFUSE)
         if data is None:
             return None
-        value = json.loads(data)
-    except (HostError, ValueError, RecursionError) as exc:
+        value = parse_json(data, path)
+    except (HostError, UnusableJson) as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return None
     return value if isinstance(value, dict) else None

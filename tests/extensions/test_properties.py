@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from azprov.extensions.goal import parse_extensions_config
 from azprov.extensions.handler import HandlerFolder
-from azprov.extensions.jsondoc import MAX_DEPTH, UnusableJson, nesting_depth, parse_json
 from azprov.extensions.memory import Memory
 from azprov.extensions.status import (
     STATUS_FILE_MAX_BYTES,
@@ -29,6 +28,7 @@ from azprov.extensions.status import (
     read_status_file,
 )
 from azprov.host.root import TargetRoot
+from azprov.jsondoc import MAX_DEPTH, UnusableJson, nesting_depth, parse_json
 
 DEADLINE = timedelta(seconds=2)
 FAST = settings(
