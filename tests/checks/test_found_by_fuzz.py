@@ -96,6 +96,20 @@ def test_a_login_defs_uid_min_that_is_no_number_keeps_the_default(
     assert seconds < QUICK
 
 
+@pytest.mark.parametrize("uid_min", ["0" * MEGABYTE + "1000", "0" * 5000 + "1001"])
+def test_a_uid_min_after_a_million_zeros_is_read_as_its_number(
+    tmp_path: Path, uid_min: str, python_ints: None
+) -> None:
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/login.defs", f"UID_MIN {uid_min}\nUID_MAX 60000\n")
+    with (root / "etc/passwd").open("a") as passwd:
+        passwd.write("build:x:1000:1000::/home/build:/bin/bash\n")
+    found, seconds = timed(root, "leftover-users-sudoers")
+    reported = ["has user build (UID 1000, home /home/build)"]
+    assert [f.found for f in found] == (reported if uid_min.endswith("1000") else [])
+    assert seconds < QUICK
+
+
 def test_ten_thousand_accounts_sharing_a_home_are_checked_in_a_moment(tmp_path: Path) -> None:
     """Each home is searched once, not once per passwd line that names it."""
     root = good_tree(tmp_path / "root")
