@@ -7,10 +7,8 @@ disagrees, both are reported.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import re
-import shlex
 from typing import Iterator, Optional
 
 from azprov.checks.grubmenu import BLS_DIR, bls_menu, default_entry, read_grubenv
@@ -35,12 +33,44 @@ class Cmdline:
         return [w.split("=", 1)[1] for w in self.words if w.startswith(key + "=")]
 
 
+# A shell word as shlex.split(posix=True) reads one: unquoted characters, a backslash
+# and the character it escapes, '…' taken as it is, "…" with \\ and \" escaped.
+_WORD = re.compile(r"""(?:[^ \t\r\n'"\\]+|\\.|'[^']*'|"(?:[^"\\]|\\.)*")+""", re.S)
+_PIECE = re.compile(
+    r"([^ \t\r\n'\"\\]+)" + r"|\\(.)" + r"|'([^']*)'" + r'|"((?:[^"\\]|\\.)*)"', re.S
+)
+_BLANKS = " \t\r\n"
+
+
+def shell_words(text: str) -> Optional[tuple[str, ...]]:
+    """`text` split as shlex.split does, in linear time (shlex adds a word's characters
+    one at a time to a string: quadratic, 50 s for a megabyte); None where shlex raises
+    (a quote left open, a backslash at the end)."""
+    words: list[str] = []
+    at = 0
+    while True:
+        while at < len(text) and text[at] in _BLANKS:
+            at += 1
+        if at == len(text):
+            return tuple(words)
+        word = _WORD.match(text, at)
+        if word is None or (word.end() < len(text) and text[word.end()] not in _BLANKS):
+            return None
+        words.append("".join(_unquoted(piece) for piece in _PIECE.finditer(word.group())))
+        at = word.end()
+
+
+def _unquoted(piece: re.Match[str]) -> str:
+    plain, escaped, single, double = piece.groups()
+    if double is not None:  # inside "…" a backslash escapes only \ and "
+        return re.sub(r'\\([\\"])', r"\1", double)
+    return next(part for part in (plain, escaped, single) if part is not None)
+
+
 def _expand(env: dict[str, str], options: str) -> tuple[str, ...]:
     options = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), options)
-    try:
-        return tuple(shlex.split(options))
-    except ValueError:
-        return tuple(options.split())
+    words = shell_words(options)
+    return tuple(options.split()) if words is None else words
 
 
 def _bls(tree: Tree, config: Optional[str], grub_cfg: str) -> Optional[Cmdline]:
@@ -103,8 +133,9 @@ def grub_defaults(tree: Tree) -> Optional[tuple[str, tuple[str, ...]]]:
             match = re.match(r"\s*(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(.*)", line)
             if match:
                 raw = match.group(2).strip()
-                with contextlib.suppress(ValueError):
-                    raw = " ".join(shlex.split(raw))
+                unquoted = shell_words(raw)
+                if unquoted is not None:
+                    raw = " ".join(unquoted)
                 values[match.group(1)] = raw.replace("$GRUB_CMDLINE_LINUX", "")
     words = " ".join(
         [values.get("GRUB_CMDLINE_LINUX", ""), values.get("GRUB_CMDLINE_LINUX_DEFAULT", "")]

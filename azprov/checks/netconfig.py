@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import configparser
 import contextlib
-import dataclasses
-import fnmatch
 from typing import Optional
 
 from azprov.checks import systemd
@@ -25,6 +23,7 @@ from azprov.checks.netplan import (
     ethernets,
     read_netplan,
 )
+from azprov.checks.nicconfig import NetConfig, within_glob_budget
 from azprov.checks.tree import Tree
 from azprov.errors import InvalidInput
 
@@ -36,32 +35,6 @@ NETWORKD_DIRS = (
     "usr/lib/systemd/network",
     "lib/systemd/network",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class NetConfig:
-    path: str
-    stack: str  # networkd, NetworkManager, ifupdown, netplan, ifcfg
-    dhcp4: bool
-    names: tuple[str, ...] = ()  # name globs; empty: any name
-    drivers: tuple[str, ...] = ()  # empty: any driver
-    macs: tuple[str, ...] = ()
-
-    def matches(self, name: str, driver: str) -> bool:
-        """Could this apply to the NIC (MAC unknown: a MAC match never applies to a new VM)?"""
-        if self.macs:
-            return False
-        if self.names and not any(fnmatch.fnmatchcase(name, n) for n in self.names):
-            return False
-        return not self.drivers or any(fnmatch.fnmatchcase(driver, d) for d in self.drivers)
-
-    @property
-    def by_mac_only(self) -> bool:
-        return bool(self.macs) and not self.names and not self.drivers
-
-    @property
-    def editable(self) -> bool:
-        return self.path.startswith(("etc/", "run/"))
 
 
 def read_ini(tree: Tree, path: str) -> configparser.RawConfigParser:
@@ -261,9 +234,19 @@ def active_stacks(tree: Tree) -> list[str]:
 
 
 def active_configs(tree: Tree) -> list[NetConfig]:
-    """The configs that the enabled managers apply (netplan renders for its renderer at boot)."""
+    """The configs that the enabled managers apply (netplan renders for its renderer at boot),
+    but for those not read (see `config_unknowns`)."""
+    return _active(tree)[0]
 
-    def collect() -> list[NetConfig]:
+
+def config_unknowns(tree: Tree) -> list[Note]:
+    """`unknown:` for each config not read: a netplan file not read (see
+    `netplan_unknowns`), or one whose globs pass MAX_GLOBS."""
+    return netplan_unknowns(tree) + _active(tree)[1]
+
+
+def _active(tree: Tree) -> tuple[list[NetConfig], list[Note]]:
+    def collect() -> tuple[list[NetConfig], list[Note]]:
         stacks = active_stacks(tree)
         configs: list[NetConfig] = []
         if "networkd" in stacks:
@@ -277,6 +260,6 @@ def active_configs(tree: Tree) -> list[NetConfig]:
         for config, _, renderer in netplan(tree):
             if ("NetworkManager" if renderer == "NetworkManager" else "networkd") in stacks:
                 configs.append(config)
-        return configs
+        return within_glob_budget(configs)
 
     return tree.memo("net.active", collect)

@@ -29,7 +29,7 @@ def net_dhcp_configured(tree: Tree) -> Iterator[Note]:
         )
         return
     primary = [c for c in active_configs(tree) if c.dhcp4 and c.matches(*PRIMARY)]
-    unread = netconfig.netplan_unknowns(tree)
+    unread = netconfig.config_unknowns(tree)
     yield from unread
     if not primary and not unread:  # an unread netplan file may be what configures it
         yield Note(
@@ -54,7 +54,7 @@ def net_dhcp_configured(tree: Tree) -> Iterator[Note]:
     source="virt-sysprep net-hwaddr, net-nmconn",
 )
 def net_config_not_pinned(tree: Tree) -> Iterator[Note]:
-    yield from netconfig.netplan_unknowns(tree)
+    yield from netconfig.config_unknowns(tree)
     configs = [c for c in active_configs(tree) if c.editable]
     for config in configs:
         if config.macs:
@@ -133,7 +133,7 @@ def vf_marked_unmanaged(tree: Tree) -> bool:
 def net_vf_unmanaged(tree: Tree) -> Iterator[Note]:
     if vf_marked_unmanaged(tree):
         return
-    yield from netconfig.netplan_unknowns(tree)
+    yield from netconfig.config_unknowns(tree)
     for config in active_configs(tree):
         if not config.dhcp4:
             continue

@@ -191,6 +191,36 @@ def test_a_networkmanager_dhcp_timeout_of_300_is_enough(tmp_path: Path) -> None:
     assert checked(root, "dhcp-timeout") == []
 
 
+def test_a_megabyte_of_ifupdown_interfaces_is_matched_in_a_moment(tmp_path: Path) -> None:
+    """Each interface name was a glob compiled to a regular expression (37,000: 4 s)."""
+    root = good_tree(tmp_path / "root")
+    unit(root, "networking.service")
+    systemctl(root, "enable", "networking.service")
+    stanzas = "".join(f"auto eth{n}\niface eth{n} inet dhcp\n" for n in range(40_000))
+    write(root, "etc/network/interfaces", stanzas[:MEGABYTE])
+    _, seconds = timed(root, "net-dhcp-configured", "net-config-not-pinned", "net-vf-unmanaged")
+    assert seconds < QUICK
+
+
+def test_a_megabyte_of_networkd_name_globs_is_unknown_in_a_moment(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    names = " ".join(f"en{n}*" for n in range(150_000))[:MEGABYTE]
+    write(
+        root,
+        "etc/systemd/network/20-many.network",
+        f"[Match]\nName={names}\n[Network]\nDHCP=yes\n",
+    )
+    found, seconds = timed(
+        root, "net-dhcp-configured", "net-config-not-pinned", "net-vf-unmanaged"
+    )
+    unknowns = {(f.id, f.path) for f in found if f.found.startswith("unknown: ")}
+    assert unknowns == {  # (the good tree's udev rule leaves VFs alone: no net-vf-unmanaged)
+        (check_id, "etc/systemd/network/20-many.network")
+        for check_id in ("net-dhcp-configured", "net-config-not-pinned")
+    }
+    assert seconds < QUICK
+
+
 @pytest.mark.parametrize(("value", "fires"), [("9" * MEGABYTE, False), ("0" * 5000 + "299", True)])
 def test_a_dhclient_timeout_of_a_million_digits_is_compared_not_converted(
     tmp_path: Path, value: str, fires: bool, python_ints: None
@@ -226,6 +256,25 @@ def test_a_grub_default_of_a_million_digits_boots_the_first_entry(
     assert ("boot/loader/entries/abc-6.1.0-2.conf", "has rhgb") in [
         (f.path, f.found) for f in found
     ]
+    assert seconds < QUICK
+
+
+def test_a_kernel_line_of_a_megabyte_is_split_in_a_moment(tmp_path: Path) -> None:
+    """shlex builds a word a character at a time (quadratic): 1 MiB took 50 s."""
+    root = good_tree(tmp_path / "root")
+    grub = (root / "boot/grub/grub.cfg").read_text()
+    write(root, "boot/grub/grub.cfg", grub.replace("rootdelay=300", "rootdelay=300" * 80_000))
+    found, seconds = timed(root, *BOOT_CHECKS)
+    assert [f.found for f in found if f.id == "cmdline-recommended"] == []
+    assert seconds < QUICK
+
+
+def test_a_grub_cmdline_template_of_a_megabyte_is_split_in_a_moment(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    words = "console=ttyS0 " + "x" * MEGABYTE
+    write(root, "etc/default/grub", f'GRUB_CMDLINE_LINUX="{words}"\n')
+    found, seconds = timed(root, "serial-console")
+    assert found == []
     assert seconds < QUICK
 
 
