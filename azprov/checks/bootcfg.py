@@ -40,6 +40,8 @@ _PIECE = re.compile(
     r"([^ \t\r\n'\"\\]+)" + r"|\\(.)" + r"|'([^']*)'" + r'|"((?:[^"\\]|\\.)*)"', re.S
 )
 _BLANKS = " \t\r\n"
+_SPACE = re.compile(r"[ \t\r\n]*")
+_ESCAPED_IN_DOUBLE = re.compile(r'\\([\\"])')  # inside "…" a backslash escapes only \ and "
 
 
 def shell_words(text: str) -> Optional[tuple[str, ...]]:
@@ -49,22 +51,24 @@ def shell_words(text: str) -> Optional[tuple[str, ...]]:
     words: list[str] = []
     at = 0
     while True:
-        while at < len(text) and text[at] in _BLANKS:
-            at += 1
+        blanks = _SPACE.match(text, at)
+        at = blanks.end() if blanks else at
         if at == len(text):
             return tuple(words)
         word = _WORD.match(text, at)
         if word is None or (word.end() < len(text) and text[word.end()] not in _BLANKS):
             return None
-        words.append("".join(_unquoted(piece) for piece in _PIECE.finditer(word.group())))
+        quoted = word.group()
+        plain = not ("'" in quoted or '"' in quoted or "\\" in quoted)
+        words.append(quoted if plain else "".join(map(_unquoted, _PIECE.finditer(quoted))))
         at = word.end()
 
 
 def _unquoted(piece: re.Match[str]) -> str:
     plain, escaped, single, double = piece.groups()
-    if double is not None:  # inside "…" a backslash escapes only \ and "
-        return re.sub(r'\\([\\"])', r"\1", double)
-    return next(part for part in (plain, escaped, single) if part is not None)
+    if double is None:
+        return plain if plain is not None else escaped if escaped is not None else single
+    return _ESCAPED_IN_DOUBLE.sub(r"\1", double) if "\\" in double else double
 
 
 def _expand(env: dict[str, str], options: str) -> tuple[str, ...]:
