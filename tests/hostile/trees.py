@@ -107,13 +107,15 @@ OTHER_KINDS = (
     "FIFO",
     "zero device",  # mknod c 1 5: what /dev/zero is
     "sparse 4 GiB",
+    "sparse 1.9 GB",  # just under a 2 GiB cap: big enough to hurt when copied
     "unreadable directory",  # mode 000 on the directory holding it (root passes anyway)
     "directory instead of file",
     "file instead of directory",
+    "absent",  # another branch: no dpkg status, so check asks the rpm database
 )
 KINDS = LINK_KINDS + OTHER_KINDS
-_FILE_KINDS = ("FIFO", "zero device", "sparse 4 GiB", "directory instead of file")
-SPARSE_SIZE = 4 << 30
+_FILE_KINDS = ("FIFO", "zero device", "sparse 4 GiB", "sparse 1.9 GB", "directory instead of file")
+SPARSE_SIZES = {"sparse 4 GiB": 4 << 30, "sparse 1.9 GB": 1_900_000_000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +180,8 @@ def make_canary(tree: Path, canary: Path, paths: list[str]) -> None:
 def plant(tree: Path, canary: Path, planting: Planting) -> None:
     """Make `planting` true in `tree` (whatever was at its path goes)."""
     path = planting.path
-    _ensure(tree, path)
+    if not _ensure(tree, path):
+        return  # an earlier planting already stands in its way
     if planting.kind.startswith("component"):
         path = "/".join(path.split("/")[: planting.on_the_way() + 1])
     here = tree / path
@@ -196,8 +199,10 @@ def plant(tree: Path, canary: Path, planting: Planting) -> None:
     elif planting.kind == "link to itself":
         here.symlink_to(name)
     elif planting.kind == "link loop of two":
-        here.symlink_to(f"{name}.loop")
-        (here.parent / f"{name}.loop").symlink_to(name)
+        partner = here.parent / f"{name}.loop"
+        _remove(partner)
+        here.symlink_to(partner.name)
+        partner.symlink_to(name)
     elif planting.kind == "link to /dev/zero":
         here.symlink_to("/dev/zero")
     elif planting.kind == "component link climbing above /":
@@ -212,33 +217,35 @@ def _plant_other(here: Path, kind: str) -> None:
         os.mkfifo(here)
     elif kind == "zero device":
         os.mknod(here, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
-    elif kind == "sparse 4 GiB":
+    elif kind in SPARSE_SIZES:
         here.write_bytes(b"# the head of a file that is mostly a hole\n")
-        os.truncate(here, SPARSE_SIZE)
+        os.truncate(here, SPARSE_SIZES[kind])
     elif kind == "directory instead of file":
         here.mkdir()
         (here / "inside").write_text("a file where a file was expected one level up\n")
     elif kind == "file instead of directory":
         here.write_text("a file where a directory was expected\n")
-    else:
+    elif kind != "absent":
         raise ValueError(f"unknown planting kind {kind!r}")
 
 
-def _ensure(top: Path, path: str) -> None:
-    """`path` exists under `top` (as a directory when it is one of DIRECTORIES)."""
+def _ensure(top: Path, path: str) -> bool:
+    """`path` exists under `top` (as a directory when it is one of DIRECTORIES);
+    False when an earlier planting made it unreachable (a file or a link on the way)."""
+    here = top
+    for part in Path(path).parts[:-1]:
+        here = here / part
+        if here.is_symlink() or (here.exists() and not here.is_dir()):
+            return False
     here = top / path
-    parent = here.parent
-    while parent != top and (parent.is_symlink() or parent.exists()):
-        if not parent.is_dir() or parent.is_symlink():
-            return  # an earlier planting made this path unreachable: leave it so
-        parent = parent.parent
     here.parent.mkdir(parents=True, exist_ok=True)
     if here.is_symlink() or here.exists():
-        return
+        return True
     if path in DIRECTORIES:
         here.mkdir()
     else:
         here.write_text(f"# {path}, planted for the hostile-tree test\n")
+    return True
 
 
 def _remove(here: Path) -> None:
