@@ -518,7 +518,7 @@ def test_every_kind_can_be_planted(bases: Bases, tmp_path: Path) -> None:
         trees.open_up(top)
 
 
-@settings(max_examples=100, deadline=None, derandomize=True)
+@settings(max_examples=EXAMPLES * 10, deadline=None, derandomize=not LONG)
 @given(found=trees.plantings())
 def test_any_drawn_trees_can_be_planted(found: list[Planting], bases: Bases) -> None:
     """The generator itself never fails, whatever order the plantings come in (a
