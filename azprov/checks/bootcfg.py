@@ -99,6 +99,9 @@ def _bls(tree: Tree, config: Optional[str], grub_cfg: str) -> Optional[Cmdline]:
 def _grub(tree: Tree, path: str) -> Optional[Cmdline]:
     """The default entry's kernel line: BLS entries when grub.cfg runs blscfg,
     else its first menu entry (GRUB_DEFAULT=0, what images use)."""
+    why = tree.unreadable(path)
+    if why:  # there, but not read: what GRUB boots is not known (it is not absent)
+        return Cmdline(path, (), f"{path} is {why}")
     text = tree.read_text(path)
     if text is None:
         return None

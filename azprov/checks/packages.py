@@ -6,7 +6,7 @@ import dataclasses
 import re
 from typing import Iterator, Optional
 
-from azprov.checks.model import Note, check, unknown
+from azprov.checks.model import Note, check, unknown, unreadable
 from azprov.checks.rpmdb import db_dir, rpm_versions
 from azprov.checks.tree import Tree
 from azprov.checks.versions import Scheme, Version, compare, compare_parts, parse
@@ -155,7 +155,11 @@ def _apt_sources(tree: Tree) -> str:
 )
 def package_currency(tree: Tree) -> Iterator[Note]:
     if tree.exists("var/lib/dpkg/status"):
-        yield from _version_notes(Scheme.DEB, dpkg_versions(tree), "var/lib/dpkg/status")
+        cannot = unreadable(tree, "var/lib/dpkg/status")  # not read is not up to date
+        if cannot:
+            yield from cannot
+        else:
+            yield from _version_notes(Scheme.DEB, dpkg_versions(tree), "var/lib/dpkg/status")
         sources = _apt_sources(tree)
         for suite in ("-updates", "-security"):
             if suite not in sources:

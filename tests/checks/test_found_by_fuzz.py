@@ -336,3 +336,30 @@ def test_a_kvp_pool_that_is_a_fifo_is_unknown_not_clean(tmp_path: Path) -> None:
     assert [(f.severity, f.path, f.found) for f in found] == [
         ("info", POOL, f"unknown: {POOL} is a FIFO")
     ]
+
+
+# -- a file that is there but cannot be read is not an absent one ------------------------------
+
+
+def test_a_grub_cfg_that_cannot_be_read_is_unknown_for_that_reason(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    (root / "boot/grub/grub.cfg").unlink()
+    os.mkfifo(root / "boot/grub/grub.cfg")
+    found = checked(root, "grub-forbidden-params")
+    assert [(f.path, f.found) for f in found] == [
+        ("boot/grub/grub.cfg", "unknown: boot/grub/grub.cfg is a FIFO")
+    ]
+
+
+def test_a_dpkg_status_that_cannot_be_read_is_unknown_not_up_to_date(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    write(
+        root, "var/lib/dpkg/status", "Package: omi\nStatus: install ok installed\nVersion: 1.0\n"
+    )
+    assert [f.found for f in checked(root, "package-currency")] == ["has omi 1.0"]
+    (root / "var/lib/dpkg/status").unlink()
+    os.mkfifo(root / "var/lib/dpkg/status")
+    found = checked(root, "package-currency")
+    assert [(f.path, f.found) for f in found] == [
+        ("var/lib/dpkg/status", "unknown: var/lib/dpkg/status is a FIFO")
+    ]
