@@ -15,9 +15,10 @@ import fcntl
 import json
 import logging
 import posixpath
+import stat
 from typing import Any, Iterator, Optional
 
-from azprov.confined import Links
+from azprov.confined import Links, kind_of
 from azprov.errors import HostError
 from azprov.host.files import create_at, is_temp_name
 from azprov.host.root import TargetRoot
@@ -70,7 +71,19 @@ def run_lock(root: TargetRoot) -> Iterator[None]:
         if fd is None:  # removed between its creation and the open
             raise StateUnwritable(f"{LOCK} disappeared while azprov opened it", path=LOCK)
         fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor is closed
+        _refuse_unwritable_files(root)
         yield
+
+
+def _refuse_unwritable_files(root: TargetRoot) -> None:
+    """The files the run must write (the intent before useradd, the marker after Ready)
+    are absent or regular: anything else there would fail the run halfway."""
+    for path in (CREATED_USER, MARKER):
+        found = root.lstat(path, links=Links.REFUSE)
+        if found is not None and not stat.S_ISREG(found.st_mode):
+            raise StateUnwritable(
+                f"azprov cannot keep its state: {path} is {kind_of(found.st_mode)}", path=path
+            )
 
 
 def _ensure_state_dir(root: TargetRoot) -> None:
@@ -97,7 +110,10 @@ def _read_json(root: TargetRoot, path: str) -> Optional[dict[str, Any]]:
 def _write_json(root: TargetRoot, path: str, value: dict[str, Any]) -> None:
     data = (json.dumps(value, indent=2) + "\n").encode()
     _ensure_state_dir(root)
-    root.write(path, data, mode=0o600, links=Links.REFUSE)
+    try:
+        root.write(path, data, mode=0o600, links=Links.REFUSE)
+    except OSError as exc:  # a directory put in its place, a full disk
+        raise StateUnwritable(f"cannot write {path}: {exc.strerror or exc}", path=path) from None
 
 
 def provisioned_vm_id(root: TargetRoot) -> Optional[str]:

@@ -180,3 +180,27 @@ def test_the_intent_to_create_a_user_counts_as_created_on_a_rerun(tmp_path: Path
     state.intend_to_create_user(root, UUID, "azureuser")
     assert state.remember_created_user(root, UUID, "azureuser", created=False) is True
     assert state.remember_created_user(root, UUID, "someoneelse", created=False) is False
+
+
+@pytest.mark.parametrize("name", [state.MARKER, state.CREATED_USER])
+def test_a_state_file_that_is_a_directory_is_state_unwritable_before_the_run(
+    tmp_path: Path, name: str
+) -> None:
+    """The marker is written after Ready, the intent before useradd: a directory in
+    either place would fail the run halfway, so the lock (taken first) refuses it."""
+    (tmp_path / name.lstrip("/") / "inside").mkdir(parents=True)
+    lock = state.run_lock(TargetRoot(tmp_path))
+    with pytest.raises(state.StateUnwritable, match=f"{name} is a directory") as caught, lock:
+        pass
+    assert caught.value.reason == "state_unwritable"
+
+
+def test_a_state_file_that_cannot_be_replaced_is_one_line_state_unwritable(
+    tmp_path: Path,
+) -> None:
+    """Made a directory after the lock was taken: still one typed line, not an OSError."""
+    root = TargetRoot(tmp_path)
+    with state.run_lock(root):
+        (tmp_path / state.MARKER.lstrip("/") / "inside").mkdir(parents=True)
+        with pytest.raises(state.StateUnwritable, match=state.MARKER):
+            state.mark_provisioned(root, UUID, "2024-01-01T00:00:00Z")
