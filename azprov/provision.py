@@ -32,9 +32,8 @@ from azprov.fabric.imds import InstanceMetadata
 from azprov.fabric.models import GoalState
 from azprov.fabric.ovf import OvfEnv, parse_ovf_env
 from azprov.fabric.wireserver import Health
-from azprov.host import hostkeys, state
+from azprov.host import hostkeys, state, users
 from azprov.host.confined import Links
-from azprov.host.hostkeys import start_host_keys
 from azprov.host.hostname import publish_hostname, set_hostname
 from azprov.host.identity import read_vm_id, try_vm_id
 from azprov.host.media import read_media
@@ -87,7 +86,7 @@ def provision(
                 return
             log.info("provisioning VM %s", vm_id)
             if host_keys is None:
-                host_keys = start_host_keys(root, config.provisioning.ssh_host_key_types)
+                host_keys = hostkeys.start_host_keys(root, config.provisioning.ssh_host_key_types)
                 if host_keys is not None:
                     cleanup.callback(host_keys.cancel)
             with run.phase("gather"):
@@ -250,6 +249,7 @@ def apply(root: TargetRoot, plan: Plan, vm_id: str, run: RunRecord) -> dict[str,
     The host name runs beside the user's steps. The SSH host keys are not here:
     Ready does not depend on them (see `finish`).
     """
+    users.check_user_tools(root, plan.username)  # a hostile image: refused before any change
     state.remove_stale_temp_files(root)  # of an earlier run killed mid-write
     with background() as pool:
         hostname = pool.submit(run.timed, "hostname", set_hostname, root, plan.hostname)

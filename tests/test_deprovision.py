@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -336,3 +337,40 @@ def test_temporary_files_left_by_a_killed_run_are_removed(provisioned: Path) -> 
         assert f"remove leftover temporary file /{leftover}" in run.stdout
         assert not (provisioned / leftover).exists(), leftover
     assert (provisioned / "etc/.hostname.keep-me").exists()
+
+
+def test_user_deprovision_refuses_a_home_leading_out_and_changes_nothing(
+    provisioned: Path, tmp_path: Path
+) -> None:
+    """userdel --prefix would stat and remove the home through a /home link: the host's."""
+    outside = tmp_path / "host-home"
+    shutil.copytree(provisioned / "home", outside, symlinks=True)
+    shutil.rmtree(provisioned / "home")
+    (provisioned / "home").symlink_to(outside)
+    before = snapshot(provisioned)
+    run = deprovision(provisioned, "--force", "--user")
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines() == [
+        "azprov: error: not running userdel on the image: /home/azureuser:"
+        " /home is a symbolic link, which azprov does not follow there"
+    ]
+    assert (outside / "azureuser/.ssh/authorized_keys").is_file()
+    assert snapshot(provisioned) == before
+
+
+def test_deprovision_refuses_a_wants_folder_leading_out_and_changes_nothing(
+    provisioned: Path, tmp_path: Path
+) -> None:
+    """systemctl --root enable would make its link wherever the .wants folder leads."""
+    wants = provisioned / "etc/systemd/system/multi-user.target.wants"
+    outside = tmp_path / "host-wants"
+    outside.mkdir()
+    shutil.rmtree(wants)
+    wants.symlink_to(outside)
+    before = snapshot(provisioned)
+    run = deprovision(provisioned, "--force")
+    assert run.returncode != 0
+    assert "not running systemctl on the image" in run.stderr
+    assert f"{wants.relative_to(provisioned)} is a symbolic link" in run.stderr
+    assert list(outside.iterdir()) == []
+    assert snapshot(provisioned) == before

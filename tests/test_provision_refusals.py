@@ -143,3 +143,48 @@ def test_two_runs_at_once_provision_once(fabric, config_file, image):
     assert (first.returncode, second.returncode) == (0, 0), outputs
     assert [r.state for r in fabric.health_reports] == ["Ready"]
     assert sum("already provisioned" in out for out in outputs) == 1
+
+
+def _outside_the_state(root: Path) -> dict[str, object]:
+    return {
+        p: v
+        for p, v in snapshot(root).items()
+        if not p.startswith(("/var/lib/azprov", "/var/lib/hyperv"))
+    }
+
+
+@needs_root
+def test_an_image_whose_home_leads_out_is_refused_before_any_change(
+    fabric, config_file, image, tmp_path
+):
+    """useradd --prefix follows a /home link as the host sees it: it would make the
+    home (and copy the skeleton) in a directory of the host."""
+    outside = tmp_path / "host-home"
+    outside.mkdir()
+    (image / "home").rmdir()
+    (image / "home").symlink_to(outside)
+    before = _outside_the_state(image)
+    run = provision(config_file, image)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1].startswith("azprov: error: not running useradd")
+    assert "/home is a symbolic link" in run.stderr
+    assert list(outside.iterdir()) == []
+    assert _outside_the_state(image) == before  # not even the host name
+    report = fabric.health_reports[-1]
+    assert report.state == "NotReady" and "reason=unsafe_path" in report.description
+
+
+@needs_root
+def test_a_marker_that_is_a_directory_is_reported_not_ready_before_any_change(
+    fabric, config_file, image
+):
+    """azprov's marker is written after Ready: a directory in its place is refused up
+    front (state_unwritable), not found after Ready as an internal error."""
+    (image / "var/lib/azprov/provisioned.json").mkdir(parents=True)
+    before = _outside_the_state(image)
+    run = provision(config_file, image)
+    assert run.returncode == 1, run.stderr
+    assert "provisioned.json is a directory" in run.stderr.strip().splitlines()[-1]
+    assert [r.state for r in fabric.health_reports] == ["NotReady"]
+    assert "reason=state_unwritable" in fabric.health_reports[-1].description
+    assert _outside_the_state(image) == before

@@ -27,6 +27,7 @@ from azprov.host import state
 from azprov.host.kvp import POOL, count_own_records, remove_own_records
 from azprov.host.leases import LEASE_GLOBS
 from azprov.host.root import TargetRoot
+from azprov.host.toolpaths import check_systemctl
 from azprov.host.units import PROVISIONING_UNIT
 from azprov.host.users import read_accounts
 
@@ -91,7 +92,7 @@ def plan(root: TargetRoot, *, delete_user: bool) -> list[Action]:
     actions.append(
         Action(
             f"enable {PROVISIONING_UNIT} ({unit_file})",
-            lambda: enable_unit(root),
+            lambda: enable_unit(root, unit_file),
         )
     )
     return actions
@@ -146,8 +147,10 @@ def find_unit(root: TargetRoot) -> str:
         )
     if not root.has_tool("systemctl"):
         raise DeprovisionRefused(f"systemctl is not installed: cannot enable {PROVISIONING_UNIT}")
+    check_systemctl(root, found)  # an image that would lead systemctl out: refused now
     return found
 
 
-def enable_unit(root: TargetRoot) -> None:
+def enable_unit(root: TargetRoot, unit_file: str) -> None:
+    check_systemctl(root, unit_file)
     root.systemctl("enable", PROVISIONING_UNIT)

@@ -11,6 +11,7 @@ from azprov.deprovision.actions import Action, DeprovisionRefused, exists, remov
 from azprov.errors import HostError
 from azprov.host import state
 from azprov.host.root import TargetRoot
+from azprov.host.toolpaths import check_userdel
 from azprov.host.users import read_accounts
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,15 @@ def provisioned_user(root: TargetRoot, record: dict[str, object]) -> Provisioned
 
 
 def user_actions(root: TargetRoot, user: ProvisionedUser) -> list[Action]:
+    """Deleting the user; refuses now, before anything changes, an image in which userdel
+    would be led out of it or hang (toolpaths)."""
     actions = []
     if user.home is not None:
+        check_userdel(root, user.name, user.home)
         actions.append(
             Action(
                 f"delete user {user.name}, its group and its home {user.home} (userdel --remove)",
-                lambda: delete_account(root, user.name),
+                lambda: delete_account(root, user.name, user.home),
             )
         )
     if user.sudoers_file and exists(root, user.sudoers_file):
@@ -81,7 +85,9 @@ def user_actions(root: TargetRoot, user: ProvisionedUser) -> list[Action]:
     return actions
 
 
-def delete_account(root: TargetRoot, name: str) -> None:
+def delete_account(root: TargetRoot, name: str, home: Optional[str]) -> None:
+    """`userdel --remove` of `name`, whose home passwd gives as `home`."""
+    check_userdel(root, name, home)
     # Live, the admin user is usually the one running `sudo azprov deprovision
     # --user` (Packer does exactly that): --force deletes it while logged in.
     force = ["--force"] if root.live else []

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 import stat
 import tempfile
 from typing import Callable, NamedTuple, Optional
 
 from azprov.credentials import Secret
 from azprov.errors import HostError, UnsafePath
+from azprov.host import shadowconf, toolpaths
 from azprov.host.confined import Links, kind_of
 from azprov.host.root import TargetRoot
+from azprov.host.toolpaths import ACCOUNT_FILE_CAP
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +34,6 @@ class Accounts(NamedTuple):
     groups: frozenset[str] = frozenset()
 
 
-# passwd, group and shadow: a line is ~60-100 bytes, so an image with 100,000 local
-# accounts (far more than any real one) has files of about 10 MB. Larger is refused
-# whole: these are read into memory, and a cut copy would lose accounts.
-ACCOUNT_FILE_CAP = 32 << 20
-# login.defs is a commented list of settings: about 12 KB on Debian and Fedora.
-LOGIN_DEFS_CAP = 1 << 20
-# The shadow tools always replace these files by rename, so on a real system they
-# are never links. They carry the image's identities and password hashes: a link
-# (to the host's files, or to another file of the image) is refused, never read.
-ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow")
-
-
 # useradd copies these whole when it adds a user, following a link in their place:
 # one is checked before anything runs, so the image never receives what it points to.
 SHADOW_FILES = ("/etc/shadow", "/etc/gshadow")
@@ -57,11 +46,13 @@ def _refuse_unless_regular(root: TargetRoot, path: str) -> None:
 
 
 def _lines(root: TargetRoot, path: str) -> list[str]:
-    """The lines of an account file of the root ([] when it is absent)."""
-    if path in ACCOUNT_FILES:
-        text = root.read_text(path, ACCOUNT_FILE_CAP, links=Links.REFUSE)
-    else:
-        text = root.read_text(path, LOGIN_DEFS_CAP)
+    """The lines of an account file of the root ([] when it is absent).
+
+    The shadow tools always replace these files by rename, so on a real system they
+    are never links. They carry the image's identities and password hashes: a link
+    (to the host's files, or to another file of the image) is refused, never read.
+    """
+    text = root.read_text(path, ACCOUNT_FILE_CAP, links=Links.REFUSE)
     return text.splitlines() if text is not None else []
 
 
@@ -73,20 +64,32 @@ def read_accounts(root: TargetRoot) -> Accounts:
     lines = _lines(root, "/etc/passwd")
     for line in lines:
         fields = line.split(":")
-        if len(fields) >= 7 and fields[2].isdigit() and fields[3].isdigit():
-            users[fields[0]] = Account(
-                fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6]
-            )
+        if len(fields) < 7:
+            continue
+        uid, gid = _number(fields[2]), _number(fields[3])
+        if uid is not None and gid is not None:
+            users[fields[0]] = Account(fields[0], uid, gid, fields[5], fields[6])
     groups = frozenset(line.split(":", 1)[0] for line in _lines(root, "/etc/group") if line)
-    defs = "\n".join(_lines(root, "/etc/login.defs"))
+    # Read as the running image reads it (a link resolves inside the root): useradd's own
+    # reading is checked before it runs (toolpaths).
+    defs = shadowconf.login_defs(
+        shadowconf.read_settings(root, shadowconf.LOGIN_DEFS, links=Links.IN_ROOT)
+    )
     return Accounts(
         users, _login_def(defs, "UID_MIN", 1000), _login_def(defs, "UID_MAX", 60000), groups
     )
 
 
-def _login_def(text: str, key: str, default: int) -> int:
-    match = re.search(rf"^\s*{key}\s+(\d+)\s*$", text, re.MULTILINE)
-    return int(match.group(1)) if match else default
+def _login_def(settings: dict[str, str], key: str, default: int) -> int:
+    """A UID bound of login.defs; one that is no number keeps the default."""
+    number = _number(settings.get(key, ""))
+    return default if number is None else number
+
+
+def _number(text: str) -> Optional[int]:
+    """A UID or GID as the shadow tools take one: ASCII digits, at most 10 of them (int()
+    refuses thousands of digits, and '²', which str.isdigit() accepts)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
 
 
 def ensure_user(
@@ -102,8 +105,7 @@ def ensure_user(
         log.info("user %s exists (UID %d); keeping it", name, existing.uid)
         return existing, False
     argv = ["useradd", *root.prefix_args(), "--create-home", "--shell", "/bin/bash"]
-    if not root.live:
-        argv += _image_skeleton(root)
+    argv += toolpaths.useradd_args(root, name)  # an offline root: its paths checked first
     if groups:
         argv += ["--groups", groups]
     before_useradd()
@@ -115,15 +117,15 @@ def ensure_user(
     return account, True
 
 
-def _image_skeleton(root: TargetRoot) -> list[str]:
-    """`--skel DIR` naming the image's own /etc/skel (useradd --prefix would copy the
-    host's): where it leads inside the image, so a link there cannot hand useradd a
-    directory of the host. [] when the image has none."""
-    skeleton = root.resolve("/etc/skel")
-    found = root.lstat(skeleton) if skeleton is not None else None
-    if skeleton is None or found is None or not stat.S_ISDIR(found.st_mode):
-        return []
-    return ["--skel", str(root.host_path(skeleton))]
+def check_user_tools(root: TargetRoot, name: str) -> None:
+    """Refuse an offline root in which useradd (for a new `name`) or usermod would be led
+    out of the root or hang (toolpaths): provision asks before it changes anything."""
+    if root.live:
+        return
+    if name in read_accounts(root).users:
+        toolpaths.check_usermod(root)
+    else:
+        toolpaths.useradd_args(root, name)
 
 
 def hash_password(root: TargetRoot, password: Secret) -> str:
@@ -163,6 +165,7 @@ def lock_password(root: TargetRoot, name: str) -> None:
     if _shadow_password(root, name).startswith(("!", "*")):
         log.debug("the password of %s is already locked", name)
         return
+    toolpaths.check_usermod(root)
     root.run(["usermod", *root.prefix_args(), "--lock", name], what=f"lock the password of {name}")
 
 

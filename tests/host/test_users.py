@@ -83,3 +83,13 @@ def test_the_shadow_is_rewritten_with_its_mode_and_owner(tmp_path: Path) -> None
     lines = shadow.read_text().splitlines()
     assert lines[0] == "root:*:20000:0:99999:7:::"
     assert lines[1].startswith("azureuser:$6$") and lines[1].endswith(":20000::::::")
+
+
+@pytest.mark.parametrize("uid", ["1" * 5000, "\u00b2", "1\u0663"])
+def test_a_passwd_line_whose_uid_is_no_plain_number_is_skipped(tmp_path: Path, uid: str) -> None:
+    """int() refuses 5000 digits (Python 3.11) and '²', which str.isdigit() accepts."""
+    root = image(tmp_path)
+    with (tmp_path / "etc/passwd").open("a", encoding="utf-8") as passwd:
+        passwd.write(f"odd:x:{uid}:{uid}::/home/odd:/bin/sh\n")
+    accounts = read_accounts(root)
+    assert "odd" not in accounts.users and "azureuser" in accounts.users
