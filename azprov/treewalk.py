@@ -208,6 +208,9 @@ class Rooted:
             text = str(relative)
         else:
             text = path
+        if "\0" in text:  # the kernel would refuse it too, as a bare ValueError
+            shown = text.replace("\0", "\\0")[:120]
+            raise UnsafePath(f"{shown} holds a NUL byte", path=shown)
         return [part for part in text.split("/") if part not in ("", ".")]
 
     def shown(self, path: InTree) -> str:

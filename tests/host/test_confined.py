@@ -221,3 +221,11 @@ def test_a_link_above_trusted_that_leads_shallower_does_not_let_one_below_it_thr
     with pytest.raises(UnsafePath, match=r"/logs/azure/ext is a symbolic link"):
         tree.write("/var/log/azure/ext/x", b"k", trusted="/var/log/azure")
     assert not (tree.path / "etc" / "x").exists()
+
+
+def test_a_path_with_a_nul_byte_is_unsafe_not_a_bare_value_error(tree: Confined) -> None:
+    """An image's passwd can name a home with a NUL in it (found by review)."""
+    with pytest.raises(UnsafePath, match=r"/home/azure\\0user/\.profile holds a NUL byte"):
+        tree.read("/home/azure\0user/.profile", 100)
+    with pytest.raises(UnsafePath, match="NUL"):
+        tree.write("/home/azure\0user/x", b"")
