@@ -90,9 +90,15 @@ def provision_command(options: Options) -> None:
 
 @cli.command("extensions")
 @click.option("--once", is_flag=True, help="Run one round and exit with a code (see above).")
+@click.option(
+    "--run-handlers-on-this-host",
+    "run_on_host",
+    is_flag=True,
+    help="With --root TREE: run the handlers' commands on this host, as root (tests only).",
+)
 @pass_options
 @fail_cleanly
-def extensions_command(options: Options, once: bool) -> None:
+def extensions_command(options: Options, once: bool, run_on_host: bool) -> None:
     """Run Azure VM extensions: poll the goal state, install/enable/report handlers.
 
     \b
@@ -103,7 +109,18 @@ def extensions_command(options: Options, once: bool) -> None:
          the status upload, or the goal state itself
       3  an extension reported error (or warning) in its own status
     Each problem is one line on stderr naming the extension.
+
+    With --root other than / nothing on the running system may change, but a
+    handler's commands run here, as root, from a fabric the tree's config or
+    lease names: refused unless --run-handlers-on-this-host says so.
     """
+    if not run_on_host and Path(options.root_dir).resolve() != Path("/"):
+        from azprov.errors import ConfigError
+
+        raise ConfigError(
+            f"extensions --root {options.root_dir}: handlers would run as root on this host;"
+            " pass --run-handlers-on-this-host to allow it"
+        )
     from azprov.extensions.runner import run_extensions
 
     sys.exit(run_extensions(options.root(), options.config(), once=once))

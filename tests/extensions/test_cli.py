@@ -19,7 +19,15 @@ def test_once_from_the_command_line(
 ) -> None:
     ext.publish_test_extension(NAME, "1.0.0")
     ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1)]
-    run = run_azprov("--config", str(ext_config), "--root", str(target), "extensions", "--once")
+    run = run_azprov(
+        "--config",
+        str(ext_config),
+        "--root",
+        str(target),
+        "extensions",
+        "--once",
+        "--run-handlers-on-this-host",
+    )
     assert run.returncode == 0, run.stderr
     assert handler_entries(ext.status_document())[NAME]["status"] == "Ready"
     assert (target / f"var/lib/waagent/{NAME}-1.0.0/config/HandlerState").read_text() == "Enabled"
@@ -30,7 +38,15 @@ def test_once_exits_non_zero_when_a_handler_fails(
 ) -> None:
     ext.publish_test_extension(NAME, "1.0.0")
     ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1, public_settings={"enable": {"exit": 2}})]
-    run = run_azprov("--config", str(ext_config), "--root", str(target), "extensions", "--once")
+    run = run_azprov(
+        "--config",
+        str(ext_config),
+        "--root",
+        str(target),
+        "extensions",
+        "--once",
+        "--run-handlers-on-this-host",
+    )
     assert run.returncode == 1
     assert "enable failed with exit code 2" in run.stderr
     assert "Traceback" not in run.stderr
@@ -49,7 +65,15 @@ def test_an_unusable_extensions_config_is_one_line_and_changes_nothing(
         ],
         f"/machine/{spec.container_id}/{spec.role_name}?comp=config&type=extensionsConfig",
     )
-    run = run_azprov("--config", str(ext_config), "--root", str(target), "extensions", "--once")
+    run = run_azprov(
+        "--config",
+        str(ext_config),
+        "--root",
+        str(target),
+        "extensions",
+        "--once",
+        "--run-handlers-on-this-host",
+    )
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if line.startswith("azprov: error:")]
     assert errors == [
@@ -65,7 +89,14 @@ def test_the_loop_polls_uploads_every_round_and_stops_on_sigterm(
 ) -> None:
     ext.publish_test_extension(NAME, "1.0.0")
     ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1)]
-    process = start_azprov("--config", str(ext_config), "--root", str(target), "extensions")
+    process = start_azprov(
+        "--config",
+        str(ext_config),
+        "--root",
+        str(target),
+        "extensions",
+        "--run-handlers-on-this-host",
+    )
     try:
         deadline = time.monotonic() + 20
         while len(ext.status_uploads) < 3 and time.monotonic() < deadline:

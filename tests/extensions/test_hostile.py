@@ -274,7 +274,14 @@ def test_the_service_keeps_polling_over_an_unusable_state_file(
     ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1)]
     memory = target / MEMORY_FILE.lstrip("/")
     memory.mkdir(parents=True)
-    process = start_azprov("--config", str(ext_config), "--root", str(target), "extensions")
+    process = start_azprov(
+        "--config",
+        str(ext_config),
+        "--root",
+        str(target),
+        "extensions",
+        "--run-handlers-on-this-host",
+    )
     try:
         deadline = time.monotonic() + 20
         while len(ext.status_uploads) < 3 and process.poll() is None:

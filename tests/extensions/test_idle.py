@@ -168,7 +168,15 @@ def test_exit_codes_and_one_stderr_line_per_extension(
     ext.plugins = [
         PluginSpec(NAME, "1.0", seq_no=1, public_settings={"enable": {"status": "error"}})
     ]
-    args = ("--config", str(ext_config), "--root", str(target), "extensions", "--once")
+    args = (
+        "--config",
+        str(ext_config),
+        "--root",
+        str(target),
+        "extensions",
+        "--once",
+        "--run-handlers-on-this-host",
+    )
     run = run_azprov(*args)
     assert run.returncode == EXIT_EXTENSION_ERROR, run.stderr
     assert f"azprov: {NAME}: error: enable done for seqNo 1\n" in run.stderr
