@@ -109,16 +109,48 @@ class GlobComponent:
         self.literal = "".join(char for char, _ in tokens)  # the name, when not magic
         # glob0() drops the protection of an ordinary character: `\.` counts as `.`
         self.literal_dot = bool(tokens) and tokens[0][0] == "."
-        regex, self.magic = _compile(tokens)
-        self.regex = re.compile(regex, re.DOTALL)
+        # One regex piece per byte of a name, or STAR. A single regex with `.*`
+        # for each `*` backtracks: `*a*a*a*a*a*a*b` against 100 `a`s ran for
+        # seconds. The pieces between stars are each one fixed-width regex (no
+        # repetition, nothing to backtrack), placed leftmost in turn, which is
+        # where glob's own star matching settles too: the time is bounded by the
+        # name's length times the pattern's.
+        self.atoms, self.magic = _compile(tokens)
+        pieces: list[list[str]] = [[]]
+        for atom in self.atoms:
+            if atom is STAR:
+                pieces.append([])
+            else:
+                pieces[-1].append(atom)
+        self.widths = [len(piece) for piece in pieces]
+        self.pieces = [re.compile("".join(piece), re.DOTALL) for piece in pieces]
 
     def matches(self, name: str) -> bool:
         encoded = os.fsencode(name).decode("latin-1")
         if encoded.startswith(".") and not self.literal_dot:
             return False
-        return self.regex.fullmatch(encoded) is not None
+        if len(self.pieces) == 1:  # no star: the name is exactly as wide as the pattern
+            return self.pieces[0].fullmatch(encoded) is not None
+        if len(encoded) < sum(self.widths):
+            return False
+        # The part before the first star is anchored at the start, the one after
+        # the last at the end; each one between goes at its leftmost place after
+        # the one before it (a later place never leaves more room for the rest).
+        start = self.widths[0]
+        end = len(encoded) - self.widths[-1]
+        if self.pieces[0].match(encoded) is None:
+            return False
+        if self.pieces[-1].fullmatch(encoded, end) is None:
+            return False
+        for piece in self.pieces[1:-1]:
+            found = piece.search(encoded, start, end)
+            if found is None:
+                return False
+            start = found.end()
+        return True
 
 
+STAR = None  # an atom of a component: `*`, any run of bytes
 Token = Tuple[str, bool]  # a byte (as a latin-1 character), and whether a backslash protects it
 _CLOSE: Token = ("]", False)
 _NOT: Token = ("!", False)
@@ -138,16 +170,16 @@ def _tokens(part: str) -> list[Token]:
     return tokens
 
 
-def _compile(tokens: list[Token]) -> tuple[str, bool]:
-    """(regex, whether any of it is magic)."""
-    out: list[str] = []
+def _compile(tokens: list[Token]) -> tuple[list[Optional[str]], bool]:
+    """(atoms: a regex piece matching one byte each, or STAR; whether any is magic)."""
+    out: list[Optional[str]] = []
     magic = False
     index = 0
     while index < len(tokens):
         char, protected = tokens[index]
         index += 1
         if not protected and char in "*?":
-            out.append(".*" if char == "*" else ".")
+            out.append(STAR if char == "*" else ".")
             magic = True
             continue
         if not protected and char == "[":
@@ -161,7 +193,7 @@ def _compile(tokens: list[Token]) -> tuple[str, bool]:
                 magic = True
                 continue
         out.append(re.escape(char))
-    return "".join(out), magic
+    return out, magic
 
 
 # The character classes glob(3) knows, in the C locale sshd runs in.
