@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import posixpath
 import re
+import stat
 from typing import Optional
 
+from azprov.confined import Links
 from azprov.deprovision.actions import Action, DeprovisionRefused, exists, removals
-from azprov.errors import HostError
+from azprov.errors import HostError, UnsafePath
 from azprov.host import state
+from azprov.host.files import remove_tree_at
 from azprov.host.root import TargetRoot
 from azprov.host.toolpaths import check_userdel
 from azprov.host.users import read_accounts
@@ -76,7 +80,7 @@ def user_actions(root: TargetRoot, user: ProvisionedUser) -> list[Action]:
         check_userdel(root, user.name, user.home)
         actions.append(
             Action(
-                f"delete user {user.name}, its group and its home {user.home} (userdel --remove)",
+                f"delete user {user.name}, its group and its home {user.home}",
                 lambda: delete_account(root, user.name, user.home),
             )
         )
@@ -86,13 +90,23 @@ def user_actions(root: TargetRoot, user: ProvisionedUser) -> list[Action]:
 
 
 def delete_account(root: TargetRoot, name: str, home: Optional[str]) -> None:
-    """`userdel --remove` of `name`, whose home passwd gives as `home`."""
-    check_userdel(root, name, home)
+    """Delete `name`, whose home passwd gives as `home`: live, `userdel --remove`; in an
+    offline root azprov removes the home and the mailbox itself, through the door (no
+    link followed), and userdel only edits the databases: joined to --prefix, a home
+    from the image's passwd is a path the host resolves."""
+    checked_home, spool = check_userdel(root, name, home)
+    if not root.live:
+        account = read_accounts(root).users.get(name)
+        if account is not None:
+            if checked_home is not None:
+                _remove_home(root, name, checked_home, account.uid)
+            if spool is not None:
+                _remove_mailbox(root, f"{spool}/{name}", account.uid)
     # Live, the admin user is usually the one running `sudo azprov deprovision
     # --user` (Packer does exactly that): --force deletes it while logged in.
-    force = ["--force"] if root.live else []
+    options = ["--remove", "--force"] if root.live else []
     result = root.run(
-        ["userdel", *root.prefix_args(), "--remove", *force, name],
+        ["userdel", *root.prefix_args(), *options, name],
         what=f"delete user {name}",
         check=False,
     )
@@ -106,3 +120,35 @@ def delete_account(root: TargetRoot, name: str, home: Optional[str]) -> None:
         )
     if result.returncode == 12:
         log.warning("userdel could not remove the home of %s", name)
+
+
+def _remove_home(root: TargetRoot, name: str, home: str, uid: int) -> None:
+    """Remove the home directory `home` (a plain in-tree path) of `name`, as userdel
+    --remove would: only a directory the user owns, never the top of the tree."""
+    parent, leaf = posixpath.split(home)
+    if not leaf:
+        raise UnsafePath(f"the home of {name} in /etc/passwd is {home!r}, the whole tree")
+    found = root.lstat(home, links=Links.REFUSE)
+    if found is None:
+        log.info("the home %s of %s is already gone", home, name)
+        return
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != uid:
+        # userdel's own rule: what the user does not own is not theirs to lose.
+        log.warning("not removing %s: not a directory owned by %s (UID %d)", home, name, uid)
+        return
+    try:
+        with root.directory(parent, create=False, links=Links.REFUSE) as parent_fd:
+            remove_tree_at(parent_fd, leaf)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise HostError(
+            f"cannot remove the home {home} of {name}: {exc.strerror or exc}", path=home
+        ) from None
+
+
+def _remove_mailbox(root: TargetRoot, mailbox: str, uid: int) -> None:
+    """The user's mailbox in the spool, when it is a file the user owns (userdel's rule)."""
+    found = root.lstat(mailbox, links=Links.REFUSE)
+    if found is not None and stat.S_ISREG(found.st_mode) and found.st_uid == uid:
+        root.remove(mailbox, links=Links.REFUSE)

@@ -107,11 +107,21 @@ def _home(root: TargetRoot, home: str) -> None:
         path = posixpath.dirname(path)
 
 
-def _in_tree(path: str, what: str) -> str:
-    """`path` as the tools join it to the root (`ROOT/path`): a `..` would climb out."""
-    if ".." in path.split("/"):
-        raise UnsafePath(f"{what} {path!r} climbs with '..'", path=path)
-    return posixpath.normpath("/" + path.lstrip("/"))
+def plain_path(path: str, what: str) -> str:
+    """`path`, from a file of the image, as a tool joins it to the root (`ROOT/path`):
+    refused unless absolute, without `..` (it would climb out) or `.` components, and
+    without a NUL (the tool would see a shorter path than the one checked)."""
+    shown = path.replace("\0", "\\0")
+    if "\0" in path:
+        raise UnsafePath(f"{what} {path!r} holds a NUL byte", path=shown)
+    if not path.startswith("/"):
+        raise UnsafePath(f"{what} {path!r} is not an absolute path", path=shown)
+    parts = path.split("/")
+    if ".." in parts:
+        raise UnsafePath(f"{what} {path!r} climbs with '..'", path=shown)
+    if "." in parts:
+        raise UnsafePath(f"{what} {path!r} has a '.' component", path=shown)
+    return "/" + "/".join(part for part in parts if part)
 
 
 def _databases(root: TargetRoot) -> dict[str, str]:
@@ -126,7 +136,7 @@ def _databases(root: TargetRoot) -> dict[str, str]:
 def _mail_dir(settings: dict[str, str]) -> Optional[str]:
     """The tools' mail spool directory (None: mailboxes are files in the homes)."""
     if "MAIL_DIR" in settings:
-        return _in_tree(settings["MAIL_DIR"], f"MAIL_DIR in {shadowconf.LOGIN_DEFS}")
+        return plain_path(settings["MAIL_DIR"], f"MAIL_DIR in {shadowconf.LOGIN_DEFS}")
     return None if "MAIL_FILE" in settings else DEFAULT_MAIL_DIR
 
 
@@ -175,10 +185,12 @@ def useradd_args(root: TargetRoot, name: str) -> list[str]:
         defaults = shadowconf.useradd_defaults(
             shadowconf.read_settings(root, shadowconf.USERADD_DEFAULTS)
         )
-        base = defaults.get("HOME", "/home")
-        if not base.startswith("/") or "/" in name or name in ("", ".", ".."):
-            raise UnsafePath(f"the home {base}/{name} of user {name!r} is no absolute path")
-        home = _in_tree(f"{base}/{name}", f"the home (HOME in {shadowconf.USERADD_DEFAULTS})")
+        # The image's base for homes is honoured only as a plain in-tree path; the home
+        # is then named to useradd (--home-dir), never left for it to compose.
+        base = plain_path(defaults.get("HOME", "/home"), f"HOME in {shadowconf.USERADD_DEFAULTS}")
+        if "/" in name or "\0" in name or name in ("", ".", ".."):
+            raise UnsafePath(f"the user name {name!r} cannot name a home in {base}")
+        home = posixpath.join(base, name)
         _home(root, home)
         args = ["--home-dir", home, "--skel", str(root.host_path(_skeleton(root)))]
         args.append("--no-log-init")
@@ -198,21 +210,31 @@ def check_usermod(root: TargetRoot) -> None:
             _databases(root)
 
 
-def check_userdel(root: TargetRoot, name: str, home: Optional[str]) -> None:
+def check_userdel(
+    root: TargetRoot, name: str, home: Optional[str]
+) -> tuple[Optional[str], Optional[str]]:
     """`userdel --prefix --remove NAME`: the databases, the way to the home it removes
     (`home`, from passwd) and the mailbox. Inside the home nothing is followed:
     remove_tree opens each directory from its parent with O_NOFOLLOW and unlinks the
     rest. The mailbox is looked at by name (access, stat) before it is unlinked, and
-    shadow 4.13-4.14 cut the last letter of its name under --prefix: both are looked at."""
+    shadow 4.13-4.14 cut the last letter of its name under --prefix: both are looked at.
+
+    Returns the home and the mail spool directory as checked (plain in-tree paths; the
+    spool None when there is none), for removing them through the door; (None, None)
+    for the live root."""
     if root.live:
-        return
+        return None, None
     with _before("userdel"):
         spool = _mail_dir(_databases(root))
         if home is not None:
-            _home(root, _in_tree(home, f"the home of {name} in /etc/passwd"))
+            home = plain_path(home, f"the home of {name} in /etc/passwd")
+            _home(root, home)
         if spool is not None and _directory(root, spool):
             for mailbox in sorted({name, name[:-1]} - {""}):
                 _file(root, f"{spool}/{mailbox}")
+        else:
+            spool = None
+    return home, spool
 
 
 def check_systemctl(root: TargetRoot, unit_file: str) -> None:

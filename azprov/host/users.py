@@ -197,14 +197,30 @@ def _replace_shadow_field(root: TargetRoot, name: str, hashed: str) -> None:
             break
     else:
         raise HostError(f"{name} has no entry in /etc/shadow", user=name)
+    mode, owner = stat.S_IMODE(info.st_mode), (info.st_uid, info.st_gid)
+    if mode & 0o007:
+        mode, owner = _private_shadow_mode(root)
+        log.warning(
+            "%s was mode %04o, which lets every user read it; writing it %04o (uid %d, gid %d)"
+            " now that it holds a password hash",
+            shadow,
+            stat.S_IMODE(info.st_mode),
+            mode,
+            *owner,
+        )
     # The owner goes to the file only: /etc exists, so no directory is made with it.
-    root.write(
-        shadow,
-        "".join(lines).encode(),
-        mode=stat.S_IMODE(info.st_mode),
-        owner=(info.st_uid, info.st_gid),
-        links=Links.REFUSE,
-    )
+    root.write(shadow, "".join(lines).encode(), mode=mode, owner=owner, links=Links.REFUSE)
+
+
+def _private_shadow_mode(root: TargetRoot) -> tuple[int, tuple[int, int]]:
+    """The mode and owner of a shadow file no user may read: 0640 root:shadow where the
+    image has a shadow group (Debian, Ubuntu), else 0600 root:root."""
+    for line in _lines(root, "/etc/group"):
+        fields = line.split(":")
+        gid = _number(fields[2]) if len(fields) > 2 and fields[0] == "shadow" else None
+        if gid is not None:
+            return 0o640, (0, gid)
+    return 0o600, (0, 0)
 
 
 SUDOERS_DIR = "/etc/sudoers.d"
