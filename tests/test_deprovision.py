@@ -374,3 +374,30 @@ def test_deprovision_refuses_a_wants_folder_leading_out_and_changes_nothing(
     assert f"{wants.relative_to(provisioned)} is a symbolic link" in run.stderr
     assert list(outside.iterdir()) == []
     assert snapshot(provisioned) == before
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_user_deprovision_refuses_a_passwd_home_with_a_dot_component_even_in_a_dry_run(
+    provisioned: Path, dry_run: bool
+) -> None:
+    """A home from the image's passwd is handed on only as a plain absolute path."""
+    passwd = provisioned / "etc/passwd"
+    passwd.write_text(passwd.read_text().replace("/home/azureuser:", "/home/./azureuser:"))
+    before = snapshot(provisioned)
+    run = deprovision(provisioned, "--force", "--user", *(["--dry-run"] if dry_run else []))
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines() == [
+        "azprov: error: not running userdel on the image: the home of azureuser in"
+        " /etc/passwd '/home/./azureuser' has a '.' component"
+    ]
+    assert snapshot(provisioned) == before
+
+
+def test_user_deprovision_keeps_a_home_the_user_does_not_own(provisioned: Path) -> None:
+    """userdel's own rule, kept now that azprov removes an offline home itself."""
+    os.chown(provisioned / "home/azureuser", 0, 0)
+    run = deprovision(provisioned, "--force", "--user")
+    assert run.returncode == 0, run.stderr
+    assert "not removing /home/azureuser" in run.stderr
+    assert (provisioned / "home/azureuser").is_dir()
+    assert "azureuser:" not in (provisioned / "etc/passwd").read_text()
