@@ -7,7 +7,10 @@ names the file, the key and the value: a typo must never be silently ignored.
 
 The root's files are the image's: they are read through the one door
 (`azprov.confined`), so a link in them resolves inside the image, as it will
-when the image boots, and never reaches the host's files.
+when the image boots, and never reaches the host's files. For the same reason a
+path an image's file names is a path inside that image: only `--config FILE`,
+the operator's, may name a path on the host (`[media] path` is then a
+`HostPath`).
 """
 
 from __future__ import annotations
@@ -50,8 +53,13 @@ class ImdsConfig(NamedTuple):
     total_timeout: float = 300.0
 
 
+class HostPath(str):
+    """A path from `--config FILE` (the operator's): on the host, not in the target root."""
+
+
 class MediaConfig(NamedTuple):
-    path: Optional[str] = None  # a directory already holding ovf-env.xml
+    # A directory already holding ovf-env.xml: in the target root, unless a HostPath.
+    path: Optional[str] = None
 
 
 class ProvisioningConfig(NamedTuple):
@@ -178,8 +186,12 @@ def load_config(root: Path, extra: Path | None = None) -> Config:
     """Read every config file for `root` (plus `extra`) into one `Config`."""
     values: dict[str, dict[str, object]] = {name: {} for name in _SECTIONS}
     overrides: dict[str, dict[str, float]] = {}
-    for path, data in config_files(root, extra):
-        _read_file(path, data, values, overrides)
+    files = config_files(root, extra)  # `extra`, when given, is the last
+    for index, (path, data) in enumerate(files):
+        keys = _read_file(path, data, values, overrides)
+        is_operators = extra is not None and index == len(files) - 1
+        if is_operators and ("media", "path") in keys:
+            values["media"]["path"] = HostPath(str(values["media"]["path"]))
     built = {name: _SECTIONS[name][0](**section_values) for name, section_values in values.items()}
     return Config(
         **built,
@@ -194,7 +206,8 @@ def _read_file(
     data: bytes,
     values: dict[str, dict[str, object]],
     overrides: dict[str, dict[str, float]],
-) -> None:
+) -> set[tuple[str, str]]:
+    """Parse one file into `values` and `overrides`; the (section, key)s it set."""
     parser = configparser.ConfigParser(
         interpolation=None, strict=True, empty_lines_in_values=False
     )
@@ -209,6 +222,7 @@ def _read_file(
         raise ConfigError(f"{path}: {_describe_parse_error(exc)}") from None
     if parser.defaults():
         raise ConfigError(f"{path}: section [DEFAULT] is not supported")
+    found: set[tuple[str, str]] = set()
     for section in parser.sections():
         items = parser.items(section, raw=True)
         if section.startswith("extension "):
@@ -227,6 +241,8 @@ def _read_file(
             if key not in keys:
                 raise _unknown_key(path, section, key, keys)
             values[section][key] = _parse_value(path, section, key, raw, keys[key])
+            found.add((section, key))
+    return found
 
 
 def _parse_value(

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from azprov.config import HostPath
 from azprov.errors import FileTooLarge, HostError, InvalidInput
 from azprov.host.confined import Confined, Links
 from azprov.host.root import TargetRoot
@@ -39,11 +40,32 @@ def _read_ovf(directory: Path) -> Optional[bytes]:
         ) from None
 
 
+def _read_ovf_in_root(root: TargetRoot, directory: str) -> Optional[bytes]:
+    """ovf-env.xml in the tree's `directory`: the directory's links resolve inside the
+    tree; the file itself, as on the CD, must not be a link."""
+    resolved = root.resolve(directory)
+    if resolved is None:
+        return None
+    try:
+        return root.read(f"{resolved}/{OVF_FILE}", MAX_OVF_BYTES, links=Links.REFUSE)
+    except FileTooLarge:
+        raise InvalidInput(
+            "ovf-env.xml", f"<over {MAX_OVF_BYTES} bytes>", "is too large"
+        ) from None
+
+
 def read_media(root: TargetRoot, configured_path: Optional[str]) -> Optional[bytes]:
     """ovf-env.xml's bytes from `[media] path` if set, else from the provisioning CD
-    (live systems only); None when there is no media."""
+    (live systems only); None when there is no media.
+
+    `[media] path` is a directory inside the target root, resolved through its door
+    (a link restarts at the tree's top), unless it is a `HostPath`: only the
+    operator's `--config FILE` may name a directory on the host."""
     if configured_path:
-        data = _read_ovf(Path(configured_path))
+        if isinstance(configured_path, HostPath) or root.live:
+            data = _read_ovf(Path(configured_path))
+        else:
+            data = _read_ovf_in_root(root, configured_path)
         if data is None:
             raise InvalidInput("media.path", configured_path, f"holds no {OVF_FILE}")
         return data
