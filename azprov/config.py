@@ -140,7 +140,10 @@ def config_files(root: Path, extra: Path | None) -> list[tuple[Path, bytes]]:
     """(path, content) of the files to read, in order. In the root only regular
     files count (a missing one, a directory or a FIFO is skipped)."""
     tree = Confined(root)
-    names = [n for n in tree.listdir(DROPIN_DIR) if n.endswith(".conf")]
+    try:
+        names = [n for n in tree.listdir(DROPIN_DIR) if n.endswith(".conf")]
+    except HostError as exc:  # a link loop, too many entries: the image's fault, reported
+        raise ConfigError(f"{root / DROPIN_DIR}: cannot list: {exc}") from None
     found = []
     for relative in [MAIN_FILE, *(f"{DROPIN_DIR}/{name}" for name in names)]:
         data = _read_in_root(tree, relative)
