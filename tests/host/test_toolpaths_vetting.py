@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from azprov.credentials import Secret
 from azprov.deprovision import apply, plan
 from azprov.errors import UnsafePath
 from azprov.host.root import TargetRoot
+from azprov.host.toolpaths import plain_path
 from azprov.host.users import ensure_user, set_password
 from azprov.simulate import prepare_root
 from tests.conftest import needs_root
@@ -139,3 +143,20 @@ def test_a_world_readable_shadow_gets_the_password_hash_only_after_it_is_made_pr
         "/etc/shadow" in r.getMessage() and oct(loose)[2:] in r.getMessage()
         for r in caplog.records
     )
+
+
+@settings(max_examples=200, deadline=1000)
+@given(st.text(alphabet="/.a\0", max_size=24))
+def test_a_vetted_path_joined_to_the_root_never_leaves_it(path: str) -> None:
+    """What plain_path lets through is what the tool will use: absolute, normalised, no
+    NUL, and ROOT/path normalises to a path inside ROOT."""
+    try:
+        vetted = plain_path(path, "HOME in /etc/default/useradd")
+    except UnsafePath as refused:
+        assert "HOME in /etc/default/useradd" in str(refused) and "\n" not in str(refused)
+        return
+    assert vetted.startswith("/") and "\0" not in vetted
+    components = vetted.split("/")[1:]
+    assert not {"", ".", ".."} & set(components) or vetted == "/"
+    assert components == [part for part in path.split("/") if part] or vetted == "/"
+    assert posixpath.normpath("/tree/root/" + vetted).startswith("/tree/root")
