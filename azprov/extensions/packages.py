@@ -20,12 +20,14 @@ Run Command's `zip` of their bin/ folder, azure-linux-extensions'
 from __future__ import annotations
 
 import logging
+import lzma
 import os
 import secrets
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO
 
@@ -50,6 +52,23 @@ log = logging.getLogger(__name__)
 MANIFEST_MAX_BYTES = 1024 * 1024
 UNPACKED_PER_PACKED = 8  # an unpacked package may be this many times its size cap
 _COPY_CHUNK = 256 * 1024
+# Published handlers ship from a handful of files (Custom Script, Run Command) to a few
+# hundred (the monitoring agents with their bundled packages); 10,000 is far above any,
+# and refusing there keeps a zip of empty members from making hundreds of thousands of files.
+MAX_MEMBERS = 10_000
+# What zipfile and its decompressors raise for a package they cannot decode: a corrupt
+# deflate, lzma or bzip2 stream (bz2 says OSError), an encrypted entry (RuntimeError), a
+# name flagged UTF-8 that is not (UnicodeDecodeError), a header that lies (ValueError).
+_UNDECODABLE = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    NotImplementedError,
+    zlib.error,
+    lzma.LZMAError,
+    RuntimeError,
+    ValueError,
+)
 
 
 def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
@@ -128,9 +147,16 @@ def _check_members(
     """Check every entry before writing any: (entry, relative path)."""
     checked: list[tuple[zipfile.ZipInfo, str]] = []
     total = 0
-    for info in archive.infolist():
+    members = archive.infolist()
+    if len(members) > MAX_MEMBERS:
+        raise InvalidInput(
+            f"package {name}", f"{len(members)} entries", f"has more than {MAX_MEMBERS} entries"
+        )
+    for info in members:
         field = f"package {name} entry"
         relative = _member_path(field, info.filename)
+        if info.flag_bits & 0x1:
+            raise InvalidInput(field, info.filename, "is encrypted")
         mode = info.external_attr >> 16 if info.create_system == 3 else 0
         kind = stat.S_IFMT(mode)
         if kind == stat.S_IFLNK:
@@ -161,12 +187,7 @@ def unpack_zip(source: IO[bytes], target: Path, *, max_unpacked: int, name: str)
                     members = _check_members(archive, name, max_unpacked)
                     for info, relative in members:
                         _write_member(archive, info, tree, relative, max_unpacked)
-            except (
-                zipfile.BadZipFile,
-                zipfile.LargeZipFile,
-                EOFError,
-                NotImplementedError,
-            ) as exc:
+            except _UNDECODABLE as exc:
                 raise InvalidInput(
                     f"package {name}", "zip", f"is not a usable zip file ({exc})"
                 ) from None
@@ -196,7 +217,7 @@ def _write_member(
         with os.fdopen(fd, "wb") as out, archive.open(info) as member:
             written = 0
             while True:
-                chunk = member.read(_COPY_CHUNK)
+                chunk = _read_chunk(member, info, relative)
                 if not chunk:
                     break
                 written += len(chunk)
@@ -206,6 +227,17 @@ def _write_member(
                     )
                 out.write(chunk)
             os.fchmod(out.fileno(), 0o755)  # handlers are scripts: mark every file executable
+
+
+def _read_chunk(member: IO[bytes], info: zipfile.ZipInfo, relative: str) -> bytes:
+    """The next chunk of a member; a bzip2 stream that cannot be decoded is refused by
+    name here (bz2 says OSError, which would otherwise read as a disk failure)."""
+    try:
+        return member.read(_COPY_CHUNK)
+    except OSError as exc:
+        if info.compress_type != zipfile.ZIP_BZIP2:
+            raise
+        raise InvalidInput("package entry", relative, f"cannot be decompressed ({exc})") from None
 
 
 def _lift_handler_manifest(tree: Confined, files: list[str], name: str) -> None:

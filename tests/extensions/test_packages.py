@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from azprov.errors import InvalidInput
-from azprov.extensions.packages import unpack_zip
+from azprov.extensions.packages import MAX_MEMBERS, unpack_zip
 from azprov.simulator import Answer
 from tests.extensions.conftest import Agent, enable_test_extension, handler_entries
 from tests.extensions.fleet import extension_zip
@@ -201,4 +201,70 @@ def test_a_duplicate_entry_is_refused(tmp_path: Path) -> None:
         package = _zip(("a.sh", b"1", 0), ("a.sh", b"2", 0))
     with pytest.raises(InvalidInput, match=r"package entry='a\.sh' is invalid: appears twice"):
         unpack_zip(package, tmp_path / "P.E-1", max_unpacked=1000, name="P.E")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _one_member_zip(method: int, name: str = "HandlerManifest.json") -> bytearray:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        archive.writestr(name, b"[]" * 5000)
+    return bytearray(buffer.getvalue())
+
+
+def _set_flag(package: bytearray, flag: int) -> bytearray:
+    """Set a general-purpose flag bit in the local and the central header."""
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = package.find(signature) + offset
+        package[at] |= flag & 0xFF
+        package[at + 1] |= flag >> 8
+    return package
+
+
+def _corrupt_data(method: int) -> bytearray:
+    package = _one_member_zip(method)
+    at = package.find(b"HandlerManifest.json") + len("HandlerManifest.json")
+    package[at + 1] ^= 0xFF
+    package[at + 2] = 0xFF
+    package[at + 10] ^= 0xFF
+    package[at + 11] ^= 0xFF
+    return package
+
+
+def _bad_utf8_name() -> bytearray:
+    package = _set_flag(_one_member_zip(zipfile.ZIP_STORED, "Hx.json"), 0x800)
+    package[package.find(b"Hx.json", package.find(b"PK\x01\x02")) + 1] = 0xFF
+    return package
+
+
+UNDECODABLE_PACKAGES = {
+    "corrupt deflate": lambda: _corrupt_data(zipfile.ZIP_DEFLATED),
+    "corrupt lzma": lambda: _corrupt_data(zipfile.ZIP_LZMA),
+    "corrupt bzip2": lambda: _corrupt_data(zipfile.ZIP_BZIP2),
+    "encrypted": lambda: _set_flag(_one_member_zip(zipfile.ZIP_STORED), 0x1),
+    "name not utf-8": _bad_utf8_name,
+}
+
+
+@pytest.mark.parametrize("damage", list(UNDECODABLE_PACKAGES))
+def test_a_package_that_cannot_be_decoded_is_its_own_typed_error(
+    tmp_path: Path, damage: str
+) -> None:
+    package = io.BytesIO(bytes(UNDECODABLE_PACKAGES[damage]()))
+    with pytest.raises(InvalidInput) as refused:
+        unpack_zip(package, tmp_path / "P.E-1", max_unpacked=1 << 20, name="P.E")
+    assert str(refused.value).startswith("package ")
+    assert "\n" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_package_with_more_members_than_any_handler_ships_is_refused_before_unpacking(
+    tmp_path: Path,
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("HandlerManifest.json", b"[]")
+        for number in range(MAX_MEMBERS):
+            archive.writestr(f"e/{number}", b"")
+    with pytest.raises(InvalidInput, match=f"has more than {MAX_MEMBERS} entries"):
+        unpack_zip(buffer, tmp_path / "P.E-1", max_unpacked=1 << 20, name="P.E")
     assert list(tmp_path.iterdir()) == []
