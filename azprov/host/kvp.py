@@ -37,6 +37,10 @@ VALUE_LIMIT = 1023
 # stays well below that. Six times as much is read at most: a larger "pool" is not
 # one, and is left alone rather than read into memory.
 POOL_CAP = 16 << 20
+# A writer holds the lock for one append (milliseconds); two seconds is far beyond
+# that, and short enough that a pool held on purpose costs a boot little.
+LOCK_WAIT = 2.0
+LOCK_RETRY = 0.05
 
 
 def encode_record(key: str, value: str) -> bytes:
@@ -79,8 +83,25 @@ def _locked_pool(root: TargetRoot, *, create: bool) -> Iterator[Optional[int]]:
             return
     with root.open_regular(POOL, links=Links.REFUSE, writable=True) as fd:
         if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor is closed
+            _lock(fd)  # released when the descriptor is closed
         yield fd
+
+
+def _lock(fd: int) -> None:
+    """The writers' exclusive flock, waited for at most LOCK_WAIT seconds: the pool is
+    0644, so any local user can open and hold it, and must not hang provision.
+    HostError when it stays taken (the caller gives up that record: KVP is best effort)."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise HostError(
+                    f"{POOL} stayed locked by another process for {LOCK_WAIT:g} s", path=POOL
+                ) from None
+            time.sleep(LOCK_RETRY)
 
 
 def write_kvp(root: TargetRoot, key: str, value: str) -> bool:
