@@ -7,7 +7,11 @@ first decides; where sshd would not read that drop-in outside a Match block,
 the line goes at the top of sshd_config itself. Either way, a line sshd would
 read before azprov's, in any form (`Keyword=value`, quoted, another case) and
 in any file, is removed, as azprov has always removed such lines from
-sshd_config: the VM's policy is the one sshd uses. Match blocks are left alone.
+sshd_config: the VM's policy is the one sshd uses. For a connection, a Match
+block's value overrides the global one: a `PasswordAuthentication` under a
+Match that matches every connection (`Match all`, `Match User *`) is removed
+too, with a warning; other Match blocks are left alone (`azprov check` warns
+of one that allows password login).
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from azprov.host.sshd_config import (
     SSHD_CONFIG,
     Setting,
     SshdConfig,
+    matches_every_connection,
     read_sshd_config,
     sshd_path,
 )
+from azprov.host.sshd_syntax import shown
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ def set_password_authentication(root: TargetRoot, allow: bool) -> bool:
         where = SSHD_CONFIG
         config = _at_the_top(files, main, ours)
     config = _make_ours_win(files, config, where)
+    config = _remove_overrides(files, config, where)
     files.write()
     log.info("set PasswordAuthentication %s in %s", value, where)
     for problem in config.problems[:5]:
@@ -106,6 +113,40 @@ def _make_ours_win(files: _Files, config: SshdConfig, where: str) -> SshdConfig:
     raise HostError(
         f"sshd configuration: more than {_MAX_REMOVALS} PasswordAuthentication lines "
         "are read before azprov's",
+        path=SSHD_CONFIG,
+    )
+
+
+def _remove_overrides(files: _Files, config: SshdConfig, where: str) -> SshdConfig:
+    """Remove each PasswordAuthentication under a Match that matches every connection:
+    sshd applies it after the global value, so it would override azprov's for everyone.
+    (azprov's own line may be under `Match all` itself, when the Include follows one.)"""
+    for _ in range(_MAX_REMOVALS):
+        found = next(
+            (
+                s
+                for s in config.in_match(_KEYWORD)
+                if matches_every_connection(s.match) and not _is_ours(s, where)
+            ),
+            None,
+        )
+        if found is None:
+            return config
+        log.warning(
+            "removing `PasswordAuthentication %s` at %s: under `Match %s` it would "
+            "override azprov's line for every connection",
+            found.value,
+            found.where,
+            shown(" ".join(found.match)),
+        )
+        data = files.current(found.path)
+        if data is None:
+            raise HostError(f"{found.path} went away while azprov read it", path=found.path)
+        files.edited[found.path] = _without(data, found.span)
+        config = files.config()
+    raise HostError(
+        f"sshd configuration: more than {_MAX_REMOVALS} PasswordAuthentication lines "
+        "under Match blocks for every connection",
         path=SSHD_CONFIG,
     )
 

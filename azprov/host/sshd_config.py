@@ -11,9 +11,15 @@ RHEL 9, Fedora; the line syntax is in `azprov.host.sshd_syntax`):
 - `Match`: the lines after it apply only to the connections it matches, until
   the next `Match` or the end of the file it is in, so they hold no global
   value. An Include under a Match makes every line it brings conditional.
-  `Match all` matches every connection: the lines after it are global again.
+  `Match all` matches every connection: at start, the lines after it are read
+  as global ones (PidFile, HostKey).
 - For most keywords the first global value wins; some (HostKey) collect every
   value.
+- For a connection, sshd reads the file again, taking only the Match blocks
+  that match it, in order; among them the first value wins, and it overrides
+  the global one. So `PasswordAuthentication yes` under `Match all` (or
+  `Match User *`) wins over a global `no` wherever the global line stands:
+  `sshd -T` and `sshd -T -C user=…` both say so.
 
 Bounded beyond what sshd bounds (it has no cap of its own): each file is read
 through the target root's door (links resolved inside the tree, never past a
@@ -59,6 +65,9 @@ class Setting(NamedTuple):
     order: int  # how many keyword lines sshd read before this one
     conditional: bool  # under a Match (or included from under one): not a global value
     span: tuple[int, int]  # the line's bytes in the file: what removing it removes
+    # The Match line's words it is under (`("User", "x")`); () outside any Match.
+    # Under a Match in a file included from under another, the outer's words, `&`, its own.
+    match: tuple[str, ...] = ()
 
     @property
     def value(self) -> str:
@@ -97,9 +106,39 @@ class SshdConfig(NamedTuple):
         keyword = keyword.lower()
         return [s for s in self.settings if s.keyword == keyword and not s.conditional]
 
+    def in_match(self, keyword: str) -> list[Setting]:
+        """The values of a keyword under Match blocks: for a connection each matching
+        block's first one overrides the global value."""
+        keyword = keyword.lower()
+        return [s for s in self.settings if s.keyword == keyword and s.match]
+
+    def for_every_connection(self, keyword: str) -> Optional[Setting]:
+        """The value of a keyword sshd allows under Match that every connection gets:
+        the first one under a block matching every connection, else the global one."""
+        keyword = keyword.lower()
+        overriding = (s for s in self.in_match(keyword) if matches_every_connection(s.match))
+        return next(overriding, None) or next(
+            (s for s in self.settings if s.keyword == keyword and not s.match), None
+        )
+
     def read_globally(self, path: str) -> Optional[SourceFile]:
         """Where sshd first reads `path` outside any Match; None when it never does."""
         return next((f for f in self.files if f.path == path and not f.conditional), None)
+
+
+# Criteria whose `*` matches every connection.
+_EVERY = frozenset({"user", "host", "address", "localaddress"})
+
+
+def matches_every_connection(match: tuple[str, ...]) -> bool:
+    """Whether a Match line's words (`all`, `User *`, `User * Host *`) match every
+    connection. Anything else is taken to match only some."""
+    if len(match) == 1:
+        return match[0].lower() == "all"
+    if not match or len(match) % 2:
+        return False
+    pairs = zip(match[::2], match[1::2])
+    return all(name.lower() in _EVERY and value == "*" for name, value in pairs)
 
 
 def sshd_path(value: str) -> str:
@@ -146,6 +185,8 @@ class _Reader:
         self.files: list[SourceFile] = []
         self.problems: list[str] = []
         self.total = 0
+        self.block: tuple[str, ...] = ()  # the Match the current line is under
+        self.outer: tuple[str, ...] = ()  # the Match an Include under one was under
 
     def content(self, path: str) -> Optional[bytes]:
         """A file's bytes (a directory reads as empty, as with sshd); None when absent."""
@@ -192,11 +233,15 @@ class _Reader:
                 path=shown(path),
             )
         self.files.append(SourceFile(path, len(self.settings), not active))
+        outer, outer_of_outer = self.block, self.outer  # a Match ends with the file it is in
+        if never:
+            self.outer = self.block
         for number, (text, span) in enumerate(logical_lines(data), 1):
             try:
                 active = self.line(path, number, text, span, depth, active, never)
             except Refused as exc:
                 self.problems.append(f"{shown(path)}:{number}: {exc}")
+        self.block, self.outer = outer, outer_of_outer
 
     def line(
         self,
@@ -215,6 +260,8 @@ class _Reader:
         keyword, args = words
         if keyword == "match":
             matches_all = match_all(args)
+            criteria = tuple(w for w in args if not w.startswith("#"))
+            self.block = (*self.outer, "&", *criteria) if never else criteria
             if matches_all is None:
                 # sshd stops here; what follows is not taken as global either.
                 self.problems.append(f"{shown(path)}:{number}: bad Match condition")
@@ -224,7 +271,16 @@ class _Reader:
             self.include(args, depth, active, never)
             return active
         self.settings.append(
-            Setting(keyword, tuple(args), path, number, len(self.settings), not active, span)
+            Setting(
+                keyword,
+                tuple(args),
+                path,
+                number,
+                len(self.settings),
+                not active,
+                span,
+                self.block,
+            )
         )
         return active
 

@@ -126,6 +126,22 @@ CASES: list[tuple[str, dict[str, str], object]] = [
         {"password": "no"},
     ),
     (
+        "match_all_overrides_an_earlier_global_value",
+        {
+            "sshd_config": "PasswordAuthentication no\nPidFile /run/a.pid\n"
+            "Match all\nPasswordAuthentication yes\nPidFile /run/b.pid\n"
+        },
+        {"password": "yes", "pidfile": "/run/a.pid"},
+    ),
+    (
+        "the_first_match_all_value_wins_among_them",
+        {
+            "sshd_config": "PasswordAuthentication yes\nMatch User x\n  PasswordAuthentication yes\n"
+            "Match all\nPasswordAuthentication no\nMatch all\nPasswordAuthentication yes\n"
+        },
+        {"password": "no"},
+    ),
+    (
         "a_match_in_a_drop_in_ends_with_it",
         {
             "sshd_config": f"{INCLUDE}PasswordAuthentication no\n",
@@ -250,7 +266,9 @@ def ours(root: Path) -> Optional[dict[str, object]]:
     assert isinstance(config, SshdConfig)
     if config.problems:
         return None
-    password = config.first("PasswordAuthentication")
+    # sshd -T without -C applies the `Match all` blocks over the global values (and no
+    # other: `Match User *` needs a user); the cases here draw no other such block.
+    password = config.for_every_connection("PasswordAuthentication")
     pid_file = config.first("PidFile")
     return {
         "password": password.value.lower() if password else "yes",

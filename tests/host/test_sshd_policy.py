@@ -8,6 +8,7 @@ confirms the effective value, and that the case's image is one sshd accepts.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +16,7 @@ import pytest
 
 from azprov.host.root import TargetRoot
 from azprov.host.sshd import set_password_authentication
-from tests.host.real_sshd import RealSshd, available, needs_sshd
+from tests.host.real_sshd import RealSshd, available, needs_sshd, sshd_binary
 
 INCLUDE = "Include /etc/ssh/sshd_config.d/*.conf\n"
 OURS_NO = "# Set by azprov: the VM's password login policy.\nPasswordAuthentication no\n"
@@ -96,6 +97,23 @@ EARLIER_LINES = [
         },
     ),
     (
+        "match_all_after_the_include_overrides_the_global_line",
+        {"sshd_config": f"{INCLUDE}Match all\nPasswordAuthentication yes\n"},
+        {"sshd_config": f"{INCLUDE}Match all\n", "sshd_config.d/00-azprov.conf": OURS_NO},
+    ),
+    (
+        "match_all_in_a_drop_in_read_after_azprov",
+        {
+            "sshd_config": INCLUDE,
+            "sshd_config.d/99-late.conf": "Match all\n  PasswordAuthentication yes\n",
+        },
+        {
+            "sshd_config": INCLUDE,
+            "sshd_config.d/00-azprov.conf": OURS_NO,
+            "sshd_config.d/99-late.conf": "Match all\n",
+        },
+    ),
+    (
         "include_only_under_a_match",
         {"sshd_config": f"PasswordAuthentication yes\nMatch User backup\n  {INCLUDE}"},
         {"sshd_config": f"{OURS_NO}Match User backup\n  {INCLUDE}"},
@@ -149,6 +167,60 @@ def test_lines_inside_match_blocks_are_left_alone(tmp_path: Path) -> None:
     root = image(tmp_path, {"sshd_config": text})
     set_password_authentication(root, allow=False)
     assert files_of(tmp_path) == {"sshd_config": text, "sshd_config.d/00-azprov.conf": OURS_NO}
+
+
+_CONNECTION_SCRIPT = """
+set -e
+mount --bind "$1" /etc/ssh
+if [ -n "$2" ]; then mount --bind "$2" /etc/passwd; fi
+mount -t tmpfs tmpfs /run
+mkdir /run/sshd
+exec "$3" -T -f /etc/ssh/sshd_config -h "$4" -C user=azureuser,host=client,addr=203.0.113.5
+"""
+
+
+def password_login_for_a_connection(real_sshd: RealSshd, root: Path) -> str:
+    """What `sshd -T -C user=azureuser,…` says of PasswordAuthentication: the value
+    after the Match blocks that connection matches."""
+    binary = sshd_binary()
+    assert binary is not None
+    mounts = [str(root / "etc/ssh"), real_sshd.passwd, binary, str(real_sshd.key)]
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", _CONNECTION_SCRIPT, "sh", *mounts],
+        capture_output=True,
+        cwd="/",
+        timeout=30,
+        check=True,
+    )
+    lines = result.stdout.decode().splitlines()
+    return next(line.split()[1] for line in lines if line.startswith("passwordauthentication "))
+
+
+@pytest.mark.parametrize(
+    "late",
+    ["Match all\n  PasswordAuthentication yes\n", "Match User *\n  PasswordAuthentication yes\n"],
+)
+def test_a_match_for_every_connection_cannot_turn_password_login_back_on(
+    tmp_path: Path, real_sshd: Optional[RealSshd], late: str
+) -> None:
+    """Review H4: `Match all` then `PasswordAuthentication yes`, read after azprov's
+    line, overrides it for every connection: sshd applies Match blocks after the
+    global values."""
+    files = {"sshd_config": f"{INCLUDE}UsePAM yes\n{late}"}
+    if real_sshd is not None:
+        before = image(tmp_path / "before", files).path
+        assert password_login_for_a_connection(real_sshd, before) == "yes"
+    root = image(tmp_path / "root", files)
+    assert set_password_authentication(root, allow=False)
+    header = late.splitlines()[0]
+    assert files_of(root.path) == {
+        "sshd_config": f"{INCLUDE}UsePAM yes\n{header}\n",
+        "sshd_config.d/00-azprov.conf": OURS_NO,
+    }
+    if real_sshd is not None:
+        assert password_login_for_a_connection(real_sshd, root.path) == "no"
+        after = real_sshd.settings(root.path)
+        assert after is not None and after["passwordauthentication"] == ["no"]
 
 
 def test_an_image_without_sshd_config_gets_no_policy(tmp_path: Path) -> None:
