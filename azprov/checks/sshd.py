@@ -3,7 +3,9 @@
 Read by the one sshd_config reader (`azprov.host.sshd_config`), which provision
 uses too: Include expanded in place, `Keyword=value` and quoting as sshd takes
 them, the first global value winning, Match blocks (and what an Include under
-one brings) holding no global value. azprov writes its per-VM policy at first
+one brings) holding no global value, except that a block every connection
+matches (`Match all`, `Match User *`) overrides it, as sshd applies it per
+connection after the global values. azprov writes its per-VM policy at first
 boot to `sshd_config.d/00-azprov.conf`: an image without that file is judged
 with it in place, as it will be read; a provisioned one with the file it has.
 """
@@ -16,13 +18,29 @@ from azprov.checks.model import Note, check, unknown, unreadable
 from azprov.checks.tree import Tree
 from azprov.errors import HostError
 from azprov.host.sshd import DROPIN
-from azprov.host.sshd_config import SSHD_CONFIG, Setting, SshdConfig, read_sshd_config
+from azprov.host.sshd_config import (
+    SSHD_CONFIG,
+    Setting,
+    SshdConfig,
+    matches_every_connection,
+    read_sshd_config,
+)
+from azprov.host.sshd_syntax import shown
 
 AZPROV = DROPIN.lstrip("/")
 POLICY_KEYWORDS = (
     "passwordauthentication",
     "kbdinteractiveauthentication",
     "challengeresponseauthentication",
+)
+# Keywords the checks here read that sshd also takes under Match: for them a block
+# matching every connection overrides the global value.
+_MATCH_KEYWORDS = (
+    *POLICY_KEYWORDS,
+    "permitemptypasswords",
+    "permitrootlogin",
+    "clientaliveinterval",
+    "authorizedkeysfile",
 )
 # What the drop-in holds at first boot; its value depends on the VM.
 _AZPROV_DROPIN = b"PasswordAuthentication no\n"
@@ -49,7 +67,40 @@ def effective_config(tree: Tree) -> Optional[dict[str, Setting]]:
     for setting in config.settings:
         if not setting.conditional:
             found.setdefault(setting.keyword, setting)
+    for keyword in _MATCH_KEYWORDS:
+        overriding = config.for_every_connection(keyword)
+        if overriding is not None:
+            found[keyword] = overriding
     return found
+
+
+def _match_blocks_allowing_passwords(config: SshdConfig) -> Iterator[Note]:
+    """A Match block that turns password login on overrides azprov's policy for the
+    connections it matches: sshd applies it after the global values."""
+    for keyword in POLICY_KEYWORDS:
+        for setting in config.in_match(keyword):
+            if setting.value.lower() != "yes":
+                continue
+            match = shown(" ".join(setting.match))
+            if matches_every_connection(setting.match):
+                found = (
+                    f"sets {keyword} yes under `Match {match}`, which overrides "
+                    f"{AZPROV} for every connection"
+                )
+                fix = "remove it (provision removes it for PasswordAuthentication)"
+            else:
+                found = (
+                    f"sets {keyword} yes under `Match {match}`: password login stays on "
+                    "for those connections whatever the VM's policy"
+                )
+                fix = "remove it, or confirm those connections need passwords"
+            yield Note(
+                _where(setting),
+                found,
+                fix,
+                severity="warn",
+                consequence="password login is on where the VM's policy turned it off",
+            )
 
 
 def _where(setting: Setting) -> str:
@@ -84,6 +135,7 @@ def sshd_effective_config(tree: Tree) -> Iterator[Note]:
                 f"sets {keyword} {setting.value} and is read before {AZPROV}",
                 "remove it, or rename the drop-in to sort after 00-azprov.conf",
             )
+    yield from _match_blocks_allowing_passwords(config)
     effective = effective_config(tree) or {}
     empty = effective.get("permitemptypasswords")
     if empty and empty.value.lower() == "yes":

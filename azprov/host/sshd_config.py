@@ -15,11 +15,9 @@ RHEL 9, Fedora; the line syntax is in `azprov.host.sshd_syntax`):
   as global ones (PidFile, HostKey).
 - For most keywords the first global value wins; some (HostKey) collect every
   value.
-- For a connection, sshd reads the file again, taking only the Match blocks
-  that match it, in order; among them the first value wins, and it overrides
-  the global one. So `PasswordAuthentication yes` under `Match all` (or
-  `Match User *`) wins over a global `no` wherever the global line stands:
-  `sshd -T` and `sshd -T -C user=…` both say so.
+- For a connection, sshd takes the Match blocks that match it, in order: the
+  first value among them wins over the global one, wherever that stands
+  (`sshd -T -C user=…` says so; `sshd -T` too for `Match all`).
 
 Bounded beyond what sshd bounds (it has no cap of its own): each file is read
 through the target root's door (links resolved inside the tree, never past a

@@ -105,6 +105,11 @@ def test_match_in_an_included_file_ends_with_that_file(tmp_path: Path) -> None:
     assert found == [
         ("error", "sets PermitEmptyPasswords yes"),
         ("warn", "sets PermitRootLogin yes"),
+        (
+            "warn",
+            "sets passwordauthentication yes under `Match User x`: password login "
+            "stays on for those connections whatever the VM's policy",
+        ),
     ]
 
 
@@ -175,3 +180,52 @@ def test_an_include_loop_is_unknown_not_a_hang(tmp_path: Path) -> None:
     write(root, "etc/ssh/sshd_config.d/60-loop.conf", "Include /etc/ssh/sshd_config.d/*.conf\n")
     found = [(f.severity, f.found) for f in findings(root, "sshd-effective-config")]
     assert len(found) == 1 and found[0][0] == "info" and "16 files deep" in found[0][1]
+
+
+def test_a_match_all_that_turns_password_login_back_on_is_a_warning(tmp_path: Path) -> None:
+    """Review H4: sshd applies a `Match all` block after the global values, so its
+    `PasswordAuthentication yes` beats 00-azprov.conf's `no` for every connection."""
+    root = good_tree(tmp_path / "root")
+    assert problems(root, "sshd-effective-config") == []
+    main = root / "etc/ssh/sshd_config"
+    lines = len(main.read_text().splitlines())
+    main.write_text(main.read_text() + "Match all\nPasswordAuthentication yes\n")
+    finding = fired(root, "sshd-effective-config", "warn")
+    assert finding.path == f"etc/ssh/sshd_config:{lines + 2}"
+    assert "every connection" in finding.found
+
+
+def test_a_match_block_allowing_passwords_for_some_users_is_a_warning(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    write(
+        root,
+        "etc/ssh/sshd_config.d/60-backup.conf",
+        "Match User backup\n  PasswordAuthentication yes\n",
+    )
+    finding = fired(root, "sshd-effective-config", "warn")
+    assert finding.path == "etc/ssh/sshd_config.d/60-backup.conf:2"
+    assert "`Match User backup`" in finding.found
+
+
+def test_a_match_all_value_overrides_the_global_one_in_the_check(tmp_path: Path) -> None:
+    root = good_tree(tmp_path / "root")
+    write(
+        root,
+        "etc/ssh/sshd_config.d/60-site.conf",
+        "PermitEmptyPasswords no\nMatch all\n  PermitEmptyPasswords yes\n",
+    )
+    finding = fired(root, "sshd-effective-config")
+    assert (finding.severity, finding.found) == ("error", "sets PermitEmptyPasswords yes")
+    assert finding.path == "etc/ssh/sshd_config.d/60-site.conf:3"
+
+
+def test_provision_removes_what_the_check_flags_under_match_all(tmp_path: Path) -> None:
+    from azprov.host.root import TargetRoot
+    from azprov.host.sshd import set_password_authentication
+
+    root = good_tree(tmp_path / "root")
+    main = root / "etc/ssh/sshd_config"
+    main.write_text(main.read_text() + "Match User *\n  PasswordAuthentication yes\n")
+    assert "every connection" in fired(root, "sshd-effective-config", "warn").found
+    set_password_authentication(TargetRoot(root), allow=False)
+    assert problems(root, "sshd-effective-config") == []
