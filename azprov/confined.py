@@ -248,7 +248,15 @@ class Confined(Rooted):
         with self.directory(
             "/".join(parts[:-1]), mode=dir_mode, owner=owner, trusted=trusted, links=links
         ) as dir_fd:
-            write_at(dir_fd, parts[-1], data, mode=mode, owner=owner)
+            try:
+                write_at(dir_fd, parts[-1], data, mode=mode, owner=owner)
+            except OSError as exc:
+                # A directory in the file's place, a full or read-only disk: one line
+                # naming the file, as every other refusal of this door.
+                shown = self.shown(path)
+                raise HostError(
+                    f"cannot write {shown}: {exc.strerror or exc}", path=shown
+                ) from None
 
     def remove(self, path: InTree, *, links: Links = Links.IN_ROOT) -> bool:
         """Remove the file (or link) at `path` itself; False when it was absent."""

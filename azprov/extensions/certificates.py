@@ -181,9 +181,9 @@ def install_certificates(
         # Private keys land here: the folder is root's alone, whoever created it.
         os.fchmod(folder, 0o700)
         for thumb, (cert, key) in sorted(found.items()):
-            write_at(folder, f"{thumb}.crt", cert, mode=0o600)
+            _write_certificate(folder, lib_dir, f"{thumb}.crt", cert)
             if key is not None:
-                write_at(folder, f"{thumb}.prv", key, mode=0o600)
+                _write_certificate(folder, lib_dir, f"{thumb}.prv", key)
     log.info(
         "wrote %d certificate(s) to %s: %s",
         len(found),
@@ -191,3 +191,13 @@ def install_certificates(
         ", ".join(sorted(found)) or "none",
     )
     return sorted(found)
+
+
+def _write_certificate(folder: int, lib_dir: str, name: str, content: bytes) -> None:
+    """Write one certificate file (0600) in the open `folder`; one line naming it when the
+    disk refuses (full, read-only, a directory in its place)."""
+    try:
+        write_at(folder, name, content, mode=0o600)
+    except OSError as exc:
+        shown = f"{lib_dir.rstrip('/')}/{name}"
+        raise HostError(f"cannot write {shown}: {exc.strerror or exc}", path=shown) from None

@@ -56,6 +56,18 @@ class Outcome:
     def failed(self) -> bool:
         return self.failure is not None
 
+    @property
+    def failure_line(self) -> str:
+        """The failure's first line, for logs and the status message (a failure read
+        back from the state file may be empty)."""
+        return first_line(self.failure or "")
+
+
+def first_line(text: str) -> str:
+    """The first line of `text`, or a placeholder when it has none."""
+    lines = text.splitlines()
+    return lines[0] if lines and lines[0] else "no reason recorded"
+
 
 class CommandFailed(errors.CommandFailed):
     """A handler command exited non-zero or timed out; `result` has its output tails."""
@@ -127,7 +139,7 @@ class Lifecycle:
             failure, retry = f"{exc.result.describe()}\n{exc.result.output}", False
         except (AzprovError, OSError) as exc:
             failure, retry = self.scrub(str(exc)), isinstance(exc, TransientFabricError)
-        log.warning("%s: %s failed: %s", plugin.name, self._step, failure.splitlines()[0])
+        log.warning("%s: %s failed: %s", plugin.name, self._step, first_line(failure))
         shown = self.version_shown(plugin, version)
         return Outcome(plugin.name, shown, seq_no, self._step, failure, retry=retry)
 

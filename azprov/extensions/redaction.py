@@ -7,7 +7,7 @@ replaced by `<redacted>` in any text that leaves the runner.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable
 
 REDACTED = "<redacted>"
 # SAS signatures in any text (a URL inside a message or a JSON string): stop at
@@ -31,3 +31,14 @@ class Redactor:
                 text = text.replace(secret, REDACTED)
         text = _PRIVATE_KEY.sub(REDACTED, text)
         return _SAS_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+
+    def strings(self, value: Any) -> Any:
+        """A copy of a JSON-shaped `value` (dicts, lists, scalars) with every string in it,
+        keys too, redacted on its own."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self.strings(k): self.strings(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.strings(v) for v in value]
+        return value

@@ -20,7 +20,7 @@ from azprov.config import Config
 from azprov.errors import AzprovError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.certificates import install_certificates
-from azprov.extensions.goal import ExtensionsGoal, parse_extensions_config
+from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_config
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.lifecycle import Lifecycle, Outcome
 from azprov.extensions.memory import MEMORY_FILE, Memory
@@ -91,7 +91,7 @@ class Runner:
         self._save_memory(result)
         entries = self._entries()
         result.agent_failures += [
-            f"{o.name}: {o.operation} failed: {o.failure.splitlines()[0]}"
+            f"{o.name}: {o.operation} failed: {o.failure_line}"
             for o in self.outcomes.values()
             if o.failure is not None
         ]
@@ -130,9 +130,9 @@ class Runner:
             log.error("certificates not installed (tried again next round): %s", exc)
             result.agent_failures.append(f"certificates: {exc}")
             return
-        except AzprovError as exc:
-            # A refusal (403, 404) or a document we cannot use will not improve at
-            # the same URL: not asked again until the goal state names another.
+        except (AzprovError, OSError) as exc:
+            # A refusal (403, 404), an unusable document or an unwritable file will not
+            # improve at the same URL: not asked again until the goal state names another.
             log.error("certificates not installed: %s", exc)
             result.agent_failures.append(f"certificates: {exc}")
         self.memory.certificates_url = url
@@ -149,6 +149,15 @@ class Runner:
         )
         # Seen from here on: a malformed document is logged once, not every poll.
         self._seen_goal = (incarnation, url)
+        try:
+            return self._apply_config(goal_state, content)
+        except BaseException as exc:
+            if not isinstance(exc, AzprovError):  # a crash did not apply it: try next round
+                self._seen_goal = None
+            raise
+
+    def _apply_config(self, goal_state: GoalState, content: bytes) -> GoalState:
+        incarnation, url = goal_state.incarnation, goal_state.extensions_config_url
         goal = parse_extensions_config(content)
         self.goal = goal
         self.redactor = Redactor(s for p in goal.plugins for s in p.protected)
@@ -177,10 +186,22 @@ class Runner:
                 version = plugin.version if plugin.invalid else lifecycle.version_shown(plugin)
                 outcome = Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", reason)
             else:
-                outcome = lifecycle.apply(plugin)
+                outcome = self._apply_plugin(lifecycle, plugin)
             outcomes[plugin.name.lower()] = outcome
             self.memory.remember(incarnation, plugin, outcome)
         return outcomes
+
+    def _apply_plugin(self, lifecycle: Lifecycle, plugin: Plugin) -> Outcome:
+        """`lifecycle.apply`; a bug with one plugin is its own error, not a crashed round."""
+        try:
+            return lifecycle.apply(plugin)
+        except Exception as exc:
+            why = self.redactor(f"{type(exc).__name__}: {exc}")
+            log.error("%s: internal error while applying it: %s", plugin.name, why)
+            log.debug("plugin failure", exc_info=exc)
+            version = plugin.version if plugin.invalid else lifecycle.version_shown(plugin)
+            failure = f"azprov internal error: {why}"
+            return Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", failure)
 
     def _entries(self) -> list[tuple[Outcome, dict[str, Any]]]:
         """(outcome, handlerAggregateStatus entry) for each handler to report, in goal order."""
@@ -216,7 +237,9 @@ class Runner:
         self, goal_state: GoalState, entries: list[dict[str, Any]], result: RoundResult
     ) -> None:
         assert self.goal is not None and self.goal.status_blob_url is not None
-        document = self.redactor(aggregate_status(self.root, entries).decode()).encode()
+        # Each string is redacted on its own, before serializing: a key cut short in one
+        # handler's message is redacted to the end of that string, not of the document.
+        document = aggregate_status(self.root, self.redactor.strings(entries))
         try:
             channel = upload_status(
                 self.fabric,

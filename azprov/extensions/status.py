@@ -216,7 +216,7 @@ def handler_status(
         settings = _settings_status(
             outcome.name, outcome.operation, "error", 1, outcome.failure, FAILURE_MAX_CHARS
         )
-        ready, message = False, f"{outcome.operation} failed: {outcome.failure.splitlines()[0]}"
+        ready, message = False, f"{outcome.operation} failed: {outcome.failure_line}"
     elif folder is not None and state == ENABLED:
         settings = read_status_file(folder, outcome.seq_no)
         ready, message = read_heartbeat(folder) if outcome.heartbeat else (True, "Plugin enabled")
