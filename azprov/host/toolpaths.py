@@ -228,6 +228,8 @@ def check_userdel(
         spool = _mail_dir(_databases(root))
         if home is not None:
             home = plain_path(home, f"the home of {name} in /etc/passwd")
+            if home == "/":  # removing that home would empty the whole image
+                raise UnsafePath(f"the home of {name} in /etc/passwd is '/', the whole tree")
             _home(root, home)
         if spool is not None and _directory(root, spool):
             for mailbox in sorted({name, name[:-1]} - {""}):

@@ -71,6 +71,14 @@ def test_a_passwd_home_that_is_not_a_plain_absolute_path_is_refused_before_userd
     assert (image / "home/victim").is_dir()
 
 
+def test_a_passwd_home_of_the_top_of_the_tree_is_refused_before_the_image_is_emptied(
+    image: Path,
+) -> None:
+    _created_by_azprov(image, "victim", "//")
+    _refused(lambda: plan(TargetRoot(image), delete_user=True), "whole tree")
+    assert (image / "etc/passwd").is_file()
+
+
 def test_a_passwd_home_holding_a_nul_is_refused_before_userdel(image: Path) -> None:
     _created_by_azprov(image, "victim", "/home/victim\0/../../../../tmp")
     _refused(lambda: plan(TargetRoot(image), delete_user=True), "NUL")
