@@ -21,11 +21,12 @@ from azprov.cli_options import Options, fail_cleanly, log, pass_options
 def deprovision_command(options: Options, delete_user: bool, force: bool, dry_run: bool) -> None:
     """Prepare this machine (or --root image) for capture: the reverse of provision."""
     from azprov.deprovision import apply, plan
+    from azprov.printable import quoted
 
     root = options.root()
     options.config()  # a broken config file is reported here too, before any change
     actions = plan(root, delete_user=delete_user)
-    where = "this machine" if root.live else str(root.path)
+    where = "this machine" if root.live else quoted(str(root.path))
     click.echo(f"azprov deprovision will change {where}:")
     for action in actions:
         click.echo(f"  - {action.description}")

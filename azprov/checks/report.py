@@ -3,7 +3,8 @@
 Paths, values and even fixes carry text from the image: a text line quotes every
 character that could end the line, start another or reach the terminal as a
 control (a newline, ESC or a one-byte CSI, a bidi override, a byte that is not
-UTF-8), so a file cannot forge a finding or recolour one. JSON escapes them itself.
+UTF-8; `azprov.printable.quoted`), so a file cannot forge a finding or recolour one.
+JSON escapes them itself.
 """
 
 from __future__ import annotations
@@ -13,26 +14,9 @@ import json
 import click
 
 from azprov.checks.model import Finding, Outcome, Severity
+from azprov.printable import quoted
 
 _COLOURS = {Severity.ERROR: "red", Severity.WARN: "yellow", Severity.INFO: "cyan"}
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
-
-
-def quoted(text: str) -> str:
-    """`text` with every unprintable character (and the backslash) as an escape: `\\n`,
-    `\\x1b`, `\\u202e`, `\\udcff`; what is printable, non-ASCII included, stays as it is."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(char if char.isprintable() and char != "\\" else _escape(char) for char in text)
-
-
-def _escape(char: str) -> str:
-    if char in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[char]
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def finding_line(finding: Finding, colour: bool = False) -> str:

@@ -17,6 +17,7 @@ from typing import Callable
 from azprov.errors import AzprovError, HostError
 from azprov.host.files import remove_tree_at
 from azprov.host.root import TargetRoot
+from azprov.printable import quoted
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,11 @@ class Action:
 
 
 def removals(root: TargetRoot, what: str, paths: list[str]) -> list[Action]:
-    """An action removing each of `paths` (in the tree, as `root.glob` gives them)."""
-    return [Action(f"remove {what} {root.shown(path)}", _remover(root, path)) for path in paths]
+    """An action removing each of `paths` (in the tree, as `root.glob` gives them). The
+    name is the image's, quoted: a newline or escape in it cannot forge the listing."""
+    return [
+        Action(f"remove {what} {quoted(root.shown(path))}", _remover(root, path)) for path in paths
+    ]
 
 
 def _remover(root: TargetRoot, path: str) -> Callable[[], None]:
@@ -48,7 +52,7 @@ def exists(root: TargetRoot, path: str) -> bool:
     try:
         return root.lstat(path) is not None
     except HostError as exc:
-        log.warning("leaving %s alone: %s", root.shown(path), exc)
+        log.warning("leaving %s alone: %s", quoted(root.shown(path)), exc)
         return False
 
 
