@@ -161,6 +161,15 @@ def test_sudoers_naming_thousands_of_include_files_is_unknown_in_a_moment(
     assert seconds < QUICK
 
 
+def test_a_sudoers_include_naming_a_nul_byte_names_no_file(tmp_path: Path) -> None:
+    """Found by the whole-check property: '#include\\x1f\\x00' (\\x1f is a blank to
+    Python's \\s) named 'etc/\\x00', and os.open's ValueError failed sudo-policy. The
+    door now refuses such a path as UnsafePath (commit 012b08d); this pins it here."""
+    root = good_tree(tmp_path / "root")
+    write(root, "etc/sudoers", "#include\x1f\x00\n@includedir /etc/sudoers.d\n", 0o440)
+    assert checked(root, "sudo-policy") == []
+
+
 # -- network -----------------------------------------------------------------------------------
 
 
