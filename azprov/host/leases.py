@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 # A lease file holds a few leases of about 600 bytes each (dhclient rewrites its file
 # at every start); 1 MiB is far beyond any. A larger one is skipped with a warning.
 LEASE_MAX_BYTES = 1 << 20
+# A client keeps one lease file per interface (a handful, even on a VM with many NICs),
+# rewritten in place; the newest is the running client's. More than 64 in one location
+# is a pile no client made, and reading them all (20,000 links to one 1 MiB file took
+# ten minutes) would hold up the boot before anything is reported.
+LEASES_PER_LOCATION = 64
+# Real lease files are a few KiB; a budget of 4 MiB over all of them reads every real
+# one, and bounds the time spent scanning files that only look like leases.
+LEASE_TOTAL_BYTES = 4 << 20
 
 DEFAULT_WIRESERVER = "168.63.129.16"
 
@@ -47,22 +55,14 @@ _ESCAPE = re.compile(r"\\([0-7]{3}|.)", re.DOTALL)
 def wireserver_from_leases(root: Union[Path, Confined]) -> str | None:
     """The WireServer address from the newest DHCP lease that carries option 245."""
     tree = root if isinstance(root, Confined) else Confined(root)
-    candidates: list[tuple[float, str]] = []
-    for pattern in LEASE_GLOBS:
-        try:
-            names = tree.glob(pattern)
-        except HostError as exc:  # a lease directory with a million entries…
-            log.warning("not looking for DHCP leases in %s: %s", pattern, exc)
-            continue
-        for name in names:
-            try:
-                info = tree.stat(name)
-            except HostError:
-                continue
-            if info is not None:
-                candidates.append((info.st_mtime, name))
-    for _, name in sorted(candidates, reverse=True):
+    total = 0
+    for name in _newest_lease_files(tree):
         path = tree.host_path(name)
+        if total >= LEASE_TOTAL_BYTES:
+            log.warning(
+                "stopped looking for DHCP option 245 after reading %d bytes of leases", total
+            )
+            return None
         try:
             data = tree.read(name, LEASE_MAX_BYTES)
         except HostError as exc:  # a FIFO, a directory, a file far too large…
@@ -70,23 +70,59 @@ def wireserver_from_leases(root: Union[Path, Confined]) -> str | None:
             continue
         if data is None:
             continue
-        text = data.decode("utf-8", errors="replace")
-        last = None
-        for match in _OPTION_245.finditer(text):
-            last = match  # the last lease in a file wins
-        if last is None:
-            continue
-        if last.group("quoted") is not None:
-            found = f'"{last.group("quoted")}"'
-            address = _address_from_bytes(_unescape(last.group("quoted")))
-        else:
-            found = last.group("colon") or last.group("hex")
-            address = _address_from_hex(found)
+        total += len(data)
+        address = _option_245(data.decode("utf-8", errors="replace"), path)
         if address:
             log.debug("WireServer address %s from DHCP option 245 in %s", address, path)
             return address
-        log.warning("ignoring DHCP option 245 %r in %s: not an IPv4 address", found, path)
     return None
+
+
+def _newest_lease_files(tree: Confined) -> list[str]:
+    """The lease files of every location, newest first by mtime, at most
+    LEASES_PER_LOCATION of each: the newest is the lease the running client wrote."""
+    candidates: list[tuple[float, str]] = []
+    for pattern in LEASE_GLOBS:
+        try:
+            names = tree.glob(pattern)
+        except HostError as exc:  # a lease directory with a million entries…
+            log.warning("not looking for DHCP leases in %s: %s", pattern, exc)
+            continue
+        found: list[tuple[float, str]] = []
+        for name in names:
+            try:
+                info = tree.stat(name)
+            except HostError:
+                continue
+            if info is not None:
+                found.append((info.st_mtime, name))
+        if len(found) > LEASES_PER_LOCATION:
+            log.warning(
+                "%s matches %d files: reading only the newest %d",
+                pattern,
+                len(found),
+                LEASES_PER_LOCATION,
+            )
+        candidates += sorted(found, reverse=True)[:LEASES_PER_LOCATION]
+    return [name for _, name in sorted(candidates, reverse=True)]
+
+
+def _option_245(text: str, path: Path) -> str | None:
+    """The address in the last option 245 of a lease file; None when it has none."""
+    last = None
+    for match in _OPTION_245.finditer(text):
+        last = match  # the last lease in a file wins
+    if last is None:
+        return None
+    if last.group("quoted") is not None:
+        found = f'"{last.group("quoted")}"'
+        address = _address_from_bytes(_unescape(last.group("quoted")))
+    else:
+        found = last.group("colon") or last.group("hex")
+        address = _address_from_hex(found)
+    if not address:
+        log.warning("ignoring DHCP option 245 %r in %s: not an IPv4 address", found, path)
+    return address
 
 
 def _address_from_hex(text: str) -> str | None:
