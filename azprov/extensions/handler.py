@@ -23,7 +23,12 @@ from typing import Iterator, Optional
 
 from azprov.confined import Confined, Links
 from azprov.errors import UnsafePath
-from azprov.extensions.manifest import HandlerManifest, parse_handler_manifest, version_key
+from azprov.extensions.manifest import (
+    HANDLER_MANIFEST_MAX_BYTES,
+    HandlerManifest,
+    parse_handler_manifest,
+    version_key,
+)
 from azprov.host.root import TargetRoot
 
 NOT_INSTALLED = "NotInstalled"
@@ -32,7 +37,7 @@ ENABLED = "Enabled"
 _STATES = (NOT_INSTALLED, INSTALLED, ENABLED)
 # Published manifests are a few hundred bytes; a copy with every option spelled out
 # stays under 2 KB.
-MANIFEST_MAX_BYTES = 64 * 1024
+MANIFEST_MAX_BYTES = HANDLER_MANIFEST_MAX_BYTES
 # HandlerState and mrseq are azprov's own one-word files.
 STATE_MAX_BYTES = 64
 SEQ_NO_MAX_BYTES = 32

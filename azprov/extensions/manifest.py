@@ -77,8 +77,17 @@ def _flag(field: str, value: Any) -> bool:
     raise InvalidInput(field, value, "expected true or false")
 
 
+# Published HandlerManifest.json files are under 2 KB; the cap is checked here
+# too, so no caller can hand the decoder a document of any size.
+HANDLER_MANIFEST_MAX_BYTES = 64 * 1024
+
+
 def parse_handler_manifest(content: bytes, name: str) -> HandlerManifest:
     field = f"{name} HandlerManifest.json"
+    if len(content) > HANDLER_MANIFEST_MAX_BYTES:
+        raise InvalidInput(
+            field, f"{len(content)} bytes", f"larger than {HANDLER_MANIFEST_MAX_BYTES} bytes"
+        )
     # Published manifests may start with a UTF-8 byte-order mark (parse_json allows it).
     document = parse_json(content, field)
     if isinstance(document, list) and document:

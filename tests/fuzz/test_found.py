@@ -165,3 +165,17 @@ def test_certificates_data_with_non_ascii_characters_is_invalid_input(tmp_path: 
     ).encode()
     with CannedHttp(200, document) as http, pytest.raises(InvalidInput, match="Certificates Data"):
         fetch_certificates(WireServer(http, "127.0.0.1", 1), "http://127.0.0.1/c", cert)
+
+
+def test_a_handler_manifest_of_fifty_megabytes_is_refused_by_size_at_once() -> None:
+    """Found by the long run: 50 MB of strings took 7 s to decode; the parser
+    itself now refuses anything over the cap, whoever calls it."""
+    import time
+
+    from azprov.extensions.manifest import parse_handler_manifest
+
+    content = b'[{"handlerManifest": {"installCommand": ["' + b"9" * (50 << 20) + b'"]}}]'
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match="larger than 65536 bytes"):
+        parse_handler_manifest(content, "Bad-1.0")
+    assert time.monotonic() - started < 0.5
