@@ -114,7 +114,8 @@ def extensions_command(options: Options, once: bool, run_on_host: bool) -> None:
     handler's commands run here, as root, from a fabric the tree's config or
     lease names: refused unless --run-handlers-on-this-host says so.
     """
-    if not run_on_host and Path(options.root_dir).resolve() != Path("/"):
+    root = options.root()
+    if not root.live and not run_on_host:
         from azprov.errors import ConfigError
 
         raise ConfigError(
@@ -123,7 +124,7 @@ def extensions_command(options: Options, once: bool, run_on_host: bool) -> None:
         )
     from azprov.extensions.runner import run_extensions
 
-    sys.exit(run_extensions(options.root(), options.config(), once=once))
+    sys.exit(run_extensions(root, options.config(), once=once))
 
 
 @cli.command("status")
