@@ -25,6 +25,7 @@ import os
 import secrets
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -56,6 +57,10 @@ _COPY_CHUNK = 256 * 1024
 # hundred (the monitoring agents with their bundled packages); 10,000 is far above any,
 # and refusing there keeps a zip of empty members from making hundreds of thousands of files.
 MAX_MEMBERS = 10_000
+# Reading a central directory costs ~20 µs an entry: one that could list far more than
+# MAX_MEMBERS entries (46 bytes each at least) is refused before zipfile reads it.
+MAX_DIRECTORY_BYTES = MAX_MEMBERS * 512
+_END_RECORD_SEARCH = 22 + 0xFFFF  # the end record and the longest archive comment
 # What zipfile and its decompressors raise for a package they cannot decode: a corrupt
 # deflate, lzma or bzip2 stream (bz2 says OSError), an encrypted entry (RuntimeError), a
 # name flagged UTF-8 that is not (UnicodeDecodeError), a header that lies (ValueError).
@@ -141,6 +146,37 @@ def _member_path(field: str, raw: str) -> str:
     return "/".join(parts)
 
 
+def _check_directory_size(source: IO[bytes], name: str) -> None:
+    """Refuse a zip whose end record declares more than MAX_MEMBERS entries or a central
+    directory over MAX_DIRECTORY_BYTES (zipfile finds no end record: it says so itself)."""
+    end = source.seek(0, os.SEEK_END)
+    source.seek(max(0, end - _END_RECORD_SEARCH))
+    tail = source.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        source.seek(0)
+        return
+    entries, size = struct.unpack_from("<HI", tail, at + 10)
+    locator = at - 20
+    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+        (record,) = struct.unpack_from("<Q", tail, locator + 8)
+        source.seek(record)
+        zip64 = source.read(56)
+        if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":
+            entries, size = struct.unpack_from("<QQ", zip64, 32)
+    source.seek(0)
+    if entries > MAX_MEMBERS:
+        raise InvalidInput(
+            f"package {name}", f"{entries} entries", f"has more than {MAX_MEMBERS} entries"
+        )
+    if size > MAX_DIRECTORY_BYTES:
+        raise InvalidInput(
+            f"package {name}",
+            f"{size} bytes of central directory",
+            f"is more than {MAX_DIRECTORY_BYTES} (room for {MAX_MEMBERS} entries)",
+        )
+
+
 def _check_members(
     archive: zipfile.ZipFile, name: str, max_unpacked: int
 ) -> list[tuple[zipfile.ZipInfo, str]]:
@@ -183,6 +219,7 @@ def unpack_zip(source: IO[bytes], target: Path, *, max_unpacked: int, name: str)
         try:
             tree = Confined(target.parent / staging)
             try:
+                _check_directory_size(source, name)
                 with zipfile.ZipFile(source) as archive:
                     members = _check_members(archive, name, max_unpacked)
                     for info, relative in members:

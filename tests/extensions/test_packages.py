@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from azprov.errors import InvalidInput
-from azprov.extensions.packages import MAX_MEMBERS, unpack_zip
+from azprov.extensions.packages import MAX_DIRECTORY_BYTES, MAX_MEMBERS, unpack_zip
 from azprov.simulator import Answer
 from tests.extensions.conftest import Agent, enable_test_extension, handler_entries
 from tests.extensions.fleet import extension_zip
@@ -268,3 +268,41 @@ def test_a_package_with_more_members_than_any_handler_ships_is_refused_before_un
     with pytest.raises(InvalidInput, match=f"has more than {MAX_MEMBERS} entries"):
         unpack_zip(buffer, tmp_path / "P.E-1", max_unpacked=1 << 20, name="P.E")
     assert list(tmp_path.iterdir()) == []
+
+
+def _with_directory_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: zipfile.ZipFile) -> None:
+        raise AssertionError("the central directory was read")
+
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", refuse)
+
+
+def test_a_package_declaring_too_many_entries_is_refused_before_its_directory_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("HandlerManifest.json", b"[]")
+        for number in range(MAX_MEMBERS):
+            archive.writestr(f"e/{number}", b"")
+    _with_directory_unread(monkeypatch)
+    with pytest.raises(InvalidInput, match=f"has more than {MAX_MEMBERS} entries"):
+        unpack_zip(buffer, tmp_path / "P.E-1", max_unpacked=1 << 20, name="P.E")
+
+
+def test_a_package_whose_end_record_understates_a_huge_directory_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("HandlerManifest.json", b"[]")
+        for number in range(MAX_DIRECTORY_BYTES // 246 + 1):  # 46 + a 200-byte name each
+            archive.writestr(f"{number:0200d}", b"")
+    package = bytearray(buffer.getvalue())
+    end = package.rfind(b"PK\x05\x06")
+    package[end + 8 : end + 12] = b"\x01\x00\x01\x00"  # one entry, it says
+    _with_directory_unread(monkeypatch)
+    with pytest.raises(InvalidInput, match="bytes of central directory"):
+        unpack_zip(
+            io.BytesIO(bytes(package)), tmp_path / "P.E-1", max_unpacked=1 << 20, name="P.E"
+        )
