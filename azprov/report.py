@@ -59,15 +59,16 @@ def report_failure(
     from azprov.host.kvp import write_kvp
 
     line = error.report_line(vm_id)
-    write_kvp(root, KVP_KEY, line)
-    if fabric is None:
-        return line
     try:
-        fabric.wireserver.report_health(Health.failed(line), goal_state)
+        if fabric is not None:
+            fabric.wireserver.report_health(Health.failed(line), goal_state)
     except AzprovError as report_error:
         if raise_unreported:
             raise
         log.error("could not report the failure: %s", report_error)
+    finally:
+        # After the post: KVP waits for its lock (up to 2 s), the platform should not.
+        write_kvp(root, KVP_KEY, line)
     return line
 
 
