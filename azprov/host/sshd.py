@@ -105,16 +105,21 @@ def _make_ours_win(files: _Files, config: SshdConfig, where: str) -> SshdConfig:
             winner.value,
             winner.where,
         )
-        data = files.current(winner.path)
-        if data is None:
-            raise HostError(f"{winner.path} went away while azprov read it", path=winner.path)
-        files.edited[winner.path] = _without(data, winner.span)
-        config = files.config()
+        config = _remove_line(files, winner.path, winner.span)
     raise HostError(
         f"sshd configuration: more than {_MAX_REMOVALS} PasswordAuthentication lines "
         "are read before azprov's",
         path=SSHD_CONFIG,
     )
+
+
+def _remove_line(files: _Files, path: str, span: tuple[int, int]) -> SshdConfig:
+    """Drop the line at `span` of `path` from the edited files; the configuration as read again."""
+    data = files.current(path)
+    if data is None:
+        raise HostError(f"{path} went away while azprov read it", path=path)
+    files.edited[path] = _without(data, span)
+    return files.config()
 
 
 def _remove_overrides(files: _Files, config: SshdConfig, where: str) -> SshdConfig:
@@ -139,11 +144,7 @@ def _remove_overrides(files: _Files, config: SshdConfig, where: str) -> SshdConf
             found.where,
             shown(" ".join(found.match)),
         )
-        data = files.current(found.path)
-        if data is None:
-            raise HostError(f"{found.path} went away while azprov read it", path=found.path)
-        files.edited[found.path] = _without(data, found.span)
-        config = files.config()
+        config = _remove_line(files, found.path, found.span)
     raise HostError(
         f"sshd configuration: more than {_MAX_REMOVALS} PasswordAuthentication lines "
         "under Match blocks for every connection",
