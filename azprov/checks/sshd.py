@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
+from azprov.checks.accounts import decimal
 from azprov.checks.model import Note, check, unknown, unreadable
 from azprov.checks.tree import Tree
 from azprov.errors import HostError
@@ -151,7 +152,8 @@ def sshd_effective_config(tree: Tree) -> Iterator[Note]:
         )
     alive = effective.get("clientaliveinterval")
     value = alive.value if alive else "0"
-    if not value.isdigit() or not 1 <= int(value) <= 235:
+    seconds = decimal(value, 235)  # sshd reads ASCII digits only ('²' passes isdigit)
+    if seconds is None or seconds < 1:
         yield Note(
             _where(alive) if alive else SSHD_CONFIG.lstrip("/"),
             f"sets ClientAliveInterval {value}"
