@@ -114,6 +114,10 @@ def _write_json(root: TargetRoot, path: str, value: dict[str, Any]) -> None:
         root.write(path, data, mode=0o600, links=Links.REFUSE)
     except OSError as exc:  # a directory put in its place, a full disk
         raise StateUnwritable(f"cannot write {path}: {exc.strerror or exc}", path=path) from None
+    except HostError as exc:  # the door's own "cannot write" (a link stays UnsafePath)
+        if type(exc) is not HostError:
+            raise
+        raise StateUnwritable(str(exc), path=path) from None
 
 
 def provisioned_vm_id(root: TargetRoot) -> Optional[str]:

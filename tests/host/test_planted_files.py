@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from azprov.config import HostPath
 from azprov.errors import UnsafePath
 from azprov.host.leases import wireserver_from_leases
 from azprov.host.media import read_media
@@ -17,7 +18,7 @@ def test_fifo_as_ovf_env_does_not_hang(tmp_path):
     os.mkfifo(tmp_path / "ovf-env.xml")
     started = time.monotonic()
     with pytest.raises(UnsafePath, match=r"/ovf-env\.xml is a FIFO"):
-        read_media(TargetRoot(tmp_path / "root"), str(tmp_path))
+        read_media(TargetRoot(tmp_path / "root"), HostPath(str(tmp_path)))  # --config's
     assert time.monotonic() - started < 2
 
 
