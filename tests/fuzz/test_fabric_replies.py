@@ -96,7 +96,7 @@ def test_imds_reply_reaches_the_caller_as_metadata_or_a_typed_error(
     status: int, content: bytes
 ) -> None:
     with CannedHttp(status, content) as http:
-        typed_outcome(Imds(http, "http://169.254.169.254/metadata", 1).instance_metadata)
+        typed_outcome(Imds(http, "http://127.0.0.1/metadata", 1).instance_metadata)
 
 
 JSON_BYTES_PER_BYTE = 64
@@ -128,7 +128,7 @@ def test_imds_memory_is_linear_in_the_document(body: str) -> None:
     statuses(),
     st.one_of(
         st.binary(max_size=2048),
-        st.just(goal_state_xml(VmSpec(), "http://168.63.129.16")),
+        st.just(goal_state_xml(VmSpec(), "http://127.0.0.1")),
         hostile_text().map(lambda t: goal_state_xml(VmSpec(container_id=t), "http://x")),
     ),
 )
@@ -136,7 +136,7 @@ def test_goal_state_reply_reaches_the_caller_as_a_goal_state_or_a_typed_error(
     status: int, content: bytes
 ) -> None:
     with CannedHttp(status, content) as http:
-        typed_outcome(WireServer(http, "168.63.129.16", 1).goal_state)
+        typed_outcome(WireServer(http, "127.0.0.1", 1).goal_state)
 
 
 @settings(max_examples=examples(100), deadline=DEADLINE)
@@ -144,7 +144,7 @@ def test_goal_state_reply_reaches_the_caller_as_a_goal_state_or_a_typed_error(
 def test_health_report_reply_is_taken_or_a_typed_error(status: int, content: bytes) -> None:
     """The health POST's answer is not parsed; only its status matters, never its body."""
     with CannedHttp(status, content) as http:
-        wireserver = WireServer(http, "168.63.129.16", 1)
+        wireserver = WireServer(http, "127.0.0.1", 1)
         try:
             from azprov.fabric.wireserver import Health
 
@@ -170,7 +170,7 @@ def test_hostplugin_versions_reply_is_a_yes_or_no_never_a_crash(
     status: int, content: bytes
 ) -> None:
     with CannedHttp(status, content) as http:
-        assert HostPlugin(http, "http://168.63.129.16:32526", 1).usable() in (True, False)
+        assert HostPlugin(http, "http://127.0.0.1:32526", 1).usable() in (True, False)
 
 
 @settings(max_examples=examples(150), deadline=DEADLINE)
@@ -179,7 +179,7 @@ def test_hostplugin_artifact_and_status_replies_are_a_reply_or_a_typed_error(
     status: int, content: bytes, call: str
 ) -> None:
     with CannedHttp(status, content) as http:
-        plugin = HostPlugin(http, "http://168.63.129.16:32526", 1)
+        plugin = HostPlugin(http, "http://127.0.0.1:32526", 1)
         if call == "artifact":
             typed_outcome(
                 plugin.fetch_artifact,
