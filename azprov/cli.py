@@ -15,7 +15,14 @@ import click
 from azprov import __version__
 from azprov.cli_common import provision_command as first_boot
 from azprov.cli_image import check_command, deprovision_command
-from azprov.cli_options import Options, fail_cleanly, pass_options, setup_logging
+from azprov.cli_options import (
+    ROOT_HELP,
+    Options,
+    fail_cleanly,
+    pass_options,
+    root_option,
+    setup_logging,
+)
 
 
 def _version_message() -> str:
@@ -41,7 +48,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     default="/",
     show_default=True,
     type=click.Path(exists=True, file_okay=False),
-    help="Target root: provision this directory tree instead of the running system.",
+    metavar="DIR",
+    help=ROOT_HELP,
 )
 @click.option("-v", "--verbose", count=True, help="More detail in the log (repeat for debug).")
 @click.option(
@@ -60,6 +68,7 @@ def cli(ctx: click.Context, config_file: Optional[Path], root_dir: str, verbose:
 
 
 @cli.command("report-ready")
+@root_option
 @pass_options
 @fail_cleanly
 def report_ready_command(options: Options) -> None:
@@ -71,6 +80,7 @@ def report_ready_command(options: Options) -> None:
 
 @cli.command("report-failure")
 @click.argument("text")
+@root_option
 @pass_options
 @fail_cleanly
 def report_failure_command(options: Options, text: str) -> None:
@@ -81,6 +91,7 @@ def report_failure_command(options: Options, text: str) -> None:
 
 
 @cli.command("provision")
+@root_option
 @pass_options
 @fail_cleanly
 def provision_command(options: Options) -> None:
@@ -94,8 +105,9 @@ def provision_command(options: Options) -> None:
     "--run-handlers-on-this-host",
     "run_on_host",
     is_flag=True,
-    help="With --root TREE: run the handlers' commands on this host, as root (tests only).",
+    help="With --root DIR: run the handlers' commands on this host, as root (tests only).",
 )
+@root_option
 @pass_options
 @fail_cleanly
 def extensions_command(options: Options, once: bool, run_on_host: bool) -> None:
@@ -129,6 +141,7 @@ def extensions_command(options: Options, once: bool, run_on_host: bool) -> None:
 
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@root_option
 @pass_options
 @fail_cleanly
 def status_command(options: Options, as_json: bool) -> None:

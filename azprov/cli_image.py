@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from azprov.cli_options import Options, fail_cleanly, log, pass_options
+from azprov.cli_options import Options, fail_cleanly, log, pass_options, root_option
 
 
 @click.command("deprovision")
@@ -16,10 +16,11 @@ from azprov.cli_options import Options, fail_cleanly, log, pass_options
 )
 @click.option("--force", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be done.")
+@root_option
 @pass_options
 @fail_cleanly
 def deprovision_command(options: Options, delete_user: bool, force: bool, dry_run: bool) -> None:
-    """Prepare this machine (or --root image) for capture: the reverse of provision."""
+    """Prepare this machine (or the image at --root DIR) for capture: the reverse of provision."""
     from azprov.deprovision import apply, plan
     from azprov.printable import quoted
 
@@ -89,12 +90,15 @@ def _check_ids(
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as a JSON list.")
 @click.option("--only", callback=_check_ids, metavar="ID,...", help="Run only these checks.")
 @click.option("--skip", callback=_check_ids, metavar="ID,...", help="Do not run these checks.")
+@root_option
 @pass_options
 @fail_cleanly
 def check_command(
     options: Options, as_json: bool, only: tuple[str, ...], skip: tuple[str, ...]
 ) -> None:
-    """Find what would make a VM from this image (or --root tree) fail on Azure; change nothing.
+    """Find what would make a VM from this image (or the tree at --root DIR) fail on Azure.
+
+    Changes nothing.
 
     Exit status: 0 no errors, 1 errors found, 2 the check could not run.
     """
