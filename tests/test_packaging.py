@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -18,6 +19,20 @@ from tests.e2e.tools import DEB_TOOLS, REPO, RPM_TOOLS, built_package, require
 
 UNIT = REPO / "units" / "azure-provisioning.service"
 EXTENSIONS_UNIT = REPO / "units" / "azprov-extensions.service"
+
+
+class Library(NamedTuple):
+    name: str
+    lowest: str
+
+
+# What azprov imports at run time, at the lowest versions the test suite runs against
+# (constraints/ubuntu2204.txt: Ubuntu 22.04's own packages).
+RUNTIME_LIBRARIES = (
+    Library("httpx", "0.22"),
+    Library("click", "8.0.3"),
+    Library("defusedxml", "0.7.1"),
+)
 
 
 def run(*argv: str) -> str:
@@ -51,20 +66,17 @@ def test_deb_contents_and_dependencies(deb: Path) -> None:
     files = run("dpkg-deb", "--contents", str(deb))
     for path in (
         "./usr/bin/azprov",
-        "./lib/systemd/system/azure-provisioning.service",
+        "./usr/lib/systemd/system/azure-provisioning.service",
         "./etc/azprov/azprov.conf",
         "./usr/lib/python3/dist-packages/azprov/deprovision/__init__.py",
         "./usr/share/doc/azprov/copyright",
     ):
         assert path in files, path
-    depends = run("dpkg-deb", "--field", str(deb), "Depends")
-    for dependency in (
-        "python3-httpx (>= 0.23)",
-        "python3-httpcore (>= 0.16)",
-        "python3-defusedxml",
-        "python3-click",
-    ):
-        assert dependency in depends
+    # Where Debian 13 wants units, and the same place on Debian 12 (merged /usr).
+    assert "./lib/" not in files, files
+    depends = [d.strip() for d in run("dpkg-deb", "--field", str(deb), "Depends").split(",")]
+    for dependency in RUNTIME_LIBRARIES:
+        assert f"python3-{dependency.name} (>= {dependency.lowest})" in depends, depends
     assert run("dpkg-deb", "--field", str(deb), "Architecture").strip() == "all"
 
 
@@ -77,7 +89,7 @@ def test_deb_config_is_a_conffile_and_units_are_never_started(deb: Path, tmp_pat
     assert "deb-systemd-invoke" not in postinst
     if EXTENSIONS_UNIT.exists():
         files = run("dpkg-deb", "--contents", str(deb))
-        assert "./lib/systemd/system/azprov-extensions.service" in files
+        assert "./usr/lib/systemd/system/azprov-extensions.service" in files
         # --no-enable: enabled again on upgrade only if the admin had enabled it
         # (the e2e boot checks a fresh install leaves it disabled).
         guarded = postinst.split("deb-systemd-helper debian-installed 'azprov-extensions.service'")
@@ -89,7 +101,9 @@ def _unpacked_root(deb: Path, tmp_path: Path) -> Path:
     """The package's files plus the host's systemd units, as a root for `verify --root`."""
     root = tmp_path / "root"
     run("dpkg-deb", "--extract", str(deb), str(root))
-    shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    shutil.copytree(
+        "/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True, dirs_exist_ok=True
+    )
     return root
 
 
@@ -186,11 +200,53 @@ def test_rpm_contents_scriptlets_and_requirements(rpm: Path) -> None:
     scripts = run("rpm", "-qp", "--scripts", str(rpm))
     assert "preset azure-provisioning.service" in scripts
     assert "try-restart" not in scripts and "systemctl restart" not in scripts
-    requires = run("rpm", "-qpR", str(rpm))
-    assert "python3-httpx >= 0.23" in requires
-    assert "python3-httpcore >= 0.16" in requires
+    requires = run("rpm", "-qpR", str(rpm)).splitlines()
+    for dependency in RUNTIME_LIBRARIES:
+        assert f"python3-{dependency.name} >= {dependency.lowest}" in requires, requires
     configs = run("rpm", "-qpc", str(rpm)).split()
     assert configs == ["/etc/azprov/azprov.conf"]
     preset = (REPO / "packaging/rpm/80-azprov.preset").read_text()
     assert "enable azure-provisioning.service" in preset
     assert "disable azprov-extensions.service" in preset
+
+
+def _declared(text: str, pattern: str) -> dict[str, str]:
+    return {name: lowest for name, lowest in re.findall(pattern, text, re.MULTILINE)}
+
+
+def test_deb_and_rpm_declare_the_libraries_with_the_tested_lower_bounds() -> None:
+    """Read from the sources, so a drift shows without building anything."""
+    control = (REPO / "packaging/debian/control").read_text()
+    spec = (REPO / "packaging/rpm/azprov.spec").read_text()
+    expected = {f"python3-{lib.name}": lib.lowest for lib in RUNTIME_LIBRARIES}
+    deb = _declared(control, r"^\s+(python3-[a-z]+) \(>= ([0-9.]+)\),?$")
+    rpm = _declared(spec, r"^Requires:\s+(python3-[a-z]+) >= ([0-9.]+)$")
+    assert deb == expected and rpm == expected, (deb, rpm)
+    # Unversioned, they would let an older library in than the suite has ever run with.
+    unversioned = r"^(?:\s+|Requires:\s+)python3-(?:httpx|httpcore|click|defusedxml),?$"
+    assert not re.findall(unversioned, control + spec, re.MULTILINE)
+
+
+# dh_python3 (${python3:Depends}) and rpm's Python dependency generator add what the
+# wheel's metadata, that is pyproject.toml, names.
+PYPROJECT_PENDING = pytest.mark.xfail(
+    strict=True,
+    reason="pyproject.toml is another helper's in issue 17: it drops httpcore and lowers"
+    " the bounds to the tested ones; remove this mark when it does",
+)
+
+
+@PYPROJECT_PENDING
+def test_built_packages_do_not_depend_on_httpcore(deb: Path, rpm: Path) -> None:
+    """httpcore is httpx's engine and arrives with httpx; azprov does not import it."""
+    depends = run("dpkg-deb", "--field", str(deb), "Depends")
+    requires = run("rpm", "-qpR", str(rpm))
+    assert "httpcore" not in depends and "httpcore" not in requires, (depends, requires)
+
+
+@PYPROJECT_PENDING
+def test_pyproject_declares_what_the_packages_declare() -> None:
+    pyproject = (REPO / "pyproject.toml").read_text()
+    (block,) = re.findall(r"^dependencies = \[(.*?)^\]", pyproject, re.MULTILINE | re.DOTALL)
+    declared = _declared(block, r'"([a-z]+)>=([0-9.]+)"')
+    assert declared == {lib.name: lib.lowest for lib in RUNTIME_LIBRARIES}
