@@ -49,9 +49,30 @@ DEFAULT_TYPES = ("ed25519", "ecdsa")
 # sshd-keygen@<type>.service for rsa, ecdsa and ed25519, each run when its key is
 # missing (ConditionFileNotEmpty=|!/etc/ssh/ssh_host_%i_key).
 _KEYGEN_TARGET = "sshd-keygen.target"
-# (No /lib: the images that have sshd-keygen.target, Fedora and RHEL, merged /usr long ago.)
+# Debian 13's openssh-server ships sshd-keygen.service: `ssh-keygen -A` (every type the
+# installed OpenSSH makes by default) before ssh.service, on a first boot only
+# (ConditionFirstBoot=yes), and only while enabled (its postinst links it into
+# ssh.service.wants and the .wants of the other units its WantedBy= names).
+_FIRST_BOOT_KEYGEN = "sshd-keygen.service"
+# What `ssh-keygen -A` makes (OpenSSH 9 and 10).
+_KEYGEN_ALL_TYPES = ("rsa", "ecdsa", "ed25519")
+# The image's own key generators whose types azprov makes itself. Its unit is ordered
+# before each of them (units/azure-provisioning.service, Before=), so a generator that
+# runs finds every key in place and makes none that azprov has not logged.
+IMAGE_KEYGEN_UNITS = (
+    "sshd-keygen@rsa.service",
+    "sshd-keygen@ecdsa.service",
+    "sshd-keygen@ed25519.service",
+    _FIRST_BOOT_KEYGEN,
+)
+# (No /lib: the images that have these units, Fedora, RHEL and Debian 13, merged /usr.)
 _UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system")
 _KEYGEN_INSTANCE = re.compile(r"sshd-keygen@(\w+)\.service")
+# systemd's mark of a first boot (machine-id(5)), made by PID 1 at its start: by the
+# time azprov runs, /etc/machine-id already holds the new ID.
+_FIRST_BOOT_MARK = "/run/systemd/first-boot"
+_MACHINE_ID = "/etc/machine-id"
+_MACHINE_ID_CAP = 4 << 10  # 33 bytes
 
 
 _HOST_KEY_PATH = re.compile(r"/etc/ssh/ssh_host_(\w+)_key")
@@ -60,16 +81,20 @@ _HOST_KEY_PATH = re.compile(r"/etc/ssh/ssh_host_(\w+)_key")
 def default_key_types(root: TargetRoot) -> list[str]:
     """ed25519 and ecdsa, and any other type the image's sshd asks for by name
     (`HostKey /etc/ssh/ssh_host_rsa_key`: without it sshd complains, or with it
-    alone does not start) or makes itself at its start when missing (Fedora/RHEL:
-    sshd-keygen@rsa.service, which sshd would wait for anyway, only later and with
-    no fingerprint on the console). Masking sshd-keygen@rsa.service leaves RSA out.
+    alone does not start) or that the image makes itself before sshd starts when
+    missing (Fedora/RHEL: sshd-keygen@rsa.service; Debian 13, on a first boot:
+    sshd-keygen.service, every type) — made there anyway, only with no fingerprint
+    on the console. Masking sshd-keygen@rsa.service (or sshd-keygen.service) leaves
+    RSA out.
 
     Never raises: this runs before anything can be reported, so an image whose
     setup cannot be read gets the plain default and a warning.
     """
     types = list(DEFAULT_TYPES)
     try:
-        extra = _configured_types(root) + _distro_keygen_types(root)
+        extra = (
+            _configured_types(root) + _distro_keygen_types(root) + _first_boot_keygen_types(root)
+        )
     except (HostError, OSError) as exc:
         log.warning("SSH host key types: the image's sshd setup is unreadable (%s)", exc)
         return types
@@ -107,6 +132,82 @@ def _distro_keygen_types(root: TargetRoot) -> list[str]:
         for kind in found
         if kind in KNOWN_TYPES and not _masked(root, f"sshd-keygen@{kind}.service")
     ]
+
+
+def _first_boot_keygen_types(root: TargetRoot) -> list[str]:
+    """Every type `ssh-keygen -A` makes, when the image's sshd-keygen.service runs it
+    on this boot: enabled, not masked, and its first-boot condition met.
+
+    Only the unit file is read (a drop-in changing what it runs is not looked at).
+    """
+    text = None
+    for unit_dir in _UNIT_DIRS:
+        text = root.read_text(f"{unit_dir}/{_FIRST_BOOT_KEYGEN}", _UNIT_CAP)
+        if text is not None:
+            break  # the first found is the one systemd uses
+    if not text or _masked(root, _FIRST_BOOT_KEYGEN) or not _wanted(root, _FIRST_BOOT_KEYGEN):
+        return []  # (an empty file in /etc/systemd/system is a mask too)
+    settings = _unit_settings(text)
+    if not any(_runs_ssh_keygen_all(command) for command in settings.get("ExecStart", [])):
+        return []
+    # No (or an unparsable) condition: it runs at every boot it is started on.
+    condition = settings.get("ConditionFirstBoot", [])
+    wanted = _systemd_bool(condition[-1]) if condition else None
+    if wanted is not None and wanted != _first_boot(root):
+        return []
+    return list(_KEYGEN_ALL_TYPES)
+
+
+def _unit_settings(text: str) -> dict[str, list[str]]:
+    """`Key=value` lines of a unit file, each key's values in order (an empty value
+    empties the list, as systemd resets it)."""
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or key.startswith(("#", ";", "[")):
+            continue
+        values = settings.setdefault(key.strip(), [])
+        if value.strip():
+            values.append(value.strip())
+        else:
+            values.clear()
+    return settings
+
+
+def _runs_ssh_keygen_all(command: str) -> bool:
+    words = command.split()
+    if not words:
+        return False
+    program = words[0].lstrip("-@:+!")  # systemd's prefixes: ignore failure, argv0, …
+    return program.rsplit("/", 1)[-1] == "ssh-keygen" and "-A" in words[1:]
+
+
+def _systemd_bool(value: str) -> Optional[bool]:
+    lowered = value.strip().lower()
+    if lowered in ("1", "yes", "y", "true", "t", "on"):
+        return True
+    if lowered in ("0", "no", "n", "false", "f", "off"):
+        return False
+    return None
+
+
+def _first_boot(root: TargetRoot) -> bool:
+    """What ConditionFirstBoot= sees. On the running system, systemd's mark; in an
+    offline image, what its machine-id will make of the next boot (machine-id(5):
+    missing or `uninitialized` is a first boot; empty is not)."""
+    if root.live:
+        return root.lstat(_FIRST_BOOT_MARK) is not None
+    text = root.read_text(_MACHINE_ID, _MACHINE_ID_CAP)
+    return text is None or text.strip() == "uninitialized"
+
+
+def _wanted(root: TargetRoot, unit: str) -> bool:
+    """Enabled: a link named after it in some *.wants/ or *.requires/ directory."""
+    return any(
+        root.glob(f"{unit_dir}/{pattern}/{unit}")
+        for unit_dir in _UNIT_DIRS
+        for pattern in ("*.wants", "*.requires")
+    )
 
 
 def _masked(root: TargetRoot, unit: str) -> bool:

@@ -191,6 +191,127 @@ def test_an_unknown_type_in_the_target_is_ignored(tmp_path: Path) -> None:
     assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
 
 
+# Debian 13's sshd-keygen.service, as openssh-server 1:10.0p1-7+deb13u4 ships it
+# (usr/lib/systemd/system/sshd-keygen.service, taken from the .deb unchanged). Its
+# postinst enables it: a link in the .wants of each unit its WantedBy= names.
+TRIXIE_SSHD_KEYGEN = """\
+[Unit]
+Description=Generate sshd host keys on first boot
+ConditionFirstBoot=yes
+ConditionPathIsReadWrite=/etc/ssh
+ConditionPathIsSymbolicLink=!/etc/ssh
+Before=ssh.service sshd.service sshd@.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=ssh-keygen -A
+
+[Install]
+WantedBy=ssh.service sshd.service sshd@.service ssh.socket
+"""
+EVERY_TYPE = ["ed25519", "ecdsa", "rsa"]
+
+
+def trixie_like(root: Path, machine_id: str | None = "uninitialized\n") -> Path:
+    """Debian 13's sshd-keygen.service installed and enabled (by the real systemctl, as
+    the package's postinst does); `machine_id` None: no /etc/machine-id at all."""
+    units = root / "usr/lib/systemd/system"
+    units.mkdir(parents=True, exist_ok=True)
+    (units / "sshd-keygen.service").write_text(TRIXIE_SSHD_KEYGEN)
+    subprocess.run(
+        ["systemctl", f"--root={root}", "--quiet", "enable", "sshd-keygen.service"],
+        check=True,
+        capture_output=True,
+    )
+    assert (root / "etc/systemd/system/ssh.service.wants/sshd-keygen.service").is_symlink()
+    if machine_id is not None:
+        (root / "etc/machine-id").write_text(machine_id)
+    return root
+
+
+@pytest.mark.parametrize("machine_id", ["uninitialized\n", None], ids=["uninitialized", "absent"])
+def test_a_first_boot_image_whose_sshd_keygen_service_makes_every_type_gets_them_from_azprov(
+    tmp_path: Path, machine_id: str | None
+) -> None:
+    """Debian 13: on a first boot sshd-keygen.service runs `ssh-keygen -A` before sshd.
+    azprov makes those types itself (RSA included), each fingerprint logged, so the
+    image's unit finds them all and makes none unseen."""
+    root = trixie_like(tmp_path, machine_id)
+    assert default_key_types(TargetRoot(root)) == EVERY_TYPE
+    lines = ensure_host_keys(TargetRoot(root), None)
+    assert sorted(line.split()[-1] for line in lines) == ["(ECDSA)", "(ED25519)", "(RSA)"]
+
+
+def test_sshd_keygen_service_is_not_counted_when_the_boot_is_not_a_first_boot(
+    tmp_path: Path,
+) -> None:
+    """An empty machine-id (what `azprov deprovision` leaves) or a real one: systemd
+    skips the unit (ConditionFirstBoot=yes), so it would make nothing."""
+    root = trixie_like(tmp_path, "")
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+    (root / "etc/machine-id").write_text("5f3c0a9e7d1b4c2a8e6f0d9c3b7a1e55\n")
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+
+
+def test_on_the_running_system_systemds_first_boot_mark_decides(tmp_path: Path) -> None:
+    """At boot, systemd has already committed a new machine ID when azprov runs: what
+    it decided at its start is /run/systemd/first-boot, which the condition reads."""
+    root = trixie_like(tmp_path, "5f3c0a9e7d1b4c2a8e6f0d9c3b7a1e55\n")
+    live = TargetRoot(root)
+    live.live = True  # read as the running system's own root would be
+    assert default_key_types(live) == ["ed25519", "ecdsa"]
+    (root / "run/systemd").mkdir(parents=True)
+    (root / "run/systemd/first-boot").write_text("")
+    assert default_key_types(live) == EVERY_TYPE
+
+
+@pytest.mark.parametrize("how", ["masked", "disabled"])
+def test_a_masked_or_disabled_sshd_keygen_service_leaves_rsa_out(tmp_path: Path, how: str) -> None:
+    root = trixie_like(tmp_path)
+    if how == "masked":
+        mask(root, "sshd-keygen.service")
+    else:
+        subprocess.run(
+            ["systemctl", f"--root={root}", "--quiet", "disable", "sshd-keygen.service"],
+            check=True,
+            capture_output=True,
+        )
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+
+
+def test_an_sshd_keygen_service_that_runs_something_else_is_not_taken_for_ssh_keygen_a(
+    tmp_path: Path,
+) -> None:
+    """Only `ssh-keygen -A` says which types it makes: every default one."""
+    root = trixie_like(tmp_path)
+    (root / "usr/lib/systemd/system/sshd-keygen.service").write_text(
+        TRIXIE_SSHD_KEYGEN.replace("ssh-keygen -A", "/usr/local/sbin/make-keys ed25519")
+    )
+    assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
+    (root / "usr/lib/systemd/system/sshd-keygen.service").write_text(
+        TRIXIE_SSHD_KEYGEN.replace("ssh-keygen -A", "-/usr/bin/ssh-keygen -A")
+    )
+    assert default_key_types(TargetRoot(root)) == EVERY_TYPE
+
+
+def test_the_provisioning_unit_runs_before_every_key_generator_azprov_knows() -> None:
+    """Ordered after it, an image's generator finds the keys azprov made and makes none;
+    unordered, it runs early in boot (it needs no network) and azprov finds keys,
+    makes none and logs no fingerprint."""
+    import configparser
+
+    from azprov.host.hostkeys import IMAGE_KEYGEN_UNITS
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read_string(
+        (Path(__file__).resolve().parents[2] / "units/azure-provisioning.service").read_text()
+    )
+    before = unit["Unit"]["Before"].split()
+    assert "sshd-keygen.service" in IMAGE_KEYGEN_UNITS
+    assert set(IMAGE_KEYGEN_UNITS) <= set(before), before
+
+
 # Debian 12's sshd_config names the default keys only in comments; RHEL's names them.
 DEBIAN_HOST_KEY_LINES = """\
 #HostKey /etc/ssh/ssh_host_rsa_key
