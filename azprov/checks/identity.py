@@ -150,6 +150,8 @@ _GENERATORS = (
     "sshd-keygen@*.service",
     "ssh-keygen.service",
 )
+# Debian 13's openssh-server: `ssh-keygen -A` before sshd, on a first boot only.
+_FIRST_BOOT_GENERATOR = "sshd-keygen.service"
 
 
 @check(
@@ -172,9 +174,26 @@ def ssh_host_keys(tree: Tree) -> Iterator[Note]:
         systemd.enable_links(tree, g) for g in _GENERATORS
     ):
         return
+    if systemd.enabled(tree, _FIRST_BOOT_GENERATOR):
+        condition = systemd.unit_settings(tree, _FIRST_BOOT_GENERATOR).get("ConditionFirstBoot")
+        if not condition or condition[-1].lower() not in ("yes", "true", "on", "1"):
+            return
+        if tree.unreadable("etc/machine-id"):
+            yield from unreadable(tree, "etc/machine-id")  # a first boot or not: unknown
+            return
+        if systemd.first_boot(tree):
+            return
+        yield Note(
+            "etc/ssh",
+            f"has no host keys, and {_FIRST_BOOT_GENERATOR} makes them on a first boot only"
+            " (etc/machine-id is not missing or 'uninitialized')",
+            "install azprov, or write 'uninitialized' to etc/machine-id",
+            consequence="sshd exits 'no hostkeys available': nobody can log in",
+        )
+        return
     yield Note(
         "etc/ssh",
         "has no host keys and nothing makes them at boot",
-        "install azprov, or enable a key generator (sshd-keygen@)",
+        "install azprov, or enable a key generator (sshd-keygen@, sshd-keygen.service)",
         consequence="sshd exits 'no hostkeys available': nobody can log in",
     )
