@@ -55,6 +55,11 @@ class VmSpec:
         return f"{self.vm_id}.{self.role_name}"
 
 
+def role_config_name(spec: VmSpec) -> str:
+    """The goal state's ConfigName, which the HostGAPlugin wants as x-ms-host-config-name."""
+    return f"{spec.container_id}.0.{spec.container_id}.0.{spec.role_name}.1.xml"
+
+
 def goal_state_xml(spec: VmSpec, base: str) -> bytes:
     """A goal state like the WireServer's; config URLs point at `base` (the WireServer)."""
     inc = spec.incarnation
@@ -93,7 +98,7 @@ def goal_state_xml(spec: VmSpec, base: str) -> bytes:
           <HostingEnvironmentConfig>{machine}?comp=config&amp;type=hostingEnvironmentConfig&amp;{query}</HostingEnvironmentConfig>
           <SharedConfig>{machine}?comp=config&amp;type=sharedConfig&amp;{query}</SharedConfig>{optional}
           <FullConfig>{machine}?comp=config&amp;type=fullConfig&amp;{query}</FullConfig>
-          <ConfigName>{escape(spec.container_id)}.0.{escape(spec.container_id)}.0.{escape(spec.role_name)}.1.xml</ConfigName>
+          <ConfigName>{escape(role_config_name(spec))}</ConfigName>
         </Configuration>
       </RoleInstance>
     </RoleInstanceList>

@@ -4,10 +4,14 @@ Each service is a real HTTP server on its own port. Every request is recorded
 (time, method, path, headers, body, answer). Faults are injected per service:
 a listener that is down for N seconds (connections refused), scripted answers
 consumed in order (status-code sequences with Retry-After, malformed or
-hostile bodies), slow replies, and incarnation changes.
+hostile bodies, a body with no length that ends early), slow replies, an
+action run when a request arrives (the goal state moving on just then),
+incarnation changes and container moves.
 
 Routes are a table of (method, path prefix) -> handler, so other parts of the
-project (the extension runner's tests) add endpoints without editing this file.
+project (the extension runner's tests) add endpoints without editing this file;
+documents under the current container (`/machine/<container>/<role>?…`) are
+added with `machine_document`, so they follow the container when it moves.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from typing import Optional
+from urllib.parse import urlsplit
 
 from azprov.fabric.xmldoc import child, parse_xml, text
 from azprov.simulator.documents import VmSpec, goal_state_xml, imds_json, versions_xml
-from azprov.simulator.service import Answer, Request, Service
+from azprov.simulator.service import Answer, Handler, Request, Service
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ class SimulatedFabric:
         self.wireserver = Service("wireserver", self, host, ports[0])
         self.hostplugin = Service("hostplugin", self, host, ports[1])
         self.imds = Service("imds", self, host, ports[2])
+        self._machine_documents: list[tuple[str, Handler]] = []
         self._install_default_routes()
 
     # -- lifecycle -----------------------------------------------------------
@@ -128,9 +135,25 @@ class SimulatedFabric:
             self.spec.incarnation += 1
             return self.spec.incarnation
 
+    def move_container(self) -> str:
+        """The goal state moves on to a new container (as after a host update or a live
+        migration): a new container id and config name, and a new incarnation. The
+        HostGAPlugin refuses the old ones from now on; returns the new container id."""
+        with self._lock:
+            self.spec.container_id = str(uuid.uuid4())
+            self.spec.incarnation += 1
+            return self.spec.container_id
+
+    def machine_document(self, query: str, handler: Handler) -> None:
+        """Serve `GET /machine/<container>/<role>?<query>…` (ExtensionsConfig, Certificates)
+        with `handler`, for the container the goal state names now; a URL naming an
+        earlier container is answered 410."""
+        self._machine_documents.insert(0, (query, handler))
+
     # -- default behaviour -------------------------------------------------
     def _install_default_routes(self) -> None:
         ws = self.wireserver
+        ws.route("GET", "/machine/", self._machine_document)  # added first: tried last
         ws.route("GET", "/?comp=versions", lambda r: Answer(200, versions_xml()))
         ws.route("GET", "/machine/?comp=goalstate", self._goal_state)
         ws.route("GET", "/machine?comp=goalstate", self._goal_state)
@@ -152,6 +175,16 @@ class SimulatedFabric:
         return self._wire_headers_ok(request) or Answer(
             200, goal_state_xml(self.spec, self.advertised_base)
         )
+
+    def _machine_document(self, request: Request) -> Answer:
+        parts = urlsplit(request.path)
+        for query, handler in self._machine_documents:
+            if parts.query.startswith(query):
+                current = f"/machine/{self.spec.container_id}/{self.spec.role_name}"
+                if parts.path != current:
+                    return Answer(410, b"<Error><Code>ContainerMovedOn</Code></Error>")
+                return handler(request)
+        return Answer(404, b"no such document in the simulated fabric\n")
 
     def _health(self, request: Request) -> Answer:
         bad = self._wire_headers_ok(request)

@@ -42,6 +42,9 @@ class Answer:
     body: bytes = b""
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
+    # Sent with no Content-Length, the connection closed after the body: a reply whose
+    # end cannot be checked, so one cut short looks whole to the client.
+    close_delimited: bool = False
 
 
 Handler = Callable[[Request], Answer]
@@ -64,6 +67,7 @@ class Service:
         self.delay = 0.0  # added to every answer
         self._routes: list[tuple[str, str, Handler]] = []
         self._scripts: list[tuple[Optional[str], list[Answer]]] = []
+        self._actions: list[tuple[str, Callable[[], object]]] = []
         self._server: Optional[http.server.ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
@@ -122,12 +126,24 @@ class Service:
         with self._lock:
             self._scripts.append((path_prefix, list(answers)))
 
+    def on_next(self, path_prefix: str, action: Callable[[], object]) -> None:
+        """Run `action` when the next request under `path_prefix` arrives, before it is
+        answered (scripted or routed): the goal state moving on just then, say."""
+        with self._lock:
+            self._actions.append((path_prefix, action))
+
     # -- routing -------------------------------------------------------------
     def route(self, method: str, path_prefix: str, handler: Handler) -> None:
         """Serve `method` requests whose path starts with `path_prefix` (latest added wins)."""
         self._routes.insert(0, (method.upper(), path_prefix, handler))
 
     def _answer(self, request: Request) -> Answer:
+        with self._lock:
+            due = [entry for entry in self._actions if request.path.startswith(entry[0])][:1]
+            for entry in due:
+                self._actions.remove(entry)
+        for _, action in due:
+            action()
         with self._lock:
             for index, (prefix, answers) in enumerate(self._scripts):
                 if prefix is None or request.path.startswith(prefix):
@@ -166,7 +182,11 @@ class Service:
             headers = {"Content-Type": "text/xml; charset=utf-8", **answer.headers}
             for name, value in headers.items():
                 handler.send_header(name, value)
-            handler.send_header("Content-Length", str(len(answer.body)))
+            if answer.close_delimited:
+                handler.send_header("Connection", "close")
+                handler.close_connection = True
+            else:
+                handler.send_header("Content-Length", str(len(answer.body)))
             handler.end_headers()
             if handler.command != "HEAD":
                 handler.wfile.write(answer.body)

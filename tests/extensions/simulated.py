@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
+from azprov.simulator.documents import role_config_name
 from azprov.simulator.fabric import SimulatedFabric
 from azprov.simulator.service import Answer, Request, Service
 from tests.extensions.fleet import extension_zip
@@ -129,6 +130,8 @@ class SimulatedExtensions:
         self.blob_types: dict[str, str] = {}
         self.status_uploads: list[tuple[str, str]] = []  # (channel, request kind)
         self.status_log: list[tuple[float, dict[str, Any]]] = []  # (when, document) per upload
+        # Blob path -> the answer every GET of it gets, on either channel, while it is set.
+        self.artifact_faults: dict[str, Answer] = {}
         self._versions: dict[str, list[str]] = {}
         self._tenant: Optional[TenantCertificate] = None
         self._encrypted: dict[tuple[str, Optional[int], str], str] = {}
@@ -315,11 +318,8 @@ class SimulatedExtensions:
 
     # -- routes -----------------------------------------------------------------------
     def _install_routes(self) -> None:
-        spec = self.fabric.spec
-        machine = f"/machine/{spec.container_id}/{spec.role_name}"
-        ws = self.fabric.wireserver
-        ws.route("GET", f"{machine}?comp=config&type=extensionsConfig", self._extensions_config)
-        ws.route("GET", f"{machine}?comp=certificates", self._certificates)
+        self.fabric.machine_document("comp=config&type=extensionsConfig", self._extensions_config)
+        self.fabric.machine_document("comp=certificates", self._certificates)
         self.storage.route("GET", "/", self._storage_get)
         self.storage.route("PUT", "/", self._storage_put)
         self.fabric.hostplugin.route("GET", "/extensionArtifact", self._artifact)
@@ -340,6 +340,9 @@ class SimulatedExtensions:
         return Answer(200, self.certificates_xml(header))
 
     def _blob(self, path: str) -> Answer:
+        fault = self.artifact_faults.get(path)
+        if fault is not None:
+            return fault
         content = self.blobs.get(path)
         if content is None:
             return Answer(404, b"<Error><Code>BlobNotFound</Code></Error>")
@@ -358,9 +361,11 @@ class SimulatedExtensions:
     def _hostplugin_refusal(self, request: Request) -> Optional[Answer]:
         if request.headers.get("x-ms-version") != "2015-09-01":
             return Answer(400, b"<Error><Code>MissingOrInvalidVersionHeader</Code></Error>")
-        if request.headers.get(
-            "x-ms-containerid"
-        ) != self.fabric.spec.container_id or not request.headers.get("x-ms-host-config-name"):
+        named = (
+            request.headers.get("x-ms-containerid"),
+            request.headers.get("x-ms-host-config-name"),
+        )
+        if named != (self.fabric.spec.container_id, role_config_name(self.fabric.spec)):
             return Answer(400, b"<Error><Code>InvalidContainerConfiguration</Code></Error>")
         return None
 
