@@ -18,7 +18,6 @@ from azprov.errors import (
     HostPluginUnusable,
     HttpStatusError,
     ReplyTooLarge,
-    StaleContainer,
     TransientArtifactUnavailable,
     TransientFabricError,
 )
@@ -89,16 +88,17 @@ class Artifacts:
         hostplugin = self.fabric.hostplugin
         if not hostplugin.usable():
             raise HostPluginUnusable("the HostGAPlugin is not usable")
-        if self.goal_state is None:
-            self.goal_state = self._refresh()
-        try:
-            return hostplugin.fetch_artifact(
-                what, url, self.goal_state, max_bytes=max_bytes, sink=sink
-            )
-        except StaleContainer as exc:
-            # The container id we sent is stale: a newer goal state names the current one.
-            log.info("%s; fetching the goal state again", exc)
-            self.goal_state = self._refresh()
-            return hostplugin.fetch_artifact(
-                what, url, self.goal_state, max_bytes=max_bytes, sink=sink
-            )
+        reply, _ = hostplugin.with_fresh_container(
+            lambda goal_state: hostplugin.fetch_artifact(
+                what, url, goal_state, max_bytes=max_bytes, sink=sink
+            ),
+            self.goal_state or self.refresh(),
+            self.refresh,
+        )
+        return reply
+
+    def refresh(self) -> GoalState:
+        """The goal state fetched again (a stale container): HostGAPlugin calls name its
+        container from now on, the status upload's too."""
+        self.goal_state = self._refresh()
+        return self.goal_state

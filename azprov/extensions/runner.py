@@ -247,6 +247,7 @@ class Runner:
                 self.goal.status_blob_url,
                 self.goal.status_blob_type,
                 document,
+                self.artifacts.refresh,
             )
         except AzprovError as exc:
             # Every poll fails the same way while the fabric is down: say it once.

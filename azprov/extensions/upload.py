@@ -3,6 +3,13 @@
 A BlockBlob is one PUT. A PageBlob is created with its size rounded up to
 512 bytes, then written as one page range. Through the HostGAPlugin the same
 requests travel wrapped in `PUT /status`, so both channels share one recipe.
+
+A HostGAPlugin that finds the container stale (the goal state moved on) gets
+the same requests once more for the container a fresh goal state names. A
+direct PUT gets one short try, since most VMs have no route to storage; but
+storage that answered with a server error is reachable, and the PUT is then
+tried again as every other call is (`fabric.http`'s one retry policy), so one
+5xx does not cost the round its status.
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import logging
+from typing import Callable
 
 from azprov.errors import FabricError, StatusUploadFailed
 from azprov.fabric.client import Fabric
+from azprov.fabric.http import RETRYABLE_STATUS, SUCCESS_STATUS, Deadline, Reply
 from azprov.fabric.models import GoalState
 
 log = logging.getLogger(__name__)
@@ -54,15 +63,21 @@ def upload_status(
     sas_url: str,
     blob_type: str,
     document: bytes,
+    refresh: Callable[[], GoalState],
 ) -> str:
-    """Store `document`; returns the channel that worked. FabricError if neither did."""
+    """Store `document`; returns the channel that worked. FabricError if neither did.
+    `refresh` fetches the goal state again when the HostGAPlugin finds its container stale."""
     requests = blob_requests(sas_url, blob_type, document)
     failures = []
     hostplugin = fabric.hostplugin
     if hostplugin.usable():
-        try:
+
+        def put_all(current: GoalState) -> None:
             for request in requests:
-                hostplugin.put_status(request.url, request.headers, request.content, goal_state)
+                hostplugin.put_status(request.url, request.headers, request.content, current)
+
+        try:
+            hostplugin.with_fresh_container(put_all, goal_state, refresh)
             return "HostGAPlugin"
         except FabricError as exc:
             log.info("status upload through the HostGAPlugin failed: %s", exc)
@@ -71,10 +86,35 @@ def upload_status(
         failures.append("HostGAPlugin: not usable")
     try:
         for request in requests:
-            fabric.storage.put(
-                f"status upload ({blob_type})", request.url, request.headers, request.content
-            )
+            _put_direct(fabric, f"status upload ({blob_type})", request)
     except FabricError as exc:
         failures.append(f"storage: {exc}")
         raise StatusUploadFailed(f"status upload failed: {'; '.join(failures)}") from None
     return "storage"
+
+
+def _put_direct(fabric: Fabric, what: str, request: BlobRequest) -> None:
+    """PUT `request` to storage: one short try; again under the one retry policy when
+    storage answered with a server error (it is reachable, and busy)."""
+    storage = fabric.storage
+    reply: Reply = fabric.http.call(
+        what,
+        "PUT",
+        request.url,
+        Deadline(storage.timeout),
+        headers=request.headers,
+        content=request.content,
+        policy=storage.policy,
+        accept=SUCCESS_STATUS | RETRYABLE_STATUS,
+    )
+    if reply.status in SUCCESS_STATUS:
+        return
+    log.info("%s: storage answered HTTP %d; trying again", what, reply.status)
+    fabric.http.call(
+        what,
+        "PUT",
+        request.url,
+        Deadline(storage.timeout),
+        headers=request.headers,
+        content=request.content,
+    )

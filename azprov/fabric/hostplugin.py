@@ -3,8 +3,9 @@
 Most VMs have no route to Azure storage; the HostGAPlugin fetches manifests
 and packages and uploads the status blob on the guest's behalf. Every call
 names the container and the role config, so a stale goal state is refused
-(400 InvalidContainerConfiguration or 410): the caller fetches the goal state
-again and retries once. Only reads from and reports to Azure.
+(400 InvalidContainerConfiguration or 410): `with_fresh_container` fetches the
+goal state again and makes the call once more, as the platform agent does for
+every HostGAPlugin call. Only reads from and reports to Azure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import IO, Mapping
+from typing import IO, Callable, Mapping, TypeVar
 
 from azprov.errors import FabricError, HttpStatusError, StaleContainer
 from azprov.fabric.http import SUCCESS_STATUS, Deadline, FabricHttp, Reply, redact_url
@@ -20,6 +21,8 @@ from azprov.fabric.models import GoalState
 from azprov.jsondoc import UnusableJson, parse_json
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 HOSTPLUGIN_VERSION = "2015-09-01"
 # Status codes that mean "this container id / config name is stale".
@@ -64,6 +67,25 @@ class HostPlugin:
         if not self._usable:
             log.info("the HostGAPlugin does not list protocol version %s", HOSTPLUGIN_VERSION)
         return self._usable
+
+    def with_fresh_container(
+        self,
+        call: Callable[[GoalState], T],
+        goal_state: GoalState,
+        refresh: Callable[[], GoalState],
+    ) -> tuple[T, GoalState]:
+        """`call(goal_state)`; when the HostGAPlugin finds that container stale, the goal
+        state is fetched again with `refresh` and `call` made once more with it (never a
+        loop: a second refusal is the caller's failure). Returns the result and the goal
+        state it was had with, which the caller keeps for its next calls."""
+        try:
+            return call(goal_state), goal_state
+        except StaleContainer as exc:
+            log.info("%s; fetching the goal state again", exc)
+        fresh = refresh()
+        if fresh.container_id != goal_state.container_id:
+            log.info("the goal state names container %s now", fresh.container_id)
+        return call(fresh), fresh
 
     def _headers(self, goal_state: GoalState, extra: Mapping[str, str]) -> dict[str, str]:
         return {
