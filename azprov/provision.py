@@ -34,7 +34,7 @@ from azprov.fabric.ovf import OvfEnv, parse_ovf_env
 from azprov.fabric.wireserver import Health
 from azprov.host import hostkeys, state, users
 from azprov.host.confined import Links
-from azprov.host.hostname import publish_hostname, set_hostname
+from azprov.host.hostname import set_hostname
 from azprov.host.identity import read_vm_id, try_vm_id
 from azprov.host.media import read_media
 from azprov.host.root import TargetRoot
@@ -51,7 +51,7 @@ from azprov.host.users import (
 )
 from azprov.plan import Plan, decide
 from azprov.report import open_configured_fabric, report_failure, report_success
-from azprov.run import RunRecord, stop_on_sigterm
+from azprov.run import RunRecord, publish_hostname_of_run, stop_on_sigterm
 from azprov.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,11 @@ def provision(
         except Exception as exc:
             raise failed(root, fabric, goal_state, vm_id, exc, run) from None
         # Ready is posted: from here on a failure goes to KVP and the journal only.
-        # sshd waits for this unit to exit: the lease renewal that publishes the name
-        # to Azure DNS (after Ready, never delaying it) runs beside the host keys' install.
+        # sshd waits for this unit's exit: the renewal that publishes the name to Azure
+        # DNS goes to a unit of its own under systemd (run by hand: done here, as ever).
         with background() as pool:
             publishing = (
-                pool.submit(run.timed, "publish_hostname", publish_hostname, root)
+                pool.submit(publish_hostname_of_run, root, run)
                 if config.provisioning.publish_hostname
                 else None
             )
@@ -131,8 +131,8 @@ def finish(
 
     The marker is written only once the keys are in place, so a key failure makes
     the next boot try again (re-posting Ready is harmless) instead of leaving a VM
-    whose sshd has no host keys. The run record is saved once `publishing` (the
-    DNS renewal running beside this) is done, so it holds that step too.
+    whose sshd has no host keys. The run record is saved once `publishing` (handing
+    the DNS renewal over, or the renewal, beside this) is done, so it holds that too.
     """
     try:
         for fingerprint in run.timed("host_keys", install_host_keys, root, host_keys):
@@ -153,8 +153,8 @@ def finish(
 
 
 def settle(publishing: Optional[concurrent.futures.Future[None]]) -> None:
-    """Wait for the best-effort DNS renewal. It logs its own failures; anything else
-    it raised is a bug, logged here: it must not fail a VM that is provisioned."""
+    """Wait for the best-effort DNS renewal (or its hand-over). It logs its own failures;
+    anything else it raised is a bug, logged here: it must not fail a provisioned VM."""
     if publishing is None:
         return
     error = publishing.exception()

@@ -1,20 +1,31 @@
-"""The frame of one provisioning run: its phase timings, and SIGTERM as a reported failure."""
+"""The frame of one provisioning run: its phase timings, SIGTERM as a reported failure,
+and the DNS renewal after Ready (in the run, or handed to a systemd unit of its own)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
-from azprov.errors import Terminated
+from azprov.errors import HostError, Terminated
 from azprov.host import state
+from azprov.host.hostname import PUBLISHING_UNIT, publish_hostname, publish_hostname_in_own_unit
 from azprov.host.root import TargetRoot
 from azprov.timestamps import utc_timestamp
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+# The renewal's place in the run record until its own unit replaces it with how it went.
+HANDED_OVER = f"handed to {PUBLISHING_UNIT}, which starts once this run has ended"
+# `azprov --root DIR publish-hostname`: what that unit runs (azprov/cli_entry.py).
+PUBLISH_HOSTNAME_COMMAND = "publish-hostname"
 
 
 @dataclasses.dataclass
@@ -24,6 +35,7 @@ class RunRecord:
     started: float = dataclasses.field(default_factory=time.monotonic)
     started_at: str = dataclasses.field(default_factory=utc_timestamp)
     phases: dict[str, float] = dataclasses.field(default_factory=dict)
+    publishing: Optional[str] = None  # how the DNS renewal went, or HANDED_OVER
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -57,6 +69,7 @@ class RunRecord:
                 # what is being written.
                 "phases": dict(self.phases),
                 "commands": [[tool, round(s, 4)] for tool, s in list(root.command_times)],
+                **({"publish_hostname": self.publishing} if self.publishing else {}),
             },
         )
 
@@ -76,3 +89,49 @@ def stop_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def publish_hostname_of_run(root: TargetRoot, run: RunRecord) -> None:
+    """After Ready: hand the DNS renewal to a systemd unit of its own (sshd waits for
+    this run's end, not for the renewal), or, run any other way, renew now."""
+    began = time.monotonic()
+    if publish_hostname_in_own_unit(root, publish_hostname_command(root)):
+        run.phases["publish_hostname_handover"] = round(time.monotonic() - began, 4)
+        run.publishing = HANDED_OVER
+    else:
+        run.publishing = run.timed("publish_hostname", publish_hostname, root)
+
+
+def publish_hostname_command(root: TargetRoot) -> list[str]:
+    """This interpreter, isolated (-I: the unit's working directory and environment add
+    nothing to the module path), running azprov's renewal for `root`."""
+    return [
+        sys.executable,
+        "-I",
+        "-m",
+        "azprov",
+        "--root",
+        str(root.path),
+        PUBLISH_HOSTNAME_COMMAND,
+    ]
+
+
+def publish_hostname_after_run(root: TargetRoot) -> None:
+    """What the renewal's own unit runs: renew, then put how it went in the record of
+    the run that handed it over. That run saves its record under the run lock, so
+    taking the lock first means adding to it, never being overwritten by it."""
+    began = time.monotonic()
+    done = publish_hostname(root)
+    seconds = round(time.monotonic() - began, 4)
+    try:
+        with state.run_lock(root):
+            record = state.last_run(root)
+            if record is None or record.get("publish_hostname") != HANDED_OVER:
+                log.info("the last run record is not the run that handed the renewal over")
+                return
+            phases = record.get("phases")
+            phases = phases if isinstance(phases, dict) else {}
+            record.update(publish_hostname=done, phases={**phases, "publish_hostname": seconds})
+            state.save_run(root, record)
+    except HostError as exc:
+        log.warning("could not add the DNS renewal to %s: %s", state.LAST_RUN, exc)

@@ -3,6 +3,7 @@
 Azure's internal DNS learns a VM's name from its DHCP request, so after the
 name changes the lease is renewed through whichever network manager is
 running (systemd-networkd, NetworkManager or dhclient): best effort, logged.
+Under systemd that renewal runs in a unit of its own, after azprov's.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import Sequence
 
 from azprov.errors import HostError
 from azprov.host.root import TargetRoot
+from azprov.host.units import PROVISIONING_UNIT
 
 log = logging.getLogger(__name__)
 
 HOSTNAME_FILE = "/etc/hostname"
 # A host name is at most 64 bytes (HOST_NAME_MAX); the file may add a comment or two.
 HOSTNAME_CAP = 4096
+# The transient unit the renewal runs in when azprov runs under systemd.
+PUBLISHING_UNIT = "azprov-publish-hostname.service"
 
 
 def current_hostname(root: TargetRoot) -> str:
@@ -55,41 +60,76 @@ def selinux_enabled() -> bool:
     return os.path.exists("/sys/fs/selinux/enforce")
 
 
-def publish_hostname(root: TargetRoot) -> None:
-    """Renew the DHCP lease so Azure DNS learns the new name (best effort)."""
+def publish_hostname(root: TargetRoot) -> str:
+    """Renew the DHCP lease so Azure DNS learns the new name (best effort, logged):
+    returns what was done, in a line, for the run record."""
     if root.skip_live("renewing the DHCP lease to publish the host name"):
-        return
+        return "skipped: the target root is not the running system"
     try:
         interfaces = [name for name in sorted(os.listdir("/sys/class/net")) if name != "lo"]
-        if (
-            root.systemctl(
-                "is-active", "--quiet", "systemd-networkd.service", check=False
-            ).returncode
-            == 0
-        ):
-            root.run(["networkctl", "renew", *interfaces], what="networkctl renew", timeout=15)
-            log.info("renewed the DHCP lease through systemd-networkd (%s)", ", ".join(interfaces))
-        elif (
-            root.systemctl(
-                "is-active", "--quiet", "NetworkManager.service", check=False
-            ).returncode
-            == 0
-        ):
-            for interface in interfaces:
-                root.run(
-                    ["nmcli", "device", "reapply", interface],
-                    what="nmcli reapply",
-                    check=False,
-                    timeout=15,
-                )
-            log.info("asked NetworkManager to renew the DHCP lease (%s)", ", ".join(interfaces))
-        elif root.has_tool("dhclient"):
-            for interface in interfaces:
-                root.run(
-                    ["dhclient", "-1", interface], what="dhclient renew", check=False, timeout=30
-                )
-            log.info("renewed the DHCP lease through dhclient (%s)", ", ".join(interfaces))
-        else:
-            log.info("no running DHCP client found; Azure DNS learns the name at the next renewal")
+        done = _renew_lease(root, interfaces)
     except (HostError, OSError) as exc:
         log.warning("could not publish the host name to Azure DNS: %s", exc)
+        return f"failed: {exc}"
+    log.info("%s", done)
+    return done
+
+
+def _renew_lease(root: TargetRoot, interfaces: list[str]) -> str:
+    named = ", ".join(interfaces)
+    if _active(root, "systemd-networkd.service"):
+        root.run(["networkctl", "renew", *interfaces], what="networkctl renew", timeout=15)
+        return f"renewed the DHCP lease through systemd-networkd ({named})"
+    if _active(root, "NetworkManager.service"):
+        for interface in interfaces:
+            root.run(
+                ["nmcli", "device", "reapply", interface],
+                what="nmcli reapply",
+                check=False,
+                timeout=15,
+            )
+        return f"asked NetworkManager to renew the DHCP lease ({named})"
+    if root.has_tool("dhclient"):
+        for interface in interfaces:
+            root.run(["dhclient", "-1", interface], what="dhclient renew", check=False, timeout=30)
+        return f"renewed the DHCP lease through dhclient ({named})"
+    return "no running DHCP client found; Azure DNS learns the name at the next renewal"
+
+
+def _active(root: TargetRoot, unit: str) -> bool:
+    return root.systemctl("is-active", "--quiet", unit, check=False).returncode == 0
+
+
+def publish_hostname_in_own_unit(root: TargetRoot, command: Sequence[str]) -> bool:
+    """Hand the renewal (`command`) to systemd as a unit of its own, started once azprov's
+    unit has ended; True when systemd took it.
+
+    Under systemd azprov is a Type=oneshot unit: sshd waits for its exit, and whatever
+    it leaves running is killed at that exit. A renewal in azprov's own process would
+    hold sshd back (it takes about a second); a child of it would be killed. Only the
+    job is queued here (`--no-block`: ordered after this unit, it cannot start before
+    azprov exits). False, for the caller to renew inline, when this is not the running
+    system as a systemd service, or systemd-run is missing or refuses.
+    """
+    if not (root.live and os.environ.get("INVOCATION_ID") and root.has_tool("systemd-run")):
+        return False
+    argv = [
+        "systemd-run",
+        "--no-block",
+        "--collect",  # unloaded once done, even when it failed (its journal stays)
+        "--quiet",
+        f"--unit={PUBLISHING_UNIT}",
+        "--description=azprov: publish the host name to Azure DNS (DHCP lease renewal)",
+        "--property=Type=oneshot",
+        f"--property=After={PROVISIONING_UNIT}",
+        "--property=SyslogIdentifier=azprov",
+        "--",
+        *command,
+    ]
+    try:
+        root.run(argv, what="systemd-run", timeout=30)
+    except HostError as exc:
+        log.warning("could not hand the DNS renewal to systemd, renewing now: %s", exc)
+        return False
+    log.info("the DNS renewal runs in %s once this unit has ended", PUBLISHING_UNIT)
+    return True
