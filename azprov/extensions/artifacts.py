@@ -5,12 +5,18 @@ then the HostGAPlugin is asked at once. The channel that worked is tried
 first next time: the order is one list, kept by the runner for as long as it
 runs and saved with the rest of what it remembers, so neither a new goal
 state nor a new process pays for the unreachable channel again.
+
+A caller may check what arrived before it counts (a package must be a whole
+zip): a body its check finds damaged is that channel's failure, and the next
+channel is asked. A file that only ever arrived damaged is a transient failure:
+the next round asks again.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-from typing import IO, Callable
+from typing import IO, Callable, Optional
 
 from azprov.errors import (
     ArtifactUnavailable,
@@ -32,6 +38,14 @@ HOST = "HostGAPlugin"
 CHANNELS = (DIRECT, HOST)
 
 
+class DamagedDownload(Exception):
+    """Raised by a fetch's check: what arrived is not the whole file (a package that is
+    not a whole zip). That channel failed; another may deliver it whole."""
+
+
+Check = Callable[[IO[bytes]], None]
+
+
 class Artifacts:
     """Gets storage URLs for the current goal state; `refresh` fetches a newer goal state."""
 
@@ -50,16 +64,30 @@ class Artifacts:
         self.order = order
 
     def fetch(
-        self, what: str, url: str, *, max_bytes: int, sink: IO[bytes] | None = None
+        self,
+        what: str,
+        url: str,
+        *,
+        max_bytes: int,
+        sink: IO[bytes] | None = None,
+        check: Optional[Check] = None,
     ) -> bytes:
-        """The body of `url` (empty when streamed to `sink`); FabricError when no channel works."""
+        """The body of `url` (empty when streamed to `sink`) that passed `check`, if given
+        (it reads the body and raises DamagedDownload); FabricError when no channel works."""
         failures = []
-        transient, refused = False, False
+        transient, refused, damaged = False, False, False
         for channel in list(self.order):
             try:
                 reply = self._fetch_from(channel, what, url, max_bytes, sink)
+                if check is not None:
+                    _checked(check, reply.content, sink)
             except ReplyTooLarge:
                 raise  # the other channel would deliver the same oversized body
+            except DamagedDownload as exc:
+                log.warning("%s: damaged from %s: %s", what, channel, exc)
+                failures.append(f"{channel}: {exc}")
+                damaged = True
+                continue
             except FabricError as exc:
                 # The error names `what` already; keep the line about the channel.
                 why = str(exc).removeprefix(f"{what}: ").removeprefix(f"{what} via the {HOST}: ")
@@ -74,7 +102,9 @@ class Artifacts:
             return reply.content
         # A server that understood and refused (a 403, a 404) is the answer, even when
         # the other channel only timed out: asking again next round will not change it.
-        kind = TransientArtifactUnavailable if transient and not refused else ArtifactUnavailable
+        # But a channel that delivered the file damaged shows that it is there.
+        retry = damaged or (transient and not refused)
+        kind = TransientArtifactUnavailable if retry else ArtifactUnavailable
         raise kind(
             f"{what}: cannot fetch {redact_url(url)} ({'; '.join(failures)})",
             url=redact_url(url),
@@ -102,3 +132,13 @@ class Artifacts:
         container from now on, the status upload's too."""
         self.goal_state = self._refresh()
         return self.goal_state
+
+
+def _checked(check: Check, content: bytes, sink: IO[bytes] | None) -> None:
+    """Run `check` over the body, from the start of `sink` when it was streamed there."""
+    if sink is None:
+        check(io.BytesIO(content))
+        return
+    sink.seek(0)
+    check(sink)
+    sink.seek(0)

@@ -18,6 +18,7 @@ from azprov.config import Config
 from azprov.errors import AzprovError, FabricError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.commands import CommandResult, run_command
+from azprov.extensions.download import install_package, resolve_version
 from azprov.extensions.goal import Plugin
 from azprov.extensions.handler import (
     ENABLED,
@@ -27,7 +28,6 @@ from azprov.extensions.handler import (
     installed_versions,
 )
 from azprov.extensions.manifest import HandlerManifest, PackageVersion, version_key
-from azprov.extensions.packages import install_package, resolve_version
 from azprov.host.root import COMMAND_PATH, TargetRoot
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,11 @@
-"""Handler packages: choose the version, download it (size-capped), unpack it safely.
+"""Handler packages: checked whole as soon as they arrive, then unpacked safely.
+
+`verify_zip` reads a downloaded package through before anything is unpacked:
+its end record, its central directory, and every member to its end, so zipfile
+checks each member's CRC (all within the same caps as unpacking). What zipfile
+or a decompressor cannot read is `DamagedDownload`: the caller fetches it again
+from the other channel, and the next round if none gives it whole. What is
+whole but refused for what it holds is the package's own `InvalidInput`.
 
 A package is unpacked into a hidden sibling folder and renamed into place
 only when every entry was checked and written, so a refused or broken zip
@@ -26,32 +33,18 @@ import secrets
 import shutil
 import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, Optional
 
 from azprov.confined import Confined, Links
-from azprov.errors import (
-    FabricError,
-    InvalidInput,
-    ManifestUnavailable,
-    PackageUnavailable,
-    ReplyTooLarge,
-    TransientFabricError,
-    TransientManifestUnavailable,
-    TransientPackageUnavailable,
-)
-from azprov.extensions.artifacts import Artifacts
-from azprov.extensions.goal import Plugin
+from azprov.errors import InvalidInput, one_line
+from azprov.extensions.artifacts import DamagedDownload
 from azprov.extensions.handler import MANIFEST_MAX_BYTES as HANDLER_MANIFEST_MAX_BYTES
-from azprov.extensions.manifest import PackageVersion, choose_version, parse_version_manifest
 
 log = logging.getLogger(__name__)
 
-MANIFEST_MAX_BYTES = 1024 * 1024
-UNPACKED_PER_PACKED = 8  # an unpacked package may be this many times its size cap
 _COPY_CHUNK = 256 * 1024
 # Published handlers ship from a handful of files (Custom Script, Run Command) to a few
 # hundred (the monitoring agents with their bundled packages); 10,000 is far above any,
@@ -61,9 +54,10 @@ MAX_MEMBERS = 10_000
 # MAX_MEMBERS entries (46 bytes each at least) is refused before zipfile reads it.
 MAX_DIRECTORY_BYTES = MAX_MEMBERS * 512
 _END_RECORD_SEARCH = 22 + 0xFFFF  # the end record and the longest archive comment
-# What zipfile and its decompressors raise for a package they cannot decode: a corrupt
-# deflate, lzma or bzip2 stream (bz2 says OSError), an encrypted entry (RuntimeError), a
-# name flagged UTF-8 that is not (UnicodeDecodeError), a header that lies (ValueError).
+# What zipfile and its decompressors raise for bytes they cannot decode: a zip cut short
+# or with no end record, a CRC that does not match, a corrupt deflate, lzma or bzip2
+# stream, an encrypted entry (RuntimeError), a name flagged UTF-8 that is not
+# (UnicodeDecodeError), a header that lies (ValueError).
 _UNDECODABLE = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
@@ -76,62 +70,26 @@ _UNDECODABLE = (
 )
 
 
-def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
-    """The highest manifest version matching the requested prefix (location → failover → …)."""
-    failures = []
-    transient = False
-    for url in plugin.manifest_urls:
-        try:
-            content = artifacts.fetch(
-                f"manifest of {plugin.name}", url, max_bytes=MANIFEST_MAX_BYTES
-            )
-            available = parse_version_manifest(content, plugin.name)
-        except (FabricError, InvalidInput) as exc:
-            failures.append(str(exc))
-            transient = transient or isinstance(exc, TransientFabricError)
-            continue
-        chosen = choose_version(plugin.version, available)
-        if chosen is None:
-            listed = ", ".join(v.version for v in available) or "none"
-            raise InvalidInput(
-                f"{plugin.name} version",
-                plugin.version,
-                f"not in the manifest (it lists {listed})",
-            )
-        return chosen
-    kind = TransientManifestUnavailable if transient else ManifestUnavailable
-    raise kind(
-        f"no usable manifest for {plugin.name}: {' | '.join(failures) or 'no location given'}",
-        handler=plugin.name,
-    )
+def verify_zip(source: IO[bytes], name: str, *, max_unpacked: int) -> None:
+    """Check that `source` holds a whole zip, before anything is unpacked (see the module
+    docstring); DamagedDownload when it does not, InvalidInput when it is refused for what
+    it holds (too many entries, too large, an encrypted entry, a path that climbs, a link).
 
-
-def install_package(
-    artifacts: Artifacts, name: str, package: PackageVersion, target: Path, max_bytes: int
-) -> None:
-    """Download `package` (trying each URI) and unpack it as the folder `target`."""
-    failures = []
-    transient = False
-    with tempfile.TemporaryFile(dir=target.parent) as download:
-        for uri in package.uris:
-            try:
-                artifacts.fetch(
-                    f"package {name} {package.version}", uri, max_bytes=max_bytes, sink=download
-                )
-            except ReplyTooLarge:
-                raise
-            except FabricError as exc:
-                failures.append(str(exc))
-                transient = transient or isinstance(exc, TransientFabricError)
-                continue
-            download.seek(0)
-            unpack_zip(download, target, max_unpacked=max_bytes * UNPACKED_PER_PACKED, name=name)
-            return
-    kind = TransientPackageUnavailable if transient else PackageUnavailable
-    raise kind(
-        f"cannot download {name} {package.version}: {' | '.join(failures)}",
-        handler=name,
-    )
+    Why bytes that are whole but no zip at all (a proxy's page, a blob replaced) are a
+    failed download too, not the package's own failure: they cannot be told from a
+    download damaged on the way (with no length to check, a cut reply looks whole), and
+    the platform agent takes a package it cannot unzip as a failed download, removes it
+    and tries the next URI and channel (reference §2, §6); so azprov tries the other
+    channel, and the next round, as for any download."""
+    try:
+        _check_directory_size(source, name)
+        with zipfile.ZipFile(source) as archive:
+            for info, relative in _check_members(archive, name, max_unpacked):
+                _write_member(archive, info, None, relative, max_unpacked)
+    except _UNDECODABLE as exc:
+        raise DamagedDownload(f"not a whole zip ({one_line(str(exc))[:200]})") from None
+    finally:
+        source.seek(0)
 
 
 def _member_path(field: str, raw: str) -> str:
@@ -238,9 +196,20 @@ def unpack_zip(source: IO[bytes], target: Path, *, max_unpacked: int, name: str)
 
 
 def _write_member(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, tree: Confined, relative: str, cap: int
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    tree: Optional[Confined],
+    relative: str,
+    cap: int,
 ) -> None:
-    """Write one checked entry into the staging `tree`: a folder, or a file marked executable."""
+    """Read one checked entry to its end (zipfile checks its CRC there) and write it into
+    the staging `tree`: a folder, or a file marked executable. With no tree it is only
+    read: how `verify_zip` checks a download before anything is unpacked."""
+    if tree is None:
+        if not info.is_dir():
+            with archive.open(info) as member:
+                _copy_member(member, None, info, relative, cap)
+        return
     parent, _, leaf = relative.rpartition("/")
     is_dir = info.is_dir()
     with tree.directory(relative if is_dir else parent, mode=0o755, links=Links.REFUSE) as dir_fd:
@@ -252,29 +221,39 @@ def _write_member(
         except FileExistsError:
             raise InvalidInput("package entry", relative, "appears twice") from None
         with os.fdopen(fd, "wb") as out, archive.open(info) as member:
-            written = 0
-            while True:
-                chunk = _read_chunk(member, info, relative)
-                if not chunk:
-                    break
-                written += len(chunk)
-                if written > cap:
-                    raise InvalidInput(
-                        f"package entry {relative}", f"{written} bytes", "is larger than declared"
-                    )
-                out.write(chunk)
+            _copy_member(member, out, info, relative, cap)
             os.fchmod(out.fileno(), 0o755)  # handlers are scripts: mark every file executable
 
 
+def _copy_member(
+    member: IO[bytes], out: Optional[IO[bytes]], info: zipfile.ZipInfo, relative: str, cap: int
+) -> None:
+    """Copy a member to `out` (or only read it), never past `cap` bytes."""
+    written = 0
+    while True:
+        chunk = _read_chunk(member, info, relative)
+        if not chunk:
+            return
+        written += len(chunk)
+        if written > cap:
+            raise InvalidInput(
+                f"package entry {relative}", f"{written} bytes", "is larger than declared"
+            )
+        if out is not None:
+            out.write(chunk)
+
+
 def _read_chunk(member: IO[bytes], info: zipfile.ZipInfo, relative: str) -> bytes:
-    """The next chunk of a member; a bzip2 stream that cannot be decoded is refused by
-    name here (bz2 says OSError, which would otherwise read as a disk failure)."""
+    """The next chunk of a member; a bzip2 stream that cannot be decoded says so by name
+    here (bz2 says OSError, which would otherwise read as a disk failure)."""
     try:
         return member.read(_COPY_CHUNK)
     except OSError as exc:
         if info.compress_type != zipfile.ZIP_BZIP2:
             raise
-        raise InvalidInput("package entry", relative, f"cannot be decompressed ({exc})") from None
+        raise zipfile.BadZipFile(
+            f"{relative}: bzip2 data cannot be decompressed ({exc})"
+        ) from None
 
 
 def _lift_handler_manifest(tree: Confined, files: list[str], name: str) -> None:

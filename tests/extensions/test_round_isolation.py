@@ -59,7 +59,8 @@ def test_a_package_whose_data_cannot_be_inflated_fails_alone(
     assert agent.once() == 1
     _good_is_fine(ext)
     assert handler_entries(ext.status_document())[BAD]["status"] == "NotReady"
-    assert "is not a usable zip file" in _message(ext, BAD)
+    # Data that cannot be inflated cannot be told from a download damaged on the way.
+    assert "HostGAPlugin: not a whole zip" in _message(ext, BAD)
 
 
 def test_a_bug_while_one_plugin_is_applied_is_that_plugins_error_and_the_others_run(
