@@ -1,7 +1,8 @@
 """The one HTTP layer every fabric call goes through: one client, one retry policy.
 
 Why these rules:
-- Never a proxy from the environment, never a redirect (transport.py says how).
+- Never a proxy from the environment, never a redirect, never a URL rewritten
+  on the way out (transport.py: httpx, set up for the fabric).
 - Retry connection errors (refused, ENETUNREACH early in boot, reset),
   timeouts, 408, 429 and 5xx with capped exponential backoff and jitter,
   honouring Retry-After, until the logical call's deadline. The cap is a few
@@ -17,9 +18,6 @@ import re
 import time
 from typing import IO, Callable, Collection, Mapping, NamedTuple, Optional, TypeVar
 
-import httpcore
-
-from azprov import AGENT_NAME
 from azprov.errors import (
     FabricTimeout,
     HttpStatusError,
@@ -31,19 +29,19 @@ from azprov.fabric.retry import Deadline, RetryPolicy, retry_after
 from azprov.fabric.transport import (
     FINAL_ERRORS,
     RETRYABLE_ERRORS,
-    Pools,
+    Connections,
+    ReadTimeout,
+    TimeoutException,
     Unsendable,
     header_map,
-    sendable,
-    set_nodelay,
 )
 
 log = logging.getLogger(__name__)
 
-# httpx (0.24 and later) logs every request URL at INFO and httpcore traces
-# requests at DEBUG, SAS signatures included: never let them, whoever configured
-# logging (a caller may use httpx beside azprov). azprov's own messages name
-# each request with the secrets redacted.
+# httpx (0.24 and later) logs every request URL at INFO and its engine, httpcore,
+# traces requests at DEBUG, SAS signatures included: never let them, whoever
+# configured logging (a caller may use httpx beside azprov). azprov's own
+# messages name each request with the secrets redacted.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
 
@@ -111,10 +109,10 @@ class FabricHttp:
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.policy = policy or RetryPolicy()
-        self._pools = Pools()
+        self._connections = Connections()
 
     def close(self) -> None:
-        self._pools.close()
+        self._connections.close()
 
     def __enter__(self) -> FabricHttp:
         return self
@@ -218,35 +216,28 @@ class FabricHttp:
         time.sleep(delay)
 
     def _send(self, request: _Request, deadline: Deadline) -> Reply:
-        scheme, url, headers = sendable(
-            request.url, {"User-Agent": AGENT_NAME, **(request.headers or {})}
-        )
-        pool = self._pools.for_scheme(scheme)
         # Never let one request outlive the logical call's deadline.
         remaining = max(deadline.remaining(), 0.05)
-        read = min(request.policy.read_timeout, remaining)
-        connect = min(request.policy.connect_timeout, remaining)
-        timeout = {"connect": connect, "read": read, "write": read, "pool": read}
         sink = request.sink
         if sink is not None:
             sink.seek(0)
             sink.truncate()
-        with pool.stream(
+        with self._connections.stream(
             request.method,
-            url,
-            headers=headers,
-            content=request.content,
-            extensions={"timeout": timeout},
+            request.url,
+            request.headers or {},
+            request.content,
+            connect_timeout=min(request.policy.connect_timeout, remaining),
+            read_timeout=min(request.policy.read_timeout, remaining),
         ) as response:
-            if self._pools.needs_nodelay:
-                set_nodelay(response.extensions)
             size = 0
             chunks: list[bytes] = []
-            for chunk in response.iter_stream():
+            # Raw: nothing is decompressed, so the cap holds for what is kept.
+            for chunk in response.iter_raw():
                 # The read timeout is per read: a server trickling bytes must
                 # still not hold the call past its deadline.
                 if deadline.remaining() <= 0:
-                    raise httpcore.ReadTimeout("the reply was still arriving at the deadline")
+                    raise ReadTimeout("the reply was still arriving at the deadline")
                 size += len(chunk)
                 if size > request.max_bytes:
                     raise ReplyTooLarge(
@@ -260,8 +251,8 @@ class FabricHttp:
                 else:
                     chunks.append(chunk)
             return Reply(
-                status=response.status,
-                headers=header_map(response.headers),
+                status=response.status_code,
+                headers=header_map(response.headers.raw),
                 content=b"".join(chunks),
                 url=request.url,
             )
@@ -270,7 +261,7 @@ class FabricHttp:
 def _describe_transport_error(exc: Exception) -> str:
     # redact_url: an error may quote what was sent (a URL in a header value, say).
     text = redact_url(one_line(str(exc))) or type(exc).__name__
-    if isinstance(exc, httpcore.TimeoutException):
+    if isinstance(exc, TimeoutException):
         return f"timed out ({type(exc).__name__})"
     return text
 
