@@ -1,7 +1,9 @@
-"""The Debian 12 image the emulated-boot tests and the bench boot.
+"""The Debian images the emulated-boot tests and the bench boot: Debian 12
+(bookworm) by default, Debian 13 (trixie) where a test asks for it.
 
-The root filesystem (Debian's packages, nothing of azprov) is built once with
-mmdebstrap and cached as a tarball keyed by a hash of everything that goes
+The root filesystem (Debian's packages, nothing of azprov) is built once per
+suite with mmdebstrap, from the same archive and with the same recipe for
+every suite, and cached as a tarball keyed by a hash of everything that goes
 into it. Each run unpacks it, installs the freshly built .deb (its
 dependencies are already there, from Debian), adds the emulation plumbing
 from `guest/` and makes an ext4 disk with `mke2fs -d` (no loop mounts).
@@ -22,8 +24,10 @@ from typing import Callable, Iterable, Iterator, Optional
 
 GUEST_FILES = Path(__file__).resolve().parent / "guest"
 CACHE_DIR = Path(os.environ.get("AZPROV_E2E_CACHE", "/var/cache/azprov-e2e"))
+# The default suite; a test passes suite="trixie" for Debian 13.
 SUITE = "bookworm"
-# What Azure's Debian 12 images have that matters here, plus curl for the
+SUITES = ("bookworm", "trixie")
+# What Azure's Debian 12 and 13 images have that matters here, plus curl for the
 # seed document's reference unit (bench) and nftables for the guest-side DNAT.
 PACKAGES = (
     "systemd",
@@ -46,8 +50,8 @@ PACKAGES = (
 DISK_SIZE = "2G"
 
 
-def rootfs_key() -> str:
-    recipe = "\n".join([SUITE, "variant=apt", *sorted(PACKAGES)])
+def rootfs_key(suite: str = SUITE) -> str:
+    recipe = "\n".join([suite, "variant=apt", *sorted(PACKAGES)])
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
@@ -59,19 +63,23 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def cached_rootfs() -> Path:
-    """The rootfs tarball for this recipe, built with mmdebstrap on first use (about 70 s)."""
-    tarball = CACHE_DIR / f"rootfs-{SUITE}-{rootfs_key()}.tar"
+def cached_rootfs(suite: str = SUITE) -> Path:
+    """The rootfs tarball for this recipe and suite, built with mmdebstrap on first use
+    (about 70 s)."""
+    if suite not in SUITES:
+        raise ValueError(f"no e2e image recipe for suite {suite!r} (known: {', '.join(SUITES)})")
+    tarball = CACHE_DIR / f"rootfs-{suite}-{rootfs_key(suite)}.tar"
     with _locked(CACHE_DIR / ".lock"):
         if tarball.is_file():
             return tarball
-        build_rootfs(tarball, PACKAGES)
+        build_rootfs(tarball, PACKAGES, suite)
     return tarball
 
 
-def build_rootfs(tarball: Path, packages: Iterable[str]) -> None:
-    """A Debian rootfs with `packages` as a tarball, made with mmdebstrap (written aside
-    first, so an interrupted build never leaves a tarball that looks complete)."""
+def build_rootfs(tarball: Path, packages: Iterable[str], suite: str = SUITE) -> None:
+    """A Debian rootfs of `suite` with `packages` as a tarball, made with mmdebstrap
+    (written aside first, so an interrupted build never leaves a tarball that looks
+    complete)."""
     partial = tarball.with_name(tarball.stem + ".partial.tar")  # mmdebstrap goes by the suffix
     tarball.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -80,7 +88,7 @@ def build_rootfs(tarball: Path, packages: Iterable[str]) -> None:
             "--quiet",
             "--variant=apt",
             "--include=" + ",".join(sorted(packages)),
-            SUITE,
+            suite,
             str(partial),
         ],
         check=True,
@@ -180,13 +188,18 @@ def boot_files(tree: Path, out: Path) -> tuple[Path, Path]:
 
 
 def build_image(
-    out: Path, deb: Optional[Path], customize: Optional[Callable[[Path], None]] = None
+    out: Path,
+    deb: Optional[Path],
+    customize: Optional[Callable[[Path], None]] = None,
+    *,
+    suite: str = SUITE,
 ) -> BootFiles:
-    """Unpack the cached rootfs, add the plumbing and (if given) the .deb, make the disk.
+    """Unpack the cached rootfs of `suite`, add the plumbing and (if given) the .deb,
+    make the disk.
 
     `customize`, if given, is called with the tree before the disk is made.
     """
-    tarball = cached_rootfs()
+    tarball = cached_rootfs(suite)
     with tempfile.TemporaryDirectory(prefix="azprov-e2e-tree-", dir=out) as tmp:
         tree = Path(tmp) / "root"
         unpack(tarball, tree)

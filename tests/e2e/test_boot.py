@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from azprov.simulator import VmSpec
-from azprov.simulator.documents import EXAMPLE_SSH_KEY, ovf_env_xml
+from azprov.simulator.documents import ovf_env_xml
 from tests.e2e.image import BootFiles, build_image
 from tests.e2e.tools import built_package
 from tests.e2e.vm import Boot, boot, vm_id_for
@@ -160,7 +160,8 @@ def assert_provisioned(result: Boot, spec: VmSpec, password: bool = False) -> No
     state = before_sshd(result)
     assert state.get("hostname") == [spec.computer_name], context
     assert any(line.startswith("azureuser:x:") for line in state.get("user", [])), context
-    digest = hashlib.sha256((EXAMPLE_SSH_KEY + "\n").encode()).hexdigest()
+    keys = "".join(key.key_data + "\n" for key in spec.public_keys)
+    digest = hashlib.sha256(keys.encode()).hexdigest()
     assert state.get("authorized_keys") == [
         f"/home/azureuser/.ssh/authorized_keys 600 azureuser {digest}"
     ], context

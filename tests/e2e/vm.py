@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import subprocess
 import time
 import uuid
@@ -88,10 +89,13 @@ def boot(
     extra_cmdline: str = "",
     cdrom: Optional[Path] = None,
     prepare: Optional[Callable[[SimulatedFabric], None]] = None,
+    ssh_port: Optional[int] = None,
 ) -> Boot:
     """Boot `disk` once, until the probe powers the guest off; return the records.
 
     `prepare`, if given, is called with the started fabric before qemu starts.
+    `ssh_port`, if given, is a host loopback port forwarded to the guest's port 22
+    (the one way in: `restrict=on` leaves explicit forwards working).
     """
     fabric = SimulatedFabric(spec=spec, advertised_base="http://168.63.129.16")
     clock_route(fabric)
@@ -110,6 +114,7 @@ def boot(
                 forward("10.0.2.100:32526", hp),
                 forward("10.0.2.101:80", imds),
             ]
+            + ([f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22"] if ssh_port is not None else [])
         )
         argv = [
             "qemu-system-x86_64",
@@ -154,6 +159,13 @@ def boot(
         )
     report, sections = parse_probe(probe.read_text("utf-8", "replace"))
     return Boot(fabric, _read(console), report, sections, started, seconds)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (qemu binds it a moment later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def parse_probe(text: str) -> tuple[dict[str, str], dict[str, str]]:
