@@ -9,6 +9,15 @@ state, seqNo, a digest of its settings) and what came of it. A new process
 those outcomes: no manifest, package or certificate is downloaded and no
 handler command runs; it only uploads the status again. Secrets are not
 kept here: settings only as a digest, the status blob's SAS URL not at all.
+
+What is reused follows the one rule for work done again (reference §6): an
+outcome that failed for a reason that may pass (`retry`: a download, a stale
+container, certificates still missing) is never reused, so the next round
+tries again; a handler's own failure (a non-zero exit, a timeout) is reused
+until the goal state asks something new of it, or until the next boot: each
+entry keeps the boot id it was recorded in (`/proc/sys/kernel/random/boot_id`,
+new at every boot), and a failure from another boot is tried once more, as the
+platform agent does when it starts again.
 """
 
 from __future__ import annotations
@@ -30,9 +39,23 @@ from azprov.jsondoc import UnusableJson, parse_json
 log = logging.getLogger(__name__)
 
 MEMORY_FILE = f"{STATE_DIR}/extensions.json"
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+_BOOT_ID_MAX_BYTES = 64  # a UUID and a newline
 # A few hundred bytes per handler: a megabyte is thousands of handlers.
 MEMORY_MAX_BYTES = 1024 * 1024
 _VERSION = 1
+
+
+def read_boot_id(root: TargetRoot) -> Optional[str]:
+    """This boot's id, through the root's door; None when there is none to read (an
+    offline root has no /proc: its failures then stand until the goal state changes)."""
+    try:
+        raw = root.read(BOOT_ID_FILE, _BOOT_ID_MAX_BYTES, links=Links.REFUSE)
+    except AzprovError as exc:
+        log.warning("no boot id: %s", exc)
+        return None
+    text = (raw or b"").decode("ascii", "replace").strip()
+    return text or None
 
 
 def request_key(plugin: Plugin) -> list[Any]:
@@ -176,20 +199,30 @@ class Memory:
         root.write(MEMORY_FILE, data.encode(), mode=0o600, dir_mode=0o700, links=Links.REFUSE)
         self._written = data
 
-    def outcome_for(self, incarnation: str, plugin: Plugin) -> Optional[Outcome]:
-        """The saved outcome of the same request in the same incarnation, if final."""
+    def outcome_for(
+        self, incarnation: str, plugin: Plugin, boot_id: Optional[str]
+    ) -> Optional[Outcome]:
+        """The saved outcome of the same request in the same incarnation, if it stands: not
+        a failure that may pass, nor a failure recorded in another boot."""
         if incarnation != self.incarnation:
             return None
         saved = self.plugins.get(plugin.name.lower())
         if not saved or saved.get("request") != request_key(plugin):
             return None
         outcome = _outcome(saved.get("outcome"))
-        return None if outcome is None or outcome.retry else outcome
+        if outcome is None or outcome.retry:
+            return None
+        if outcome.failed and saved.get("boot_id") != boot_id:
+            return None
+        return outcome
 
-    def remember(self, incarnation: str, plugin: Plugin, outcome: Outcome) -> None:
+    def remember(
+        self, incarnation: str, plugin: Plugin, outcome: Outcome, boot_id: Optional[str]
+    ) -> None:
         if incarnation != self.incarnation:
             self.incarnation, self.plugins = incarnation, {}
         self.plugins[plugin.name.lower()] = {
             "request": request_key(plugin),
             "outcome": dataclasses.asdict(outcome),
+            "boot_id": boot_id,
         }

@@ -17,15 +17,16 @@ import threading
 from typing import Any, Callable, Optional
 
 from azprov.config import Config
-from azprov.errors import AzprovError, TransientFabricError
+from azprov.errors import AzprovError, HostError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.certificates import install_certificates
 from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_config
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.lifecycle import Lifecycle, Outcome
-from azprov.extensions.memory import MEMORY_FILE, Memory
+from azprov.extensions.memory import MEMORY_FILE, Memory, read_boot_id
 from azprov.extensions.ordering import blocked_reason, run_order
 from azprov.extensions.redaction import Redactor
+from azprov.extensions.round_result import RoundResult, own_status
 from azprov.extensions.status import aggregate_status, handler_status
 from azprov.extensions.upload import upload_status
 from azprov.fabric.client import Fabric
@@ -36,33 +37,6 @@ log = logging.getLogger(__name__)
 
 CONFIG_MAX_BYTES = 4 * 1024 * 1024
 
-# `extensions --once` exit codes (README, `--help`).
-EXIT_OK = 0
-EXIT_AGENT_FAILED = 1  # a download, a handler command, the certificates or the upload failed
-EXIT_EXTENSION_ERROR = 3  # an extension reported error (or warning) in its own status
-
-
-@dataclasses.dataclass
-class RoundResult:
-    """What went wrong in one round: azprov's own failures, and extensions' own errors."""
-
-    agent_failures: list[str] = dataclasses.field(default_factory=list)
-    extension_errors: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        if self.agent_failures:
-            return EXIT_AGENT_FAILED
-        return EXIT_EXTENSION_ERROR if self.extension_errors else EXIT_OK
-
-
-def _own_status(entry: dict[str, Any]) -> tuple[str, str]:
-    """(status, message) an extension wrote in its status file, as reported."""
-    status = entry.get("runtimeSettingsStatus", {}).get("settingsStatus", {}).get("status", {})
-    message = status.get("formattedMessage") or {}
-    lines = str(message.get("message", "")).splitlines() if isinstance(message, dict) else []
-    return str(status.get("status", "")), lines[0] if lines else ""
-
 
 class Runner:
     """Keeps what it handled (in memory and under the state directory) across rounds."""
@@ -72,6 +46,7 @@ class Runner:
         self.config = config
         self.fabric = fabric
         self.memory = Memory.load(root)
+        self.boot_id = read_boot_id(root)
         self.artifacts = Artifacts(fabric, fabric.wireserver.goal_state, self.memory.channels)
         self.goal: Optional[ExtensionsGoal] = None
         self.outcomes: dict[str, Outcome] = {}
@@ -79,6 +54,7 @@ class Runner:
         self._seen_goal: Optional[tuple[str, Optional[str]]] = None
         self._upload_error: Optional[str] = None
         self._save_error: Optional[str] = None
+        self._certificates_missing: Optional[str] = None  # why, while tried again each round
 
     def round(self) -> RoundResult:
         """One poll; FabricError if even the goal state cannot be had."""
@@ -96,7 +72,7 @@ class Runner:
             if o.failure is not None
         ]
         for outcome, entry in entries:
-            status, message = _own_status(entry)
+            status, message = own_status(entry)
             if not outcome.failed and status in ("error", "warning"):
                 result.extension_errors.append(f"{outcome.name}: {status}: {message[:300]}")
         if self.goal is not None and self.goal.status_blob_url:
@@ -122,20 +98,25 @@ class Runner:
     def _install_certificates(self, goal_state: GoalState, result: RoundResult) -> None:
         url = goal_state.certificates_url
         if not url or url == self.memory.certificates_url:
+            self._certificates_missing = None
             return
         ext = self.config.extensions
         try:
             install_certificates(self.root, self.fabric.wireserver, url, ext.lib_dir)
-        except TransientFabricError as exc:
-            log.error("certificates not installed (tried again next round): %s", exc)
-            result.agent_failures.append(f"certificates: {exc}")
+        except (TransientFabricError, HostError, OSError) as exc:
+            # No answer yet, or a file that could not be written: both may pass.
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            level = logging.DEBUG if why == self._certificates_missing else logging.ERROR
+            log.log(level, "certificates not installed (tried again next round): %s", why)
+            result.agent_failures.append(f"certificates: {why}")
+            self._certificates_missing = why
             return
-        except (AzprovError, OSError) as exc:
-            # A refusal (403, 404), an unusable document or an unwritable file will not
-            # improve at the same URL: not asked again until the goal state names another.
+        except AzprovError as exc:
+            # A refusal (403, 404) or an unusable document will not improve at the same
+            # URL: not asked again until the goal state names another.
             log.error("certificates not installed: %s", exc)
             result.agent_failures.append(f"certificates: {exc}")
-        self.memory.certificates_url = url
+        self.memory.certificates_url, self._certificates_missing = url, None
 
     def _apply_goal(self, goal_state: GoalState) -> GoalState:
         """Fetch the ExtensionsConfig and apply it; returns the goal state now current."""
@@ -177,18 +158,22 @@ class Runner:
             self.root, self.config, self.artifacts, self.fabric.wireserver.host, self.redactor
         )
         outcomes: dict[str, Outcome] = {}
+        missing = self._certificates_missing
         for plugin in run_order(goal.plugins):
-            outcome = self.memory.outcome_for(incarnation, plugin)
+            outcome = self.memory.outcome_for(incarnation, plugin, self.boot_id)
             if outcome is not None:
                 log.debug("%s: already handled in incarnation %s", plugin.name, incarnation)
-            elif (reason := blocked_reason(plugin, goal, outcomes)) is not None:
-                log.warning("%s: %s", plugin.name, reason)
+            elif (blocked := blocked_reason(plugin, goal, outcomes, missing)) is not None:
+                log.warning("%s: %s", plugin.name, blocked.reason)
                 version = plugin.version if plugin.invalid else lifecycle.version_shown(plugin)
-                outcome = Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", reason)
+                seq_no = plugin.seq_no or 0
+                outcome = Outcome(
+                    plugin.name, version, seq_no, "Enable", blocked.reason, retry=blocked.retry
+                )
             else:
                 outcome = self._apply_plugin(lifecycle, plugin)
             outcomes[plugin.name.lower()] = outcome
-            self.memory.remember(incarnation, plugin, outcome)
+            self.memory.remember(incarnation, plugin, outcome, self.boot_id)
         return outcomes
 
     def _apply_plugin(self, lifecycle: Lifecycle, plugin: Plugin) -> Outcome:
@@ -263,7 +248,7 @@ class Runner:
 
 
 def run_extensions(root: TargetRoot, config: Config, once: bool) -> int:
-    """The `azprov extensions` command; returns the exit code (see EXIT_*)."""
+    """The `azprov extensions` command; returns the exit code (round_result.EXIT_*)."""
     from azprov.fabric.client import open_fabric
     from azprov.host.leases import wireserver_endpoint
 

@@ -25,7 +25,8 @@ import pytest
 from azprov.config import load_config
 from azprov.extensions import memory as memory_module
 from azprov.extensions.memory import MEMORY_FILE
-from azprov.extensions.runner import EXIT_AGENT_FAILED, EXIT_EXTENSION_ERROR, run_extensions
+from azprov.extensions.round_result import EXIT_AGENT_FAILED, EXIT_EXTENSION_ERROR
+from azprov.extensions.runner import run_extensions
 from azprov.host.root import TargetRoot
 from tests.conftest import start_azprov
 from tests.extensions.conftest import Agent, handler_entries

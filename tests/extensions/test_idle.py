@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from azprov.extensions.memory import MEMORY_FILE
-from azprov.extensions.runner import EXIT_AGENT_FAILED, EXIT_EXTENSION_ERROR
+from azprov.extensions.round_result import EXIT_AGENT_FAILED, EXIT_EXTENSION_ERROR
 from azprov.simulator import Answer, SimulatedFabric
 from tests.conftest import run_azprov
 from tests.extensions.conftest import Agent, handler_entries

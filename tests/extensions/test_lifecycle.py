@@ -188,7 +188,7 @@ def test_a_command_past_its_timeout_is_killed_with_its_children(
     assert status["operation"] == "Enable"
     assert "enable timed out after 2 s and was killed" in status["formattedMessage"]["message"]
     assert "[stdout]\nenable says hello" in status["formattedMessage"]["message"]
-    # The enable was not recorded as handled: a later round may try again.
+    # Not recorded as handled: a new goal state or the next boot runs it again.
     assert not (agent.lib(f"{NAME}-1.0.0") / "mrseq").exists()
 
 

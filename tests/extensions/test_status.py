@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from azprov.extensions.runner import EXIT_EXTENSION_ERROR
+from azprov.extensions.round_result import EXIT_EXTENSION_ERROR
 from tests.extensions.conftest import Agent, handler_entries
 from tests.extensions.simulated import STATUS_SIG, PluginSpec, SimulatedExtensions
 
