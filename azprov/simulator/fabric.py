@@ -144,6 +144,15 @@ class SimulatedFabric:
             self.spec.incarnation += 1
             return self.spec.container_id
 
+    def moves_on_at(self, service: Service, route: str, answer: Optional[Answer] = None) -> None:
+        """Fault: the next request to `service` under `route` finds the goal state moved to
+        a new container (`move_container`), and is answered `answer` if given (a 410, say),
+        else as its route answers for the new container (the HostGAPlugin: 400
+        InvalidContainerConfiguration for the old id)."""
+        service.on_next(route, self.move_container)
+        if answer is not None:
+            service.script([answer], route)
+
     def machine_document(self, query: str, handler: Handler) -> None:
         """Serve `GET /machine/<container>/<role>?<query>…` (ExtensionsConfig, Certificates)
         with `handler`, for the container the goal state names now; a URL naming an

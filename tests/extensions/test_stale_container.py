@@ -34,9 +34,7 @@ def _publish(ext: SimulatedExtensions) -> None:
 
 def _moves_on_at(fabric: SimulatedFabric, route: str, refusal: Optional[Answer]) -> None:
     """The next request to `route` finds the goal state moved to a new container."""
-    fabric.hostplugin.on_next(route, fabric.move_container)
-    if refusal is not None:
-        fabric.hostplugin.script([refusal], route)
+    fabric.moves_on_at(fabric.hostplugin, route, refusal)
 
 
 def _goal_state_fetches(fabric: SimulatedFabric) -> int:
