@@ -34,7 +34,6 @@ from azprov.fabric.ovf import OvfEnv, parse_ovf_env
 from azprov.fabric.wireserver import Health
 from azprov.host import hostkeys, state, users
 from azprov.host.confined import Links
-from azprov.host.hostname import set_hostname
 from azprov.host.identity import read_vm_id, try_vm_id
 from azprov.host.media import read_media
 from azprov.host.root import TargetRoot
@@ -51,7 +50,7 @@ from azprov.host.users import (
 )
 from azprov.plan import Plan, decide
 from azprov.report import open_configured_fabric, report_failure, report_success
-from azprov.run import RunRecord, publish_hostname_of_run, stop_on_sigterm
+from azprov.run import RunRecord, publish_hostname_of_run, set_hostname_of_run, stop_on_sigterm
 from azprov.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -93,19 +92,17 @@ def provision(
                 gathered = gather(fabric, root, config, run)
                 goal_state = gathered.goal_state()  # kept for the report if the rest failed
                 plan = decide(*gathered.inputs(), vm_id, config.provisioning.user_groups)
-            applied = run.timed("apply", apply, root, plan, vm_id, run)
+            publish = config.provisioning.publish_hostname
+            applied = run.timed("apply", apply, root, plan, vm_id, run, publish)
             run.timed("report", fabric.wireserver.report_health, Health.ready(), goal_state)
         except Exception as exc:
             raise failed(root, fabric, goal_state, vm_id, exc, run) from None
         # Ready is posted: from here on a failure goes to KVP and the journal only.
-        # sshd waits for this unit's exit: the renewal that publishes the name to Azure
-        # DNS goes to a unit of its own under systemd (run by hand: done here, as ever).
+        # sshd waits for this unit's exit. Under systemd the renewal that publishes the
+        # name to Azure DNS was handed to a unit of its own (see `apply`); otherwise it
+        # runs now, beside the host keys' install.
         with background() as pool:
-            publishing = (
-                pool.submit(publish_hostname_of_run, root, run)
-                if config.provisioning.publish_hostname
-                else None
-            )
+            publishing = pool.submit(publish_hostname_of_run, root, run) if publish else None
             finish(root, vm_id, applied, host_keys, run, publishing)
     log.info("VM %s provisioned: %s", vm_id, run.summary(root))
 
@@ -243,16 +240,19 @@ def provisioning_media(root: TargetRoot, configured_path: Optional[str]) -> Opti
     return parse_ovf_env(data) if data is not None else None
 
 
-def apply(root: TargetRoot, plan: Plan, vm_id: str, run: RunRecord) -> dict[str, Any]:
+def apply(
+    root: TargetRoot, plan: Plan, vm_id: str, run: RunRecord, publish: bool = False
+) -> dict[str, Any]:
     """Make the machine match the plan, all before Ready. Each step is idempotent.
 
-    The host name runs beside the user's steps. The SSH host keys are not here:
-    Ready does not depend on them (see `finish`).
+    The host name runs beside the user's steps (and, with `publish`, under systemd,
+    queues the unit that publishes it once this run has ended). The SSH host keys
+    are not here: Ready does not depend on them (see `finish`).
     """
     users.check_user_tools(root, plan.username)  # a hostile image: refused before any change
     state.remove_stale_temp_files(root)  # of an earlier run killed mid-write
     with background() as pool:
-        hostname = pool.submit(run.timed, "hostname", set_hostname, root, plan.hostname)
+        hostname = pool.submit(set_hostname_of_run, root, plan.hostname, publish, run)
         with run.phase("user"):
             # On disk before useradd: a kill right after it leaves the user azprov's.
             intent = functools.partial(state.intend_to_create_user, root, vm_id, plan.username)

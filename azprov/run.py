@@ -1,5 +1,5 @@
 """The frame of one provisioning run: its phase timings, SIGTERM as a reported failure,
-and the DNS renewal after Ready (in the run, or handed to a systemd unit of its own)."""
+and the DNS renewal (after Ready in the run, or in a systemd unit of its own after it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from azprov.errors import HostError, Terminated
 from azprov.host import state
-from azprov.host.hostname import PUBLISHING_UNIT, publish_hostname, publish_hostname_in_own_unit
+from azprov.host.hostname import (
+    PUBLISHING_UNIT,
+    publish_hostname,
+    publish_hostname_in_own_unit,
+    set_hostname,
+)
 from azprov.host.root import TargetRoot
 from azprov.timestamps import utc_timestamp
 
@@ -23,7 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # The renewal's place in the run record until its own unit replaces it with how it went.
-HANDED_OVER = f"handed to {PUBLISHING_UNIT}, which starts once this run has ended"
+HANDED_OVER = f"queued in {PUBLISHING_UNIT}, which runs once this run has ended"
 # `azprov --root DIR publish-hostname`: what that unit runs (azprov/cli_entry.py).
 PUBLISH_HOSTNAME_COMMAND = "publish-hostname"
 
@@ -91,14 +96,24 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def publish_hostname_of_run(root: TargetRoot, run: RunRecord) -> None:
-    """After Ready: hand the DNS renewal to a systemd unit of its own (sshd waits for
-    this run's end, not for the renewal), or, run any other way, renew now."""
+def set_hostname_of_run(root: TargetRoot, name: str, publish: bool, run: RunRecord) -> None:
+    """Set the host name; then, with `publish`, under systemd, queue the unit that will
+    publish it to Azure DNS once this run has ended. Queued now, beside the user's
+    steps, the hand-over (a systemd-run process) is off the path from Ready to this
+    unit's exit, which sshd waits for."""
+    run.timed("hostname", set_hostname, root, name)
+    if not publish:
+        return
     began = time.monotonic()
     if publish_hostname_in_own_unit(root, publish_hostname_command(root)):
         run.phases["publish_hostname_handover"] = round(time.monotonic() - began, 4)
         run.publishing = HANDED_OVER
-    else:
+
+
+def publish_hostname_of_run(root: TargetRoot, run: RunRecord) -> None:
+    """After Ready: renew now unless the renewal was handed to a unit of its own (run by
+    hand, offline, or when systemd refused it, nothing would outlive this process)."""
+    if run.publishing != HANDED_OVER:
         run.publishing = run.timed("publish_hostname", publish_hostname, root)
 
 
@@ -117,21 +132,27 @@ def publish_hostname_command(root: TargetRoot) -> list[str]:
 
 
 def publish_hostname_after_run(root: TargetRoot) -> None:
-    """What the renewal's own unit runs: renew, then put how it went in the record of
-    the run that handed it over. That run saves its record under the run lock, so
-    taking the lock first means adding to it, never being overwritten by it."""
-    began = time.monotonic()
-    done = publish_hostname(root)
-    seconds = round(time.monotonic() - began, 4)
+    """What the renewal's own unit runs. The run that queued it holds the run lock until
+    it ends: once the lock is ours, its record says whether it provisioned this VM
+    (Ready acknowledged, the marker written). Only then is the lease renewed, and how
+    that went goes into the record."""
     try:
         with state.run_lock(root):
             record = state.last_run(root)
             if record is None or record.get("publish_hostname") != HANDED_OVER:
-                log.info("the last run record is not the run that handed the renewal over")
+                log.info("no run is waiting for the DNS renewal; nothing to do")
                 return
+            began = time.monotonic()
+            if record.get("result") == "success":
+                done = publish_hostname(root)
+            else:
+                why = "the run that queued it did not provision this VM"
+                log.info("not publishing the host name: %s (the next run will)", why)
+                done = f"skipped: {why}"
             phases = record.get("phases")
             phases = phases if isinstance(phases, dict) else {}
+            seconds = round(time.monotonic() - began, 4)
             record.update(publish_hostname=done, phases={**phases, "publish_hostname": seconds})
             state.save_run(root, record)
     except HostError as exc:
-        log.warning("could not add the DNS renewal to %s: %s", state.LAST_RUN, exc)
+        log.warning("could not record the DNS renewal in %s: %s", state.LAST_RUN, exc)

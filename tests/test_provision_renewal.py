@@ -8,12 +8,14 @@ Run any other way (by hand, offline on an image) it stays inline, as before.
 "Under systemd" is simulated: INVOCATION_ID set (systemd sets it for a service)
 and fake systemd-run, systemctl and networkctl first on the tools' PATH. The
 root is a temporary image; it is made to look live only once `apply` is done
-(the host name written), so the steps after Ready run as on a live system while
-every file stays under the image.
+(the host name written), and the hand-over to systemd sees a live view of it, so
+those steps run as on a live system while every file stays under the image.
 """
 
 from __future__ import annotations
 
+import copy
+import errno
 import json
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import pytest
 
 import azprov.host.root as root_module
 import azprov.provision as provision_module
+import azprov.run as run_module
 from azprov.config import load_config
 from azprov.host import state
 from azprov.host.hostkeys import ensure_host_keys
@@ -119,8 +122,23 @@ def live_after_apply(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(provision_module, "apply", apply_then_live)
 
 
-def under_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+def under_systemd(monkeypatch: pytest.MonkeyPatch, fabric: SimulatedFabric) -> list[int]:
+    """INVOCATION_ID set, and the hand-over (when there is one: not on 1be6188) sees a
+    live view of the image. Returns, per hand-over, how many health reports the fabric
+    had by then."""
     monkeypatch.setenv("INVOCATION_ID", uuid.uuid4().hex)
+    reports_then: list[int] = []
+    real = getattr(run_module, "publish_hostname_in_own_unit", None)
+
+    def hand_over_live(root: TargetRoot, command: list[str]) -> bool:
+        reports_then.append(len(fabric.health_reports))
+        live = copy.copy(root)
+        live.live = True
+        assert real is not None
+        return bool(real(live, command))
+
+    monkeypatch.setattr(run_module, "publish_hostname_in_own_unit", hand_over_live, raising=False)
+    return reports_then
 
 
 def provision_image(image: Path, config_file: Path) -> float:
@@ -141,14 +159,16 @@ def test_under_systemd_the_run_ends_without_waiting_for_a_slow_renewal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tools = fake_tools(tmp_path, monkeypatch)
-    under_systemd(monkeypatch)
+    handed_over = under_systemd(monkeypatch, fabric)
     live_after_apply(monkeypatch)
     returned = provision_image(image, config_file)
 
     (ready,) = fabric.health_reports
     assert ready.state == "Ready"
-    # sshd waits for this: the renewal (3 s) is not on that path.
+    # sshd waits for this: the renewal (3 s) is not on that path, nor is the hand-over:
+    # it was queued with the host name, before Ready.
     assert returned - ready.at < 1.0
+    assert handed_over == [0]
     assert "networkctl" not in " ".join(tools.calls())  # not run inline
     argv = tools.systemd_run_argv()
     options, command = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
@@ -159,21 +179,25 @@ def test_under_systemd_the_run_ends_without_waiting_for_a_slow_renewal(
         f"--unit={UNIT}",
         "--property=Type=oneshot",
         "--property=After=azure-provisioning.service",
+        "--property=After=ssh.service",
+        "--property=After=sshd.service",
     } <= set(options)
     assert command[:2] == [sys.executable, "-I"]
     assert command[2:] == ["-m", "azprov", "--root", str(image), "publish-hostname"]
-    handed_over = last_run(image)
-    assert handed_over["result"] == "success"
-    assert UNIT in handed_over["publish_hostname"]
+    saved = last_run(image)
+    assert saved["result"] == "success"
+    assert UNIT in saved["publish_hostname"]
     assert json.loads((image / "var/lib/azprov/provisioned.json").read_text())["vm_id"]
 
     # The unit ran the command: it adds how the renewal went to the run record
     # (this root is not the running system to that process: it skips the renewal).
     tools.wait_for_detached()
     record = last_run(image)
-    assert record["publish_hostname"].startswith("skipped"), tools.detached_output.read_text()
+    assert record["publish_hostname"] == ("skipped: the target root is not the running system"), (
+        tools.detached_output.read_text()
+    )
     assert "publish_hostname" in record["phases"]
-    assert record["started_at"] == handed_over["started_at"]
+    assert record["started_at"] == saved["started_at"]
 
 
 def test_the_handed_over_renewal_renews_and_adds_its_outcome_to_the_run_record(
@@ -184,7 +208,8 @@ def test_the_handed_over_renewal_renews_and_adds_its_outcome_to_the_run_record(
     tools = fake_tools(tmp_path, monkeypatch)
     root = TargetRoot(image)
     root.live = True
-    state.save_run(root, {"result": "success", "phases": {}, "publish_hostname": HANDED_OVER})
+    queued = {"result": "success", "phases": {"apply": 0.5}, "publish_hostname": HANDED_OVER}
+    state.save_run(root, queued)
     publish_hostname_after_run(root)
 
     assert [call for call in tools.calls() if call.startswith("networkctl")] == [
@@ -193,24 +218,47 @@ def test_the_handed_over_renewal_renews_and_adds_its_outcome_to_the_run_record(
     record = last_run(image)
     assert record["publish_hostname"].startswith("renewed the DHCP lease through systemd-networkd")
     assert record["phases"]["publish_hostname"] >= RENEWAL_SECONDS
+    assert record["phases"]["apply"] == 0.5
 
 
-def test_the_handed_over_renewal_waits_for_the_run_that_started_it_to_save_its_record(
+def test_the_queued_renewal_waits_for_the_run_that_queued_it_to_end(
     image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Started outside azprov's unit (no ordering after it), the renewal may end first:
-    it adds to the record only once that run has saved it and let go of the lock."""
+    """Started outside azprov's unit (no ordering after it), the renewal could start
+    first: it waits for that run's lock, so it reads (and adds to) its final record."""
     from azprov.run import HANDED_OVER, publish_hostname_after_run
 
+    tools = fake_tools(tmp_path, monkeypatch)
     root = TargetRoot(image)
+    root.live = True
     renewal = threading.Thread(target=publish_hostname_after_run, args=(root,))
     with state.run_lock(root):
         renewal.start()
         renewal.join(timeout=1.0)
-        assert renewal.is_alive()  # the renewal (skipped: not live) is done; the lock is not
+        assert renewal.is_alive() and tools.calls() == []
         state.save_run(root, {"result": "success", "phases": {}, "publish_hostname": HANDED_OVER})
     renewal.join(timeout=30)
-    assert last_run(image)["publish_hostname"].startswith("skipped")
+    assert tools.calls() == ["networkctl renew " + " ".join(interfaces())]
+    assert last_run(image)["publish_hostname"].startswith("renewed the DHCP lease")
+
+
+def test_a_run_that_failed_after_queueing_the_renewal_publishes_nothing(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The unit is queued with the host name, before Ready: if the run then fails (a
+    NotReady, a host key failure after Ready), the VM is not provisioned and the next
+    run queues it again."""
+    from azprov.run import HANDED_OVER, publish_hostname_after_run
+
+    tools = fake_tools(tmp_path, monkeypatch)
+    root = TargetRoot(image)
+    root.live = True
+    state.save_run(root, {"result": "error", "phases": {}, "publish_hostname": HANDED_OVER})
+    with caplog.at_level("INFO"):
+        publish_hostname_after_run(root)
+    assert tools.calls() == []
+    assert "not publishing the host name: the run that queued it did not provision" in caplog.text
+    assert last_run(image)["publish_hostname"].startswith("skipped: the run that queued it")
 
 
 def test_a_record_of_another_run_is_left_alone(image: Path) -> None:
@@ -250,7 +298,7 @@ def test_when_systemd_refuses_the_renewal_it_runs_inline(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     tools = fake_tools(tmp_path, monkeypatch, refuse=True)
-    under_systemd(monkeypatch)
+    under_systemd(monkeypatch, fabric)
     live_after_apply(monkeypatch)
     with caplog.at_level("INFO"):
         provision_image(image, config_file)
@@ -262,6 +310,36 @@ def test_when_systemd_refuses_the_renewal_it_runs_inline(
     assert [r.state for r in fabric.health_reports] == ["Ready"]
 
 
+def test_a_systemd_run_that_cannot_be_run_fails_nothing(
+    fabric: SimulatedFabric,
+    config_file: Path,
+    image: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hand-over is queued before Ready: an error starting it (here ENOEXEC from
+    every systemd-run on the PATH) must not turn into a NotReady; the renewal runs
+    after Ready instead."""
+    tools = fake_tools(tmp_path, monkeypatch)
+    real_run = subprocess.run
+
+    def run(argv: list[str], **options: Any) -> Any:
+        if argv[0] == "systemd-run":
+            raise OSError(errno.ENOEXEC, "Exec format error", argv[0])
+        return real_run(argv, **options)
+
+    monkeypatch.setattr(root_module.subprocess, "run", run)
+    under_systemd(monkeypatch, fabric)
+    live_after_apply(monkeypatch)
+    with caplog.at_level("INFO"):
+        provision_image(image, config_file)
+
+    assert [r.state for r in fabric.health_reports] == ["Ready"]
+    assert "could not hand the DNS renewal to systemd" in caplog.text
+    assert tools.calls() == ["networkctl renew " + " ".join(interfaces())]
+
+
 def test_an_offline_root_is_never_handed_to_systemd(
     fabric: SimulatedFabric,
     config_file: Path,
@@ -271,7 +349,7 @@ def test_an_offline_root_is_never_handed_to_systemd(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     tools = fake_tools(tmp_path, monkeypatch)
-    under_systemd(monkeypatch)
+    monkeypatch.setenv("INVOCATION_ID", uuid.uuid4().hex)
     with caplog.at_level("INFO"):
         provision_image(image, config_file)
 
@@ -281,7 +359,12 @@ def test_an_offline_root_is_never_handed_to_systemd(
 
 
 def test_the_renewal_command_skips_click(image: Path) -> None:
-    """What the renewal's unit runs: no click import on it (it runs beside sshd's start)."""
+    """What the renewal's unit runs, as a process: no click import on it (the boot goes
+    on beside it)."""
+    from azprov.run import HANDED_OVER
+
+    queued = {"result": "success", "phases": {}, "publish_hostname": HANDED_OVER}
+    state.save_run(TargetRoot(image), queued)
     command = ["-m", "azprov", "--root", str(image), "publish-hostname"]
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-I", *command],
@@ -295,6 +378,7 @@ def test_the_renewal_command_skips_click(image: Path) -> None:
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
     assert "click" not in imported
     assert "skipping renewing the DHCP lease" in result.stderr
+    assert last_run(image)["publish_hostname"].startswith("skipped: the target root is not")
 
 
 def test_the_command_handed_over_is_the_one_the_entry_point_knows() -> None:

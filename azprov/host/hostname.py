@@ -24,6 +24,9 @@ HOSTNAME_FILE = "/etc/hostname"
 HOSTNAME_CAP = 4096
 # The transient unit the renewal runs in when azprov runs under systemd.
 PUBLISHING_UNIT = "azprov-publish-hostname.service"
+# OpenSSH's unit on Debian/Ubuntu and on Fedora/RHEL/SUSE (a name not on the system
+# is ignored by an ordering).
+SSHD_UNITS = ("ssh.service", "sshd.service")
 
 
 def current_hostname(root: TargetRoot) -> str:
@@ -101,15 +104,15 @@ def _active(root: TargetRoot, unit: str) -> bool:
 
 
 def publish_hostname_in_own_unit(root: TargetRoot, command: Sequence[str]) -> bool:
-    """Hand the renewal (`command`) to systemd as a unit of its own, started once azprov's
-    unit has ended; True when systemd took it.
+    """Queue the renewal (`command`) as a systemd unit of its own that starts once
+    azprov's unit, and sshd's, have started; True when systemd took it.
 
     Under systemd azprov is a Type=oneshot unit: sshd waits for its exit, and whatever
     it leaves running is killed at that exit. A renewal in azprov's own process would
-    hold sshd back (it takes about a second); a child of it would be killed. Only the
-    job is queued here (`--no-block`: ordered after this unit, it cannot start before
-    azprov exits). False, for the caller to renew inline, when this is not the running
-    system as a systemd service, or systemd-run is missing or refuses.
+    hold sshd back (it takes about a second on a small VM); a child would be killed.
+    Only the job is queued here (`--no-block`: it waits for this unit to end). False,
+    for the caller to renew inline, when this is not the running system as a systemd
+    service, or systemd-run is missing or refuses.
     """
     if not (root.live and os.environ.get("INVOCATION_ID") and root.has_tool("systemd-run")):
         return False
@@ -121,15 +124,16 @@ def publish_hostname_in_own_unit(root: TargetRoot, command: Sequence[str]) -> bo
         f"--unit={PUBLISHING_UNIT}",
         "--description=azprov: publish the host name to Azure DNS (DHCP lease renewal)",
         "--property=Type=oneshot",
-        f"--property=After={PROVISIONING_UNIT}",
+        # Not before this unit has ended, nor beside sshd's start: the name can wait.
+        *(f"--property=After={unit}" for unit in (PROVISIONING_UNIT, *SSHD_UNITS)),
         "--property=SyslogIdentifier=azprov",
         "--",
         *command,
     ]
     try:
         root.run(argv, what="systemd-run", timeout=30)
-    except HostError as exc:
-        log.warning("could not hand the DNS renewal to systemd, renewing now: %s", exc)
+    except (HostError, OSError) as exc:  # best effort: never a reason to fail the run
+        log.warning("could not hand the DNS renewal to systemd, renewing after Ready: %s", exc)
         return False
-    log.info("the DNS renewal runs in %s once this unit has ended", PUBLISHING_UNIT)
+    log.info("queued %s: it publishes the host name once this unit has ended", PUBLISHING_UNIT)
     return True
