@@ -22,6 +22,9 @@ TOOLS = (
     "systemctl",
     "mount",
 )
+# httpcore is not a dependency azprov declares, but httpx sends nothing without it
+# (python3-httpx depends on python3-httpcore): an image that lost it fails at
+# the first request just the same.
 LIBRARIES = ("httpx", "httpcore", "defusedxml", "click")
 _BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin")
 
