@@ -8,6 +8,12 @@ hostile bodies, a body with no length that ends early), slow replies, an
 action run when a request arrives (the goal state moving on just then),
 incarnation changes and container moves.
 
+The HostGAPlugin's `GET /vmSettings` (Fast Track) answers 404 until a test
+publishes a document with `publish_vm_settings`: from then on 200 with an ETag,
+304 to a request that names the current ETag in If-None-Match, and 410 to one
+that names an earlier container. Publishing does not touch the incarnation, so
+the WireServer keeps serving the goal state (and ExtensionsConfig) it had.
+
 Routes are a table of (method, path prefix) -> handler, so other parts of the
 project (the extension runner's tests) add endpoints without editing this file;
 documents under the current container (`/machine/<container>/<role>?…`) are
@@ -25,7 +31,13 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from azprov.fabric.xmldoc import child, parse_xml, text
-from azprov.simulator.documents import VmSpec, goal_state_xml, imds_json, versions_xml
+from azprov.simulator.documents import (
+    VmSpec,
+    goal_state_xml,
+    imds_json,
+    role_config_name,
+    versions_xml,
+)
 from azprov.simulator.service import Answer, Handler, Request, Service
 
 log = logging.getLogger(__name__)
@@ -64,6 +76,8 @@ class SimulatedFabric:
         self.hostplugin = Service("hostplugin", self, host, ports[1])
         self.imds = Service("imds", self, host, ports[2])
         self._machine_documents: list[tuple[str, Handler]] = []
+        self._vm_settings: Optional[tuple[str, bytes]] = None  # (ETag, body); None: 404
+        self._vm_settings_count = 0
         self._install_default_routes()
 
     # -- lifecycle -----------------------------------------------------------
@@ -159,6 +173,21 @@ class SimulatedFabric:
         earlier container is answered 410."""
         self._machine_documents.insert(0, (query, handler))
 
+    def publish_vm_settings(self, document: bytes) -> str:
+        """Fast Track: the HostGAPlugin serves `document` at `GET /vmSettings` under a new
+        ETag (returned) from now on; the WireServer's goal state does not change."""
+        with self._lock:
+            self._vm_settings_count += 1
+            etag = f"{self._vm_settings_count}{uuid.uuid4().int % 10**18:018d}"
+            self._vm_settings = (etag, document)
+            return etag
+
+    def withdraw_vm_settings(self) -> None:
+        """The HostGAPlugin stops serving vmSettings (404 from now on), as on a host
+        without Fast Track."""
+        with self._lock:
+            self._vm_settings = None
+
     # -- default behaviour -------------------------------------------------
     def _install_default_routes(self) -> None:
         ws = self.wireserver
@@ -173,6 +202,7 @@ class SimulatedFabric:
             "/versions",
             lambda r: Answer(200, b'["2015-09-01"]', {"Content-Type": "application/json"}),
         )
+        self.hostplugin.route("GET", "/vmSettings", self._vm_settings_answer)
         self.imds.route("GET", "/metadata/instance", self._imds_instance)
 
     def _wire_headers_ok(self, request: Request) -> Optional[Answer]:
@@ -184,6 +214,25 @@ class SimulatedFabric:
         return self._wire_headers_ok(request) or Answer(
             200, goal_state_xml(self.spec, self.advertised_base)
         )
+
+    def _vm_settings_answer(self, request: Request) -> Answer:
+        if request.headers.get("x-ms-version") != "2015-09-01":
+            return Answer(400, b"<Error><Code>MissingOrInvalidVersionHeader</Code></Error>")
+        with self._lock:
+            served = self._vm_settings
+            named = (
+                request.headers.get("x-ms-containerid"),
+                request.headers.get("x-ms-host-config-name"),
+            )
+            current = (self.spec.container_id, role_config_name(self.spec))
+        if served is None:
+            return Answer(404, b"<Error><Code>NotFound</Code></Error>")
+        if named != current:
+            return Answer(410, b"<Error><Code>ResourceGone</Code></Error>")
+        etag, body = served
+        if request.headers.get("if-none-match") == etag:
+            return Answer(304, b"", {"ETag": etag})
+        return Answer(200, body, {"ETag": etag, "Content-Type": "application/json"})
 
     def _machine_document(self, request: Request) -> Answer:
         parts = urlsplit(request.path)
