@@ -12,7 +12,13 @@ is the way the published extensions are laid out and spelled:
   `"code": "0"` and `"substatus": null`;
 - `shebang`: `handler.py -enable` whose shebang is relative (`#!./python.sh`);
 - `script`: laid out like Custom Script: `bin/custom-script-shim enable`, a
-  shell shim in a sub-folder, with the manifest itself in a sub-folder.
+  shell shim in a sub-folder, with the manifest itself in a sub-folder;
+- `runcommand`: laid out like RunCommand v2 (Microsoft.CPlat.Core.RunCommandHandlerLinux),
+  a multi-config handler: a manifest with no `name` and
+  `"supportsMultipleExtensions": "true"`, `bin/run-command-shim <operation>`
+  taking the extension's name from `ConfigExtensionName`, settings read from
+  `config/<name>.<seqNo>.settings`, status written to `status/<name>.<seqNo>.status`,
+  and its own `<name>.mrseq` and lock file kept in the handler folder.
 
 Options on any style: `bom` (a UTF-8 byte-order mark before the manifest),
 `subfolder` (where the manifest sits), `reopen_stdout`, `string_code`, and
@@ -35,7 +41,7 @@ import json
 import zipfile
 from typing import Any
 
-STYLES = ("sample", "access", "shebang", "script")
+STYLES = ("sample", "access", "shebang", "script", "runcommand")
 
 CORE_PY = r'''
 import base64, json, os, subprocess, sys, time
@@ -64,10 +70,13 @@ def log(line):
 
 
 seq = os.environ["ConfigSequenceNumber"]
-text = open(os.path.join(environment["configFolder"], seq + ".settings")).read()
+# A multi-config handler's files carry the extension's name: <name>.<seqNo>.settings.
+extension = os.environ.get("ConfigExtensionName", "")
+prefix = extension + "." if extension else ""
+text = open(os.path.join(environment["configFolder"], prefix + seq + ".settings")).read()
 handler = json.loads(text)["runtimeSettings"][0]["handlerSettings"] if text.strip() else {}
 behaviour = (handler.get("publicSettings") or {}).get(op, {})
-record = {"op": op, "seq": seq, "at": time.time(), "style": options["style"],
+record = {"op": op, "seq": seq, "ext": extension, "at": time.time(), "style": options["style"],
           "version": os.environ["AZURE_GUEST_AGENT_EXTENSION_VERSION"],
           "cwd": os.getcwd(), "own_group": os.getpgid(0) == os.getsid(0),
           "env": {k: v for k, v in os.environ.items() if k.startswith(("AZURE_", "VERSION", "Config"))}}
@@ -105,7 +114,10 @@ if "heartbeat" in behaviour:
     beat = {"status": behaviour["heartbeat"], "code": 0,
             "formattedMessage": {"lang": "en-US", "message": "heart of " + name}}
     json.dump([{"version": 1.0, "heartbeat": beat}], open(environment["heartbeatFile"], "w"))
-status_path = os.path.join(environment["statusFolder"], seq + ".status")
+if op == "enable" and options["style"] == "runcommand":
+    with open(extension + ".mrseq", "w") as mrseq:  # its own, in the handler folder (cwd)
+        mrseq.write(seq)
+status_path = os.path.join(environment["statusFolder"], prefix + seq + ".status")
 if "raw_status" in behaviour:
     open(status_path, "w").write(behaviour["raw_status"])
 elif op in ("enable", "disable"):
@@ -154,6 +166,20 @@ PYTHON_SH = """#!/bin/sh
 exec python3 "$@"
 """
 
+# Like RunCommand v2's shim: the operation as its one argument, the extension's name and
+# seqNo from the environment the agent sets, a lock file in the handler folder.
+RUN_COMMAND_SHIM = """#!/bin/sh
+set -e
+if [ "$#" -ne 1 ]; then
+    echo "usage: $0 <command>" >&2
+    exit 1
+fi
+echo "ConfigExtensionName: ${ConfigExtensionName:-}"
+echo "ConfigSequenceNumber: ${ConfigSequenceNumber:-}"
+touch ./run-command-handler.lock
+exec python3 "$(dirname "$0")/handler.py" "$1"
+"""
+
 CUSTOM_SCRIPT_SHIM = """#!/bin/sh
 # Runs the handler next to this shim with the operation as given.
 set -e
@@ -174,6 +200,8 @@ def _commands(style: str) -> dict[str, str]:
         return {op: f"handler.py -{op}" for op in operations}
     if style == "script":
         return {op: f"bin/custom-script-shim {op}" for op in operations}
+    if style == "runcommand":
+        return {op: f"bin/run-command-shim {op}" for op in operations}
     raise ValueError(f"unknown style {style!r}")
 
 
@@ -190,6 +218,8 @@ def _files(style: str) -> dict[str, str]:
         }
     if style == "shebang":
         return {"handler.py": "#!./python.sh" + CORE_PY, "python.sh": PYTHON_SH}
+    if style == "runcommand":
+        return {"bin/handler.py": python, "bin/run-command-shim": RUN_COMMAND_SHIM}
     return {"bin/handler.py": python, "bin/custom-script-shim": CUSTOM_SCRIPT_SHIM}
 
 
@@ -199,6 +229,12 @@ def handler_manifest(
     commands = {f"{op}Command": command for op, command in _commands(style).items()}
     manifest = {**commands, "rebootAfterInstall": False, "reportHeartbeat": False,
                 "updateMode": "UpdateWithInstall", **overrides}  # fmt: skip
+    if style == "runcommand":  # as RunCommand v2 ships it: no name, the flag as a string
+        manifest = {**commands, "supportsPolicy": True, "rebootAfterInstall": False,
+                    "reportHeartbeat": False, "updateMode": "UpdateWithInstall",
+                    "supportsMultipleExtensions": "true", **overrides}  # fmt: skip
+        text = json.dumps([{"version": 1.0, "handlerManifest": manifest}], indent=2)
+        return ("\ufeff" if bom else "").encode() + text.encode()
     text = json.dumps([{"name": name, "version": version, "handlerManifest": manifest}], indent=2)
     return ("\ufeff" if bom else "").encode() + text.encode()
 

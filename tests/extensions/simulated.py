@@ -44,6 +44,17 @@ def _openssl(*args: str, stdin: bytes = b"") -> bytes:
 
 
 @dataclasses.dataclass
+class NamedSpec:
+    """One named extension of a multi-config plugin (RunCommand v2's shape)."""
+
+    name: str
+    seq_no: int = 0
+    state: str = "enabled"
+    public_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    protected_settings: Optional[dict[str, Any]] = None
+
+
+@dataclasses.dataclass
 class PluginSpec:
     """One plugin in the simulated ExtensionsConfig; tests change fields between incarnations."""
 
@@ -58,6 +69,9 @@ class PluginSpec:
     failover: bool = False  # list a failover manifest location (the primary then 404s)
     multi_config: bool = False  # send settings as a multi-config handler's, named "first"
     raw_settings: Optional[str] = None  # RuntimeSettings text sent as it is (not JSON, say)
+    # A multi-config plugin's named extensions, sent as the platform sends them
+    # (ExtensionRuntimeSettings @seqNo @name @state, RequiredFeature MultipleExtensionsPerHandler).
+    named: Optional[list[NamedSpec]] = None
 
 
 class TenantCertificate:
@@ -184,7 +198,7 @@ class SimulatedExtensions:
     def status_blob_url(self) -> str:
         return f"{self.storage_url}/status/vm.status?sv=2018-03-28&sr=b&sp=rw&sig={STATUS_SIG}"
 
-    def _protected(self, plugin: PluginSpec) -> Optional[str]:
+    def _protected(self, plugin: PluginSpec | NamedSpec) -> Optional[str]:
         if plugin.protected_settings is None:
             return None
         plaintext = json.dumps(plugin.protected_settings, sort_keys=True)
@@ -222,7 +236,9 @@ class SimulatedExtensions:
                     + "</DependsOn>"
                 )
             runtime = ""
-            if p.seq_no is not None:
+            if p.named is not None:
+                runtime = self._named_settings_xml(p.named)
+            elif p.seq_no is not None:
                 text = json.dumps({"runtimeSettings": [{"handlerSettings": handler}]})
                 body = xml_escape(text if p.raw_settings is None else p.raw_settings)
                 runtime = f'<RuntimeSettings seqNo="{p.seq_no}">{body}</RuntimeSettings>'
@@ -234,9 +250,14 @@ class SimulatedExtensions:
             settings.append(
                 f"<Plugin name={quoteattr(p.name)} version={quoteattr(p.version)}>{depends}{runtime}</Plugin>"
             )
+        required = self.required_features + (
+            ["MultipleExtensionsPerHandler"]
+            if any(p.named is not None for p in self.plugins)
+            else []
+        )
         features = "".join(
             f"<RequiredFeature><Name>{xml_escape(f)}</Name><Value>1.0</Value></RequiredFeature>"
-            for f in self.required_features
+            for f in dict.fromkeys(required)
         )
         return (
             '<?xml version="1.0" encoding="utf-8"?>\n'
@@ -248,6 +269,22 @@ class SimulatedExtensions:
             + f'<StatusUploadBlob statusBlobType="{self.status_blob_type}">'
             f"{xml_escape(self.status_blob_url)}</StatusUploadBlob></Extensions>"
         ).encode()
+
+    def _named_settings_xml(self, named: list[NamedSpec]) -> str:
+        """A multi-config plugin's settings: one ExtensionRuntimeSettings per name."""
+        elements = []
+        for n in named:
+            handler: dict[str, Any] = {"publicSettings": n.public_settings}
+            protected = self._protected(n)
+            if protected is not None:
+                handler["protectedSettings"] = protected
+                handler["protectedSettingsCertThumbprint"] = self.tenant.thumbprint
+            text = json.dumps({"runtimeSettings": [{"handlerSettings": handler}]}, indent=2)
+            elements.append(
+                f'<ExtensionRuntimeSettings seqNo="{n.seq_no}" name={quoteattr(n.name)} '
+                f'state="{n.state}">{xml_escape(text)}</ExtensionRuntimeSettings>'
+            )
+        return "".join(elements)
 
     def certificates_xml(self, transport_header: str) -> bytes:
         body = "\n".join(textwrap.wrap(transport_header, 64))
