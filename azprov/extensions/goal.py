@@ -36,12 +36,30 @@ _SEQ_NO = re.compile(r"^[0-9]{1,10}$")
 _SEQ_NO_MAX = 2**31 - 1
 _LEVEL = re.compile(r"^[0-9]{1,9}$")
 _THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
+# A multi-config extension's name (an ARM resource name) names its files
+# (config/<name>.<seqNo>.settings): no separator, no leading dot.
+_EXTENSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+EXTENSION_STATES = ("enabled", "disabled")
 # How much of a refused name or version a status entry and a log line show.
 _SHOWN_MAX_CHARS = 200
 STATES = ("enabled", "disabled", "uninstall")
 BLOB_TYPES = ("BlockBlob", "PageBlob")
 # RequiredFeatures azprov implements; any other one fails the goal state.
-SUPPORTED_FEATURES: frozenset[str] = frozenset()
+SUPPORTED_FEATURES: frozenset[str] = frozenset({"MultipleExtensionsPerHandler"})
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedExtension:
+    """One named extension of a multi-config handler (RunCommand v2's, say)."""
+
+    name: str
+    seq_no: int
+    state: str  # enabled | disabled (disabled: remove it, as the platform agent does)
+    settings: Optional[str] = None  # the runtimeSettings JSON, protected part encrypted
+    protected: tuple[str, ...] = ()  # encrypted protected settings: kept out of every log
+
+    def __repr__(self) -> str:  # settings never reach a log, even through a repr
+        return f"NamedExtension({self.name} {self.state} seqNo={self.seq_no})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +77,10 @@ class Plugin:
     depends_on: tuple[str, ...] = ()
     unsupported: Optional[str] = None  # why azprov cannot run this handler at all
     invalid: Optional[str] = None  # why the goal's entry for it is unusable (one line)
+    # Multi-config handlers: the named extensions the goal asks for (seq_no and settings
+    # stay None); one that is no longer listed is to be removed.
+    multi_config: bool = False
+    extensions: tuple[NamedExtension, ...] = ()
 
     @property
     def refusal(self) -> Optional[str]:
@@ -204,11 +226,21 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
         raise InvalidInput(f"Plugin {name} @location", None, "no manifest location")
     if settings is None:
         return Plugin(name, version, state, manifest_urls)
-    if children(settings, "ExtensionRuntimeSettings"):
-        # One handler azprov cannot run must not stop the others: it fails alone.
-        why = "multi-config handlers (ExtensionRuntimeSettings) are not supported by azprov"
-        return Plugin(name, version, state, manifest_urls, unsupported=why)
     level, depends_on = _dependencies(name, settings)
+    if children(settings, "ExtensionRuntimeSettings"):
+        extensions = _named_extensions(name, settings)
+        protected = tuple(value for e in extensions for value in e.protected)
+        return Plugin(
+            name,
+            version,
+            state,
+            manifest_urls,
+            protected=protected,
+            dependency_level=level,
+            depends_on=depends_on,
+            multi_config=True,
+            extensions=extensions,
+        )
     runtime = child(settings, "RuntimeSettings")
     if runtime is None:
         return Plugin(name, version, state, manifest_urls, None, None, (), level, depends_on)
@@ -229,6 +261,32 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
         level,
         depends_on,
     )
+
+
+def _named_extensions(name: str, settings: Element) -> tuple[NamedExtension, ...]:
+    """A multi-config handler's ExtensionRuntimeSettings, each checked; any fault makes
+    the whole plugin invalid (its extensions share one handler folder)."""
+    if child(settings, "RuntimeSettings") is not None:
+        raise InvalidInput(
+            f"Plugin {name} RuntimeSettings", "present", "beside ExtensionRuntimeSettings"
+        )
+    found: list[NamedExtension] = []
+    for element in children(settings, "ExtensionRuntimeSettings"):
+        field = f"Plugin {name} ExtensionRuntimeSettings"
+        ext = _valid(f"{field}@name", _attr(element, "name"), _EXTENSION_NAME, "not a name")
+        if any(e.name.lower() == ext.lower() for e in found):
+            raise InvalidInput(f"{field}@name", ext, "listed twice")
+        seq_text = _attr(element, "seqNo")
+        seq_no = _seq_no(seq_text) if seq_text is not None and _SEQ_NO.match(seq_text) else None
+        if seq_no is None:
+            raise InvalidInput(f"{field} {ext} @seqNo", seq_text, "not a whole number")
+        state = (_attr(element, "state") or "enabled").lower()
+        if state not in EXTENSION_STATES:
+            raise InvalidInput(f"{field} {ext} @state", state, "expected enabled or disabled")
+        text = (element.text or "").strip()
+        protected = _protected_values(f"{name} {ext}", text) if text else ()
+        found.append(NamedExtension(ext, seq_no, state, text or None, protected))
+    return tuple(found)
 
 
 def _dependencies(name: str, settings: Element) -> tuple[int, tuple[str, ...]]:

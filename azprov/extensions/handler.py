@@ -3,7 +3,11 @@
 `HandlerEnvironment.json` tells the extension where things are;
 `config/<seqNo>.settings` carries its settings (protected part encrypted);
 `config/HandlerState` and `mrseq` (the last handled seqNo) are ours, so a
-restart never runs enable twice for one seqNo.
+restart never runs enable twice for one seqNo. A multi-config handler's named
+extensions each have their own: `config/<name>.<seqNo>.settings`,
+`status/<name>.<seqNo>.status` (the handler's), `config/<name>.HandlerState`
+(`enabled`/`disabled`, as the platform agent writes it) and `config/<name>.mrseq`
+(the handler's own `<name>.mrseq`, RunCommand's, is in the folder's top, not here).
 
 The folder is the handler's too: it runs there as root, and a buggy one may
 leave a link where azprov's own files go. So every read and write azprov
@@ -42,6 +46,9 @@ MANIFEST_MAX_BYTES = HANDLER_MANIFEST_MAX_BYTES
 STATE_MAX_BYTES = 64
 SEQ_NO_MAX_BYTES = 32
 _SEQ_NO = re.compile(r"^[0-9]{1,10}$")
+EXTENSION_ENABLED = "enabled"
+EXTENSION_DISABLED = "disabled"
+_EXTENSION_STATE_SUFFIX = ".HandlerState"
 
 
 class HandlerFolder:
@@ -110,8 +117,49 @@ class HandlerFolder:
     def set_last_seq_no(self, seq_no: int) -> None:
         self._write("mrseq", str(seq_no).encode(), 0o600)
 
-    def prepare(self, seq_no: int, settings: Optional[str]) -> None:
-        """Write HandlerEnvironment.json and the settings for `seq_no` before any command."""
+    # -- a multi-config handler's named extensions ------------------------------------
+    def extension_names(self) -> list[str]:
+        """The named extensions with a state file (`config/<name>.HandlerState`)."""
+        return [
+            entry[: -len(_EXTENSION_STATE_SUFFIX)]
+            for entry in self.tree.listdir("config", links=Links.REFUSE)
+            if entry.endswith(_EXTENSION_STATE_SUFFIX) and entry != "HandlerState"
+        ]
+
+    def extension_state(self, extension: str) -> str:
+        """`enabled` or `disabled` (also when it has no state file yet)."""
+        raw = self.read(f"config/{extension}{_EXTENSION_STATE_SUFFIX}", STATE_MAX_BYTES)
+        value = raw.decode("ascii", "replace").strip().lower() if raw else ""
+        return EXTENSION_ENABLED if value == EXTENSION_ENABLED else EXTENSION_DISABLED
+
+    def set_extension_state(self, extension: str, state: str) -> None:
+        self._write(f"config/{extension}{_EXTENSION_STATE_SUFFIX}", state.encode(), 0o600)
+
+    def extension_seq_no(self, extension: str) -> Optional[int]:
+        """The seqNo this named extension was last enabled with, or None."""
+        raw = self.read(f"config/{extension}.mrseq", SEQ_NO_MAX_BYTES)
+        text = raw.decode("ascii", "replace").strip() if raw else ""
+        return int(text) if _SEQ_NO.match(text) else None
+
+    def set_extension_seq_no(self, extension: str, seq_no: int) -> None:
+        self._write(f"config/{extension}.mrseq", str(seq_no).encode(), 0o600)
+
+    def remove_extension_files(self, extension: str) -> None:
+        """Its settings, status, state and seqNo files: the extension is gone."""
+        tree = self.tree
+        pattern = re.compile(rf"^{re.escape(extension)}\.[0-9]{{1,10}}\.(settings|status)$")
+        for folder in ("config", "status"):
+            for entry in tree.listdir(folder, links=Links.REFUSE):
+                if pattern.match(entry):
+                    tree.remove(f"{folder}/{entry}", links=Links.REFUSE)
+        for own in (f"{extension}{_EXTENSION_STATE_SUFFIX}", f"{extension}.mrseq"):
+            tree.remove(f"config/{own}", links=Links.REFUSE)
+
+    def prepare(
+        self, seq_no: int, settings: Optional[str], extension: Optional[str] = None
+    ) -> None:
+        """Write HandlerEnvironment.json and the settings for `seq_no` before any command
+        (`<extension>.<seqNo>.settings` for a multi-config handler's named extension)."""
         environment = [
             {
                 "name": self.name,
@@ -131,7 +179,8 @@ class HandlerFolder:
         with self.log_directory("events"):
             pass
         # Protected settings stay encrypted; still, only root reads settings.
-        self._write(f"config/{seq_no}.settings", (settings or "").encode(), 0o600)
+        prefix = f"{extension}." if extension else ""
+        self._write(f"config/{prefix}{seq_no}.settings", (settings or "").encode(), 0o600)
 
     @contextlib.contextmanager
     def log_directory(self, below: str = "") -> Iterator[int]:

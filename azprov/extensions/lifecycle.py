@@ -51,6 +51,11 @@ class Outcome:
     present: bool = True  # False once uninstalled: nothing to report
     heartbeat: bool = False  # its manifest says reportHeartbeat: heartbeat.log tells its health
     retry: bool = False  # the failure was transient (a timeout, a 5xx): try again next round
+    extension: Optional[str] = None  # a multi-config handler's named extension
+    multi_config: bool = False  # the handler's outcome for a multi-config handler
+    # A multi-config handler: one outcome per named extension still in service (the
+    # handler's own outcome then says what became of the handler as a whole).
+    named: tuple[Outcome, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -93,7 +98,7 @@ class Lifecycle:
         self.artifacts = artifacts
         self.wire_address = wire_address
         self.scrub = scrub
-        self._step = ""
+        self.step = ""
 
     def folder(self, name: str, version: str) -> HandlerFolder:
         ext = self.config.extensions
@@ -109,7 +114,7 @@ class Lifecycle:
         in_service = installed or folders
         return in_service[-1] if in_service else None
 
-    def _remove_leftovers(self, name: str, keep: str) -> None:
+    def remove_leftovers(self, name: str, keep: str) -> None:
         """Drop other versions that never installed (a failed upgrade): nothing to undo."""
         for version in installed_versions(self.root, self.config.extensions.lib_dir, name):
             if version == keep:
@@ -124,9 +129,15 @@ class Lifecycle:
                 log.info("%s: removing %s, which never installed", name, folder.path)
                 folder.remove()
 
-    def apply(self, plugin: Plugin) -> Outcome:
+    def apply(self, plugin: Plugin, standing: Optional[Mapping[str, Outcome]] = None) -> Outcome:
+        """Bring `plugin` to the state asked for. `standing`: a multi-config handler's named
+        extensions whose outcome stands (by lower-cased name): not run again."""
+        if plugin.multi_config:
+            from azprov.extensions.multi_config import apply_multi_config
+
+            return apply_multi_config(self, plugin, standing or {})
         seq_no = plugin.seq_no if plugin.seq_no is not None else 0
-        self._step = "Download"
+        self.step = "Download"
         version: Optional[str] = None
         try:
             if plugin.state == "uninstall":
@@ -139,9 +150,9 @@ class Lifecycle:
             failure, retry = f"{exc.result.describe()}\n{exc.result.output}", False
         except (AzprovError, OSError) as exc:
             failure, retry = self.scrub(str(exc)), isinstance(exc, TransientFabricError)
-        log.warning("%s: %s failed: %s", plugin.name, self._step, first_line(failure))
+        log.warning("%s: %s failed: %s", plugin.name, self.step, first_line(failure))
         shown = self.version_shown(plugin, version)
-        return Outcome(plugin.name, shown, seq_no, self._step, failure, retry=retry)
+        return Outcome(plugin.name, shown, seq_no, self.step, failure, retry=retry)
 
     def version_shown(self, plugin: Plugin, chosen: Optional[str] = None) -> str:
         """The version to report for `plugin`: the one in service, else the one chosen,
@@ -162,10 +173,10 @@ class Lifecycle:
             manifest = folder.manifest()
             folder.prepare(seq_no, plugin.settings)
             if folder.state() == ENABLED:
-                self._run(folder, manifest, "disable", seq_no)
+                self.run(folder, manifest, "disable", seq_no)
                 folder.set_state(INSTALLED)
             if folder.state() == INSTALLED:
-                self._run(folder, manifest, "uninstall", seq_no)
+                self.run(folder, manifest, "uninstall", seq_no)
                 folder.set_state(NOT_INSTALLED)
             folder.remove()
             log.info("%s: uninstalled and removed %s", plugin.name, folder.path)
@@ -175,29 +186,29 @@ class Lifecycle:
         folder = self.current(plugin.name)
         if folder is not None and folder.state() == ENABLED:
             folder.prepare(seq_no, plugin.settings)
-            self._run(folder, folder.manifest(), "disable", seq_no)
+            self.run(folder, folder.manifest(), "disable", seq_no)
             folder.set_state(INSTALLED)
         return Outcome(plugin.name, folder.version if folder else None, seq_no, "Disable")
 
     def _enable(self, plugin: Plugin, seq_no: int) -> tuple[str, bool]:
         """Bring the handler to enabled; returns its version and whether it reports a heartbeat."""
         current = self.current(plugin.name)
-        version, package = self._choose(plugin, current)
+        version, package = self.choose(plugin, current)
         target = self.folder(plugin.name, version)
         if not target.exists():
-            self._download(plugin, package, target)
+            self.download(plugin, package, target)
         manifest = target.manifest()
         target.prepare(seq_no, plugin.settings)
         if current is not None and current.version != version:
             self._update(current, target, manifest, plugin)
         if target.state() == NOT_INSTALLED:
-            self._run(target, manifest, "install", seq_no)
+            self.run(target, manifest, "install", seq_no)
             target.set_state(INSTALLED)
         if target.state() != ENABLED or target.last_seq_no() != seq_no:
-            self._run(target, manifest, "enable", seq_no)
+            self.run(target, manifest, "enable", seq_no)
             target.set_state(ENABLED)
             target.set_last_seq_no(seq_no)
-            self._remove_leftovers(plugin.name, version)
+            self.remove_leftovers(plugin.name, version)
         else:
             log.info("%s %s: seqNo %d already handled", plugin.name, version, seq_no)
         return version, manifest.report_heartbeat
@@ -216,18 +227,18 @@ class Lifecycle:
             old_seq = seq_no
             old.prepare(seq_no, plugin.settings)
         if old.state() == ENABLED:
-            self._run(old, old_manifest, "disable", old_seq, tolerate=tolerate)
+            self.run(old, old_manifest, "disable", old_seq, tolerate=tolerate)
             old.set_state(INSTALLED)
         updating = {"VERSION": new.version, "AZURE_GUEST_AGENT_UPDATING_FROM_VERSION": old.version}
-        self._run(new, manifest, "update", seq_no, updating, tolerate=tolerate)
+        self.run(new, manifest, "update", seq_no, updating, tolerate=tolerate)
         if old.state() != NOT_INSTALLED:  # an old install that failed has nothing to undo
-            self._run(old, old_manifest, "uninstall", old_seq, tolerate=tolerate)
+            self.run(old, old_manifest, "uninstall", old_seq, tolerate=tolerate)
         old.remove()
         # Without UpdateWithInstall the update command did the installing.
         new.set_state(NOT_INSTALLED if manifest.update_mode == "UpdateWithInstall" else INSTALLED)
 
     # -- pieces ---------------------------------------------------------------
-    def _choose(
+    def choose(
         self, plugin: Plugin, current: Optional[HandlerFolder]
     ) -> tuple[str, Optional[PackageVersion]]:
         """The version to run; the installed one still serves when no manifest is reachable."""
@@ -241,7 +252,7 @@ class Lifecycle:
             return current.version, None
         return package.version, package
 
-    def _download(
+    def download(
         self, plugin: Plugin, package: Optional[PackageVersion], target: HandlerFolder
     ) -> None:
         assert package is not None  # a version without a package is always installed
@@ -256,7 +267,7 @@ class Lifecycle:
         )
         log.info("%s: unpacked %s into %s", plugin.name, package.version, target.path)
 
-    def _run(
+    def run(
         self,
         folder: HandlerFolder,
         manifest: HandlerManifest,
@@ -265,10 +276,15 @@ class Lifecycle:
         extra_env: Mapping[str, str] | None = None,
         *,
         tolerate: bool = False,
+        extension: Optional[str] = None,
     ) -> CommandResult:
-        self._step = command.capitalize()
+        """Run the manifest's `command`; CommandFailed unless it succeeds (or `tolerate`).
+        `extension`: the multi-config handler's named extension it runs for."""
+        self.step = command.capitalize()
+        named = {"ConfigExtensionName": extension} if extension else {}
         env = {
             **_BASE_ENV,
+            **named,
             "ConfigSequenceNumber": str(seq_no),
             "AZURE_GUEST_AGENT_EXTENSION_PATH": str(folder.path),
             "AZURE_GUEST_AGENT_EXTENSION_VERSION": folder.version,

@@ -64,6 +64,7 @@ class HandlerManifest:
     update_mode: str = "UpdateWithInstall"
     continue_on_update_failure: bool = False
     report_heartbeat: bool = False
+    supports_multiple_extensions: bool = False  # a multi-config handler (RunCommand v2)
 
 
 def _flag(field: str, value: Any) -> bool:
@@ -113,4 +114,7 @@ def parse_handler_manifest(content: bytes, name: str) -> HandlerManifest:
             f"{field} continueOnUpdateFailure", manifest.get("continueOnUpdateFailure")
         ),
         report_heartbeat=_flag(f"{field} reportHeartbeat", manifest.get("reportHeartbeat")),
+        supports_multiple_extensions=_flag(
+            f"{field} supportsMultipleExtensions", manifest.get("supportsMultipleExtensions")
+        ),
     )

@@ -58,10 +58,33 @@ def read_boot_id(root: TargetRoot) -> Optional[str]:
     return text or None
 
 
+def _digest(settings: Optional[str]) -> str:
+    return hashlib.sha256((settings or "").encode()).hexdigest()[:32]
+
+
 def request_key(plugin: Plugin) -> list[Any]:
-    """What the goal asks of one handler; the same key means nothing new to do."""
-    digest = hashlib.sha256((plugin.settings or "").encode()).hexdigest()[:32]
-    return [plugin.name.lower(), plugin.version, plugin.state, plugin.seq_no, digest]
+    """What the goal asks of one handler; the same key means nothing new to do (for a
+    multi-config handler, of it and of every named extension)."""
+    key: list[Any] = [plugin.name.lower(), plugin.version, plugin.state, plugin.seq_no]
+    key.append(_digest(plugin.settings))
+    if plugin.multi_config:
+        key.append([extension_key(plugin, e.name) for e in plugin.extensions])
+    return key
+
+
+def extension_key(plugin: Plugin, name: str) -> list[Any]:
+    """What the goal asks of one named extension of a multi-config handler."""
+    for e in plugin.extensions:
+        if e.name.lower() == name.lower():
+            return [
+                plugin.name.lower(),
+                plugin.version,
+                e.name.lower(),
+                e.state,
+                e.seq_no,
+                _digest(e.settings),
+            ]
+    return []
 
 
 _OUTCOME_TYPES: dict[str, tuple[type, ...]] = {
@@ -74,16 +97,33 @@ _OUTCOME_TYPES: dict[str, tuple[type, ...]] = {
     "heartbeat": (bool,),
     "retry": (bool,),
 }
+# Fields added since: absent from a file an older azprov wrote, which stays usable.
+_LATER_OUTCOME_TYPES: dict[str, tuple[type, ...]] = {
+    "extension": (str, type(None)),
+    "multi_config": (bool,),
+    "named": (list, tuple),
+}
 
 
-def _outcome(value: Any) -> Optional[Outcome]:
-    """A saved outcome, only when every field has its type (the file may be damaged)."""
-    if not isinstance(value, dict) or set(value) != set(_OUTCOME_TYPES):
+def _outcome(value: Any, depth: int = 0) -> Optional[Outcome]:
+    """A saved outcome, only when every field has its type (the file may be damaged); a
+    multi-config handler's holds its named extensions' (one level only)."""
+    if not isinstance(value, dict) or not set(_OUTCOME_TYPES) <= set(value):
         return None
-    for key, types in _OUTCOME_TYPES.items():
+    if not set(value) <= set(_OUTCOME_TYPES) | set(_LATER_OUTCOME_TYPES):
+        return None
+    for key, types in {**_OUTCOME_TYPES, **_LATER_OUTCOME_TYPES}.items():
+        if key not in value and key in _LATER_OUTCOME_TYPES:
+            continue
         if not isinstance(value[key], types) or (key == "seq_no" and isinstance(value[key], bool)):
             return None
-    return Outcome(**value)
+    named = []
+    for saved in value.get("named", []):
+        outcome = _outcome(saved, depth + 1) if depth == 0 else None
+        if outcome is None:
+            return None
+        named.append(outcome)
+    return Outcome(**{**value, "named": tuple(named)})
 
 
 def _usable_entry(entry: Any) -> bool:
@@ -216,6 +256,30 @@ class Memory:
             return None
         return outcome
 
+    def standing_extensions(
+        self, incarnation: str, plugin: Plugin, boot_id: Optional[str]
+    ) -> dict[str, Outcome]:
+        """A multi-config handler's named extensions whose saved outcome stands (by
+        lower-cased name), under the rule `outcome_for` applies to a handler: the same
+        request in the same incarnation, not a failure that may pass, nor a failure
+        recorded in another boot. Only these are not run again."""
+        saved = self.plugins.get(plugin.name.lower())
+        if incarnation != self.incarnation or not plugin.multi_config or not saved:
+            return {}
+        outcome = _outcome(saved.get("outcome"))
+        requests = saved.get("extensions")
+        if outcome is None or not isinstance(requests, dict):
+            return {}
+        standing = {}
+        for named in outcome.named:
+            key = (named.extension or "").lower()
+            if not key or requests.get(key) != extension_key(plugin, key) or named.retry:
+                continue
+            if named.failed and saved.get("boot_id") != boot_id:
+                continue
+            standing[key] = named
+        return standing
+
     def remember(
         self, incarnation: str, plugin: Plugin, outcome: Outcome, boot_id: Optional[str]
     ) -> None:
@@ -226,3 +290,7 @@ class Memory:
             "outcome": dataclasses.asdict(outcome),
             "boot_id": boot_id,
         }
+        if plugin.multi_config:
+            self.plugins[plugin.name.lower()]["extensions"] = {
+                e.name.lower(): extension_key(plugin, e.name) for e in plugin.extensions
+            }

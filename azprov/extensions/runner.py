@@ -24,10 +24,11 @@ from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_conf
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.lifecycle import Lifecycle, Outcome
 from azprov.extensions.memory import MEMORY_FILE, Memory, read_boot_id
+from azprov.extensions.multi_config import spread
 from azprov.extensions.ordering import blocked_reason, run_order
 from azprov.extensions.redaction import Redactor
 from azprov.extensions.round_result import RoundResult, own_status
-from azprov.extensions.status import aggregate_status, handler_status
+from azprov.extensions.status import aggregate_status, handler_status, handler_statuses
 from azprov.extensions.upload import upload_status
 from azprov.fabric.client import Fabric
 from azprov.fabric.models import GoalState
@@ -167,26 +168,34 @@ class Runner:
                 log.warning("%s: %s", plugin.name, blocked.reason)
                 version = plugin.version if plugin.invalid else lifecycle.version_shown(plugin)
                 seq_no = plugin.seq_no or 0
-                outcome = Outcome(
-                    plugin.name, version, seq_no, "Enable", blocked.reason, retry=blocked.retry
+                outcome = spread(
+                    plugin,
+                    Outcome(
+                        plugin.name, version, seq_no, "Enable", blocked.reason, retry=blocked.retry
+                    ),
                 )
             else:
-                outcome = self._apply_plugin(lifecycle, plugin)
+                standing = self.memory.standing_extensions(incarnation, plugin, self.boot_id)
+                outcome = self._apply_plugin(lifecycle, plugin, standing)
             outcomes[plugin.name.lower()] = outcome
             self.memory.remember(incarnation, plugin, outcome, self.boot_id)
         return outcomes
 
-    def _apply_plugin(self, lifecycle: Lifecycle, plugin: Plugin) -> Outcome:
+    def _apply_plugin(
+        self, lifecycle: Lifecycle, plugin: Plugin, standing: dict[str, Outcome]
+    ) -> Outcome:
         """`lifecycle.apply`; a bug with one plugin is its own error, not a crashed round."""
         try:
-            return lifecycle.apply(plugin)
+            return lifecycle.apply(plugin, standing)
         except Exception as exc:
             why = self.redactor(f"{type(exc).__name__}: {exc}")
             log.error("%s: internal error while applying it: %s", plugin.name, why)
             log.debug("plugin failure", exc_info=exc)
             version = plugin.version if plugin.invalid else lifecycle.version_shown(plugin)
             failure = f"azprov internal error: {why}"
-            return Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", failure)
+            return spread(
+                plugin, Outcome(plugin.name, version, plugin.seq_no or 0, "Enable", failure)
+            )
 
     def _entries(self) -> list[tuple[Outcome, dict[str, Any]]]:
         """(outcome, handlerAggregateStatus entry) for each handler to report, in goal order."""
@@ -199,24 +208,26 @@ class Runner:
                 continue
             if outcome.version is None and outcome.failure is None:
                 continue
-            entries.append((outcome, self._entry(outcome)))
+            entries += self._entry(outcome)
         return entries
 
-    def _entry(self, outcome: Outcome) -> dict[str, Any]:
-        """One handler's entry; whatever goes wrong building it is that handler's error."""
+    def _entry(self, outcome: Outcome) -> list[tuple[Outcome, dict[str, Any]]]:
+        """One handler's entries (one per named extension of a multi-config handler);
+        whatever goes wrong building them is that handler's error."""
         ext = self.config.extensions
         try:
             folder = (
                 HandlerFolder(self.root, ext.lib_dir, ext.log_dir, outcome.name, outcome.version)
-                if outcome.version and outcome.failure is None
+                if outcome.version and (outcome.failure is None or outcome.multi_config)
                 else None
             )
-            return handler_status(self.root, outcome, folder)
+            return handler_statuses(self.root, outcome, folder)
         except Exception as exc:  # a bug with one handler must not silence the others
             log.error("%s: status not readable: %s: %s", outcome.name, type(exc).__name__, exc)
             log.debug("status failure", exc_info=exc)
             why = f"azprov could not read its status: {type(exc).__name__}: {exc}"
-            return handler_status(self.root, dataclasses.replace(outcome, failure=why), None)
+            failed = dataclasses.replace(outcome, failure=why, multi_config=False)
+            return [(failed, handler_status(self.root, failed, None))]
 
     def _upload(
         self, goal_state: GoalState, entries: list[dict[str, Any]], result: RoundResult

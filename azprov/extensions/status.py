@@ -21,7 +21,7 @@ from typing import Any, Optional
 from azprov import __version__
 from azprov.confined import Links
 from azprov.errors import AzprovError, FileTooLarge
-from azprov.extensions.handler import ENABLED, HandlerFolder
+from azprov.extensions.handler import ENABLED, EXTENSION_ENABLED, HandlerFolder
 from azprov.extensions.lifecycle import Outcome
 from azprov.host.root import TargetRoot
 from azprov.jsondoc import UnusableJson, parse_json
@@ -44,6 +44,8 @@ _STATUSES = ("transitioning", "warning", "error", "success")
 _CODE_TEXT = re.compile(r"^\s*-?[0-9]{1,10}\s*$")
 _INT32 = 2**31
 CODE_MAX_CHARS = 40
+# What azprov tells the platform it can do, in every status document.
+MULTI_CONFIG_FEATURE = {"Key": "MultipleExtensionsPerHandler", "Value": "1.0"}
 
 
 class UnusableStatus(ValueError):
@@ -151,9 +153,12 @@ def _status_of(document: Any, name: str) -> dict[str, Any]:
     return cleaned
 
 
-def read_status_file(folder: HandlerFolder, seq_no: int) -> dict[str, Any]:
-    """The `status` object of `status/<seqNo>.status`, or that handler's own error."""
-    name = f"{seq_no}.status"
+def read_status_file(
+    folder: HandlerFolder, seq_no: int, extension: Optional[str] = None
+) -> dict[str, Any]:
+    """The `status` object of `status/<seqNo>.status` (`status/<extension>.<seqNo>.status`
+    for a multi-config handler's named extension), or that handler's own error."""
+    name = f"{extension}.{seq_no}.status" if extension else f"{seq_no}.status"
     try:
         raw = folder.read(f"status/{name}", STATUS_FILE_MAX_BYTES)
     except FileTooLarge:
@@ -199,29 +204,61 @@ def read_heartbeat(folder: HandlerFolder) -> tuple[bool, str]:
     return parse_heartbeat(raw)
 
 
+def handler_statuses(
+    root: TargetRoot, outcome: Outcome, folder: Optional[HandlerFolder]
+) -> list[tuple[Outcome, dict[str, Any]]]:
+    """The handlerAggregateStatus entries of one handler, each with the outcome it tells:
+    one, or one per named extension of a multi-config handler (none when none is wanted).
+    What goes wrong building one named extension's entry is that entry's error alone."""
+    if not outcome.multi_config:
+        return [(outcome, handler_status(root, outcome, folder))]
+    entries = []
+    for named in outcome.named:
+        try:
+            entry = handler_status(root, named, folder)
+        except Exception as exc:  # a bug with one extension must not silence the others
+            log.debug("status failure", exc_info=exc)
+            why = f"azprov could not read its status: {type(exc).__name__}: {exc}"
+            entry = handler_status(root, dataclasses.replace(named, failure=why), None)
+        entries.append((named, entry))
+    return entries
+
+
 def handler_status(
     root: TargetRoot, outcome: Outcome, folder: Optional[HandlerFolder]
 ) -> dict[str, Any]:
-    """One entry of handlerAggregateStatus; what cannot be read is this entry's error."""
+    """One entry of handlerAggregateStatus; what cannot be read is this entry's error.
+    A multi-config handler's named extension (`outcome.extension`) is ready when it is
+    enabled itself, and its entry carries its extensionName."""
     settings: Optional[dict[str, Any]]
     state: Optional[str] = None
+    extension = outcome.extension
     if outcome.failure is None and folder is not None:
         try:
             state = folder.state()
+            if extension and folder.extension_state(extension) != EXTENSION_ENABLED:
+                state = None
         except AzprovError as exc:
             outcome = dataclasses.replace(
                 outcome, failure=f"config/HandlerState cannot be read: {exc}"
             )
     if outcome.failure is not None:
         settings = _settings_status(
-            outcome.name, outcome.operation, "error", 1, outcome.failure, FAILURE_MAX_CHARS
+            extension or outcome.name,
+            outcome.operation,
+            "error",
+            1,
+            outcome.failure,
+            FAILURE_MAX_CHARS,
         )
         ready, message = False, f"{outcome.operation} failed: {outcome.failure_line}"
     elif folder is not None and state == ENABLED:
-        settings = read_status_file(folder, outcome.seq_no)
+        settings = read_status_file(folder, outcome.seq_no, extension)
         ready, message = read_heartbeat(folder) if outcome.heartbeat else (True, "Plugin enabled")
     else:
-        settings = read_status_file(folder, outcome.seq_no) if folder is not None else None
+        settings = (
+            read_status_file(folder, outcome.seq_no, extension) if folder is not None else None
+        )
         ready, message = False, "Plugin disabled" if folder is not None else "Plugin not installed"
     entry: dict[str, Any] = {
         "handlerName": outcome.name,
@@ -240,6 +277,8 @@ def handler_status(
                 "status": settings,
             },
         }
+        if extension:
+            entry["runtimeSettingsStatus"]["extensionName"] = extension
     return entry
 
 
@@ -281,6 +320,6 @@ def aggregate_status(root: TargetRoot, entries: list[dict[str, Any]]) -> bytes:
             "handlerAggregateStatus": entries,
         },
         "guestOSInfo": _os_info(root),
-        "supportedFeatures": [],
+        "supportedFeatures": [MULTI_CONFIG_FEATURE],
     }
     return json.dumps(document, separators=(",", ":")).encode()

@@ -303,7 +303,7 @@ def test_extension_config_keys(tmp_path: Path) -> None:
         load_config(tmp_path, conf)
 
 
-def test_a_multi_config_plugin_is_marked_unsupported_alone() -> None:
+def test_a_multi_config_plugin_carries_its_named_extensions_and_the_other_is_unchanged() -> None:
     other = PLUGIN.replace("Pub.Ext", "Pub.Other")
     goal = parse_extensions_config(
         _config(
@@ -312,5 +312,6 @@ def test_a_multi_config_plugin_is_marked_unsupported_alone() -> None:
         )
     )
     multi, plain = goal.plugins
-    assert multi.unsupported is not None and "multi-config" in multi.unsupported
-    assert plain.unsupported is None
+    assert multi.refusal is None and multi.multi_config
+    assert [(e.name, e.seq_no, e.state) for e in multi.extensions] == [("a", 1, "enabled")]
+    assert plain.refusal is None and not plain.multi_config

@@ -71,10 +71,10 @@ def test_a_bug_while_one_plugin_is_applied_is_that_plugins_error_and_the_others_
 ) -> None:
     apply = lifecycle_module.Lifecycle.apply
 
-    def buggy(self: Any, plugin: Any) -> Any:
+    def buggy(self: Any, plugin: Any, *rest: Any) -> Any:
         if plugin.name == BAD:
             raise ValueError("a bug in azprov")
-        return apply(self, plugin)
+        return apply(self, plugin, *rest)
 
     monkeypatch.setattr(lifecycle_module.Lifecycle, "apply", buggy)
     ext.publish_test_extension(BAD, "1.0.0")

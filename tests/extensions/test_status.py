@@ -157,11 +157,11 @@ def test_unsupported_required_feature_fails_every_handler_but_status_is_uploaded
 ) -> None:
     ext.publish_test_extension(NAME, "1.0.0")
     ext.plugins = [PluginSpec(NAME, "1.0", seq_no=1)]
-    ext.required_features = ["MultipleExtensionsPerHandler"]
+    ext.required_features = ["SomeFeatureOfTomorrow"]
     assert agent.once() == 1
     assert agent.ops(NAME) == []
     message = handler_entries(ext.status_document())[NAME]["formattedMessage"]["message"]
-    assert "requires unsupported feature(s): MultipleExtensionsPerHandler" in message
+    assert "requires unsupported feature(s): SomeFeatureOfTomorrow" in message
 
 
 def test_no_extensions_config_means_nothing_to_run_or_report(
@@ -173,7 +173,9 @@ def test_no_extensions_config_means_nothing_to_run_or_report(
     assert not agent.lib().exists()
 
 
-def test_a_multi_config_handler_fails_alone(ext: SimulatedExtensions, agent: Agent) -> None:
+def test_a_multi_config_goal_for_a_single_config_handler_fails_alone(
+    ext: SimulatedExtensions, agent: Agent
+) -> None:
     ext.publish_test_extension(NAME, "1.0.0")
     ext.publish_test_extension("Sim.Multi", "1.0.0")
     ext.plugins = [
@@ -184,7 +186,8 @@ def test_a_multi_config_handler_fails_alone(ext: SimulatedExtensions, agent: Age
     assert agent.ops("Sim.Multi") == []
     entries = handler_entries(ext.status_document())
     assert entries[NAME]["status"] == "Ready"
-    assert "multi-config handlers" in entries["Sim.Multi"]["formattedMessage"]["message"]
+    message = entries["Sim.Multi"]["formattedMessage"]["message"]
+    assert "supportsMultipleExtensions" in message
 
 
 def test_a_handler_reporting_a_heartbeat_is_ready_only_while_it_beats(

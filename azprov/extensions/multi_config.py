@@ -1,0 +1,286 @@
+"""A multi-config handler's named extensions (reference §8; RunCommand v2 is the one in use).
+
+One handler folder, one install; each named extension is enabled, disabled and
+removed on its own, with its own files (`config/<name>.<seqNo>.settings`,
+`config/<name>.HandlerState`, the handler's `status/<name>.<seqNo>.status`) and
+`ConfigExtensionName=<name>` beside `ConfigSequenceNumber` in every command's
+environment. A named extension the goal no longer lists, or lists as
+`disabled`, is removed as the platform agent removes it: its disable runs (a
+failure is logged, not reported: nobody asks for its status any more) and its
+files go; the others keep running. The handler itself stays installed until
+the goal asks for its uninstall. What fails for the handler as a whole (its
+download, its install) fails each of its named extensions; what one named
+extension's own command does fails that one alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Mapping, Optional
+
+from azprov.errors import AzprovError, InvalidInput, TransientFabricError
+from azprov.extensions.goal import NamedExtension, Plugin
+from azprov.extensions.handler import (
+    ENABLED,
+    EXTENSION_DISABLED,
+    EXTENSION_ENABLED,
+    INSTALLED,
+    NOT_INSTALLED,
+    HandlerFolder,
+    installed_versions,
+)
+from azprov.extensions.lifecycle import CommandFailed, Lifecycle, Outcome, first_line
+from azprov.extensions.manifest import HandlerManifest
+
+log = logging.getLogger(__name__)
+
+
+class _NothingToRun(Exception):
+    """No named extension is wanted and the handler is not on disk: nothing to fetch."""
+
+
+def apply_multi_config(
+    lifecycle: Lifecycle, plugin: Plugin, standing: Mapping[str, Outcome]
+) -> Outcome:
+    """Bring the handler and each named extension to the state asked for."""
+    wanted = [e for e in plugin.extensions if e.state == EXTENSION_ENABLED]
+    try:
+        if plugin.state == "uninstall":
+            return _uninstall(lifecycle, plugin)
+        if plugin.state == "disabled":
+            return _disable_all(lifecycle, plugin)
+        folder, manifest = _install(lifecycle, plugin, wanted)
+    except _NothingToRun:
+        return Outcome(plugin.name, None, 0, "Enable", multi_config=True)
+    except CommandFailed as exc:
+        failure, retry = f"{exc.result.describe()}\n{exc.result.output}", False
+    except (AzprovError, OSError) as exc:
+        failure, retry = lifecycle.scrub(str(exc)), isinstance(exc, TransientFabricError)
+    else:
+        named = _apply_named(lifecycle, plugin, folder, manifest, standing)
+        failed = [o for o in named if o.failed]
+        return Outcome(
+            plugin.name,
+            folder.version,
+            0,
+            "Enable",
+            "; ".join(f"{o.extension}: {o.failure_line}" for o in failed) or None,
+            heartbeat=manifest.report_heartbeat,
+            retry=any(o.retry for o in failed),
+            named=tuple(named),
+            multi_config=True,
+        )
+    step = lifecycle.step
+    log.warning("%s: %s failed: %s", plugin.name, step, first_line(failure))
+    shown = lifecycle.version_shown(plugin)
+    return spread(plugin, Outcome(plugin.name, shown, 0, step, failure, retry=retry))
+
+
+def _install(
+    lifecycle: Lifecycle, plugin: Plugin, wanted: list[NamedExtension]
+) -> tuple[HandlerFolder, HandlerManifest]:
+    """The handler downloaded, checked to be multi-config, updated if the version changed,
+    and installed (with the first named extension's name and settings, as the platform
+    agent gives the extension that brought the install about)."""
+    lifecycle.step = "Download"
+    current = lifecycle.current(plugin.name)
+    if current is None and not wanted:
+        raise _NothingToRun()
+    version, package = lifecycle.choose(plugin, current)
+    target = lifecycle.folder(plugin.name, version)
+    if not target.exists():
+        lifecycle.download(plugin, package, target)
+    manifest = target.manifest()
+    if not manifest.supports_multiple_extensions:
+        raise InvalidInput(
+            f"{plugin.name}-{version} HandlerManifest.json supportsMultipleExtensions",
+            "false",
+            "the goal state names extensions of it (ExtensionRuntimeSettings)",
+        )
+    first = wanted[0] if wanted else None
+    seq_no, name = (first.seq_no, first.name) if first else (0, None)
+    target.prepare(seq_no, first.settings if first else None, name)
+    if first is None and target.state() == NOT_INSTALLED:
+        return target, manifest  # nothing to install it for
+    if current is not None and current.version != version:
+        _update(lifecycle, current, target, manifest, seq_no, name)
+    if target.state() == NOT_INSTALLED:
+        lifecycle.run(target, manifest, "install", seq_no, extension=name)
+        target.set_state(INSTALLED)
+    return target, manifest
+
+
+def _update(
+    lifecycle: Lifecycle,
+    old: HandlerFolder,
+    new: HandlerFolder,
+    manifest: HandlerManifest,
+    seq_no: int,
+    name: Optional[str],
+) -> None:
+    """Version change: each enabled named extension of the old version is disabled, the
+    new version's update runs, the old one is uninstalled and removed; the new version
+    then enables each named extension afresh (its own files are new)."""
+    log.info("%s: updating from %s to %s", new.name, old.version, new.version)
+    tolerate = manifest.continue_on_update_failure
+    old_manifest = old.manifest()
+    for extension in old.extension_names():
+        last = old.extension_seq_no(extension)
+        if old.extension_state(extension) == EXTENSION_ENABLED and last is not None:
+            lifecycle.run(
+                old, old_manifest, "disable", last, tolerate=tolerate, extension=extension
+            )
+            old.set_extension_state(extension, EXTENSION_DISABLED)
+    if old.state() == ENABLED:
+        old.set_state(INSTALLED)
+    updating = {"VERSION": new.version, "AZURE_GUEST_AGENT_UPDATING_FROM_VERSION": old.version}
+    lifecycle.run(new, manifest, "update", seq_no, updating, tolerate=tolerate, extension=name)
+    if old.state() != NOT_INSTALLED:
+        lifecycle.run(old, old_manifest, "uninstall", seq_no, tolerate=tolerate, extension=name)
+    old.remove()
+    new.set_state(NOT_INSTALLED if manifest.update_mode == "UpdateWithInstall" else INSTALLED)
+
+
+def _apply_named(
+    lifecycle: Lifecycle,
+    plugin: Plugin,
+    folder: HandlerFolder,
+    manifest: HandlerManifest,
+    standing: Mapping[str, Outcome],
+) -> list[Outcome]:
+    """Remove the named extensions no longer wanted, then enable the wanted ones in goal
+    order; one outcome per wanted extension."""
+    wanted = {e.name.lower() for e in plugin.extensions if e.state == EXTENSION_ENABLED}
+    for name in folder.extension_names():
+        if name.lower() not in wanted:
+            _remove_named(lifecycle, folder, manifest, name)
+    outcomes = []
+    for extension in plugin.extensions:
+        if extension.state != EXTENSION_ENABLED:
+            continue
+        kept = standing.get(extension.name.lower())
+        if kept is not None:
+            log.debug("%s %s: already handled", plugin.name, extension.name)
+            outcomes.append(kept)
+            continue
+        outcomes.append(_enable_named(lifecycle, folder, manifest, extension))
+    enabled = [
+        n for n in folder.extension_names() if folder.extension_state(n) == EXTENSION_ENABLED
+    ]
+    if not enabled and folder.state() == ENABLED:
+        folder.set_state(INSTALLED)
+    lifecycle.remove_leftovers(plugin.name, folder.version)
+    return outcomes
+
+
+def _enable_named(
+    lifecycle: Lifecycle,
+    folder: HandlerFolder,
+    manifest: HandlerManifest,
+    extension: NamedExtension,
+) -> Outcome:
+    """Enable one named extension for its seqNo (once); its failure is its own."""
+    name, seq_no = extension.name, extension.seq_no
+    outcome = Outcome(
+        folder.name, folder.version, seq_no, "Enable", heartbeat=manifest.report_heartbeat,
+        extension=name,
+    )  # fmt: skip
+    try:
+        if (
+            folder.extension_state(name) == EXTENSION_ENABLED
+            and folder.extension_seq_no(name) == seq_no
+        ):
+            log.info("%s %s: seqNo %d already handled", folder.name, name, seq_no)
+            return outcome
+        folder.prepare(seq_no, extension.settings, name)
+        lifecycle.run(folder, manifest, "enable", seq_no, extension=name)
+        folder.set_extension_state(name, EXTENSION_ENABLED)
+        folder.set_extension_seq_no(name, seq_no)
+        folder.set_state(ENABLED)
+        return outcome
+    except CommandFailed as exc:
+        failure, retry = f"{exc.result.describe()}\n{exc.result.output}", False
+    except (AzprovError, OSError) as exc:
+        failure, retry = lifecycle.scrub(str(exc)), isinstance(exc, TransientFabricError)
+    log.warning("%s %s: enable failed: %s", folder.name, name, first_line(failure))
+    return dataclasses.replace(outcome, failure=failure, retry=retry)
+
+
+def _remove_named(
+    lifecycle: Lifecycle, folder: HandlerFolder, manifest: HandlerManifest, extension: str
+) -> None:
+    """Disable a named extension the goal no longer wants, and remove its files. Its
+    disable failing does not keep it: the platform agent ignores that failure too."""
+    last = folder.extension_seq_no(extension)
+    if folder.extension_state(extension) == EXTENSION_ENABLED and last is not None:
+        try:
+            lifecycle.run(folder, manifest, "disable", last, extension=extension)
+        except CommandFailed as exc:
+            log.warning(
+                "%s %s: removed although its disable failed: %s",
+                folder.name,
+                extension,
+                exc.result.describe(),
+            )
+    folder.remove_extension_files(extension)
+    log.info("%s: named extension %s removed", folder.name, extension)
+
+
+def _disable_all(lifecycle: Lifecycle, plugin: Plugin) -> Outcome:
+    """`state=disabled` for the whole handler: each enabled named extension is disabled
+    (its files kept: it may be enabled again)."""
+    folder = lifecycle.current(plugin.name)
+    if folder is not None and folder.state() == ENABLED:
+        manifest = folder.manifest()
+        _disable_enabled(lifecycle, folder, manifest)
+        folder.set_state(INSTALLED)
+    version = folder.version if folder else None
+    return Outcome(plugin.name, version, 0, "Disable", multi_config=True)
+
+
+def _disable_enabled(
+    lifecycle: Lifecycle, folder: HandlerFolder, manifest: HandlerManifest
+) -> Optional[tuple[int, str]]:
+    """Disable each enabled named extension; the (seqNo, name) of the last one seen."""
+    last_seen: Optional[tuple[int, str]] = None
+    for extension in folder.extension_names():
+        last = folder.extension_seq_no(extension)
+        if last is None:
+            continue
+        last_seen = (last, extension)
+        if folder.extension_state(extension) == EXTENSION_ENABLED:
+            lifecycle.run(folder, manifest, "disable", last, extension=extension)
+            folder.set_extension_state(extension, EXTENSION_DISABLED)
+    return last_seen
+
+
+def _uninstall(lifecycle: Lifecycle, plugin: Plugin) -> Outcome:
+    """Every version: disable each enabled named extension, uninstall, remove the folder."""
+    lib_dir = lifecycle.config.extensions.lib_dir
+    for version in reversed(installed_versions(lifecycle.root, lib_dir, plugin.name)):
+        folder = lifecycle.folder(plugin.name, version)
+        manifest = folder.manifest()
+        last_seen = _disable_enabled(lifecycle, folder, manifest)
+        seq_no, name = last_seen if last_seen else (0, None)
+        if folder.state() == ENABLED:
+            folder.set_state(INSTALLED)
+        if folder.state() == INSTALLED:
+            lifecycle.run(folder, manifest, "uninstall", seq_no, extension=name)
+            folder.set_state(NOT_INSTALLED)
+        folder.remove()
+        log.info("%s: uninstalled and removed %s", plugin.name, folder.path)
+    return Outcome(plugin.name, None, 0, "Uninstall", present=False, multi_config=True)
+
+
+def spread(plugin: Plugin, outcome: Outcome) -> Outcome:
+    """`outcome` (a failure of the handler as a whole) given to each named extension the
+    goal asks to enable, when `plugin` is a multi-config handler: each is reported."""
+    if not plugin.multi_config:
+        return outcome
+    named = tuple(
+        dataclasses.replace(outcome, seq_no=e.seq_no, extension=e.name)
+        for e in plugin.extensions
+        if e.state == EXTENSION_ENABLED
+    )
+    return dataclasses.replace(outcome, named=named, multi_config=True)
