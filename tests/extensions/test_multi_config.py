@@ -307,3 +307,48 @@ def test_a_multi_config_goal_for_a_handler_that_does_not_declare_support_fails_a
     entry = _entries(ext)["first"]
     assert "supportsMultipleExtensions" in entry["formattedMessage"]["message"]
     assert set(_entries(ext, OTHER)) == {""}
+
+
+def test_a_new_version_disables_each_named_extension_on_the_old_and_enables_each_on_the_new(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    _publish(ext, NamedSpec("first", 1), NamedSpec("second", 2))
+    assert agent.once() == 0
+    ext.publish(RUN_COMMAND, "1.4.0", extension_zip(RUN_COMMAND, "1.4.0", style="runcommand"))
+    ext.plugins[0].version = "1.4"
+    fabric.spec.incarnation += 1
+    assert agent.once() == 0
+    calls = [
+        (o["op"], o["env"].get("ConfigExtensionName", ""), o["version"])
+        for o in agent.ops(RUN_COMMAND)
+    ]
+    assert calls[3:] == [
+        ("disable", "first", "1.3.2"),
+        ("disable", "second", "1.3.2"),
+        ("update", "first", "1.4.0"),
+        ("uninstall", "first", "1.3.2"),
+        ("install", "first", "1.4.0"),
+        ("enable", "first", "1.4.0"),
+        ("enable", "second", "1.4.0"),
+    ]
+    assert not agent.lib(FOLDER).exists()
+    entries = _entries(ext)
+    assert {name: e["handlerVersion"] for name, e in entries.items()} == {
+        "first": "1.4.0",
+        "second": "1.4.0",
+    }
+
+
+def test_a_named_extensions_protected_settings_reach_it_and_nothing_else(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    secret = "Mc-Secret-7f3a9b"
+    fabric.spec.certificates = True
+    _publish(ext, NamedSpec("first", 1, protected_settings={"password": secret}))
+    assert agent.once() == 0
+    decrypted = agent.lib(FOLDER, "decrypted.json").read_text()
+    assert secret in decrypted
+    settings = agent.lib(FOLDER, "config", "first.1.settings")
+    assert secret not in settings.read_text() and settings.stat().st_mode & 0o777 == 0o600
+    assert secret not in ext.blobs["/status/vm.status"].decode()
+    assert _entries(ext)["first"]["status"] == "Ready"
