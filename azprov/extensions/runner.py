@@ -6,6 +6,12 @@ changed (or a handler failed for a reason that may pass), apply the plugins
 (one at a time, in dependency order), reusing what an earlier round or
 process already did for a handler whose request did not change; then upload
 the status document, every round, whether anything changed or not.
+
+Fast Track (reference §7): each round also asks the HostGAPlugin for vmSettings
+(`fast_track.FastTrack`: a 304 when unchanged, never again after a 404); a new
+Fast Track goal state is applied in place of the ExtensionsConfig when it is the
+newer, the goal in effect is never replaced by an older one, and the status
+goes to the status blob of the goal in effect.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from azprov.config import Config
 from azprov.errors import AzprovError, HostError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.certificates import install_certificates
+from azprov.extensions.fast_track import FastTrack, choose, goal_status, with_fast_track
 from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_config
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.lifecycle import Lifecycle, Outcome
@@ -30,6 +37,7 @@ from azprov.extensions.redaction import Redactor
 from azprov.extensions.round_result import RoundResult, own_status
 from azprov.extensions.status import aggregate_status, handler_status, handler_statuses
 from azprov.extensions.upload import upload_status
+from azprov.extensions.vmsettings import SourcedGoal, extensions_config_created
 from azprov.fabric.client import Fabric
 from azprov.fabric.models import GoalState
 from azprov.host.root import TargetRoot
@@ -56,15 +64,24 @@ class Runner:
         self._upload_error: Optional[str] = None
         self._save_error: Optional[str] = None
         self._certificates_missing: Optional[str] = None  # why, while tried again each round
+        self.fast_track = FastTrack(fabric)
+        self.current: Optional[SourcedGoal] = None  # the goal in effect, with its source
 
     def round(self) -> RoundResult:
         """One poll; FabricError if even the goal state cannot be had."""
         result = RoundResult()
         goal_state = self.fabric.wireserver.goal_state()
         self._install_certificates(goal_state, result)
+        polled = self.fast_track.poll(goal_state, self.artifacts.refresh)
+        goal_state = polled.goal_state or goal_state
+        if polled.stopped:  # back to the ExtensionsConfig, unless it is older
+            self._seen_goal = None
+        if self.fast_track.refused:
+            result.agent_failures.append(self.fast_track.refused)
         seen = (goal_state.incarnation, goal_state.extensions_config_url)
-        if seen != self._seen_goal or any(o.retry for o in self.outcomes.values()):
-            goal_state = self._apply_goal(goal_state)
+        retry = any(o.retry for o in self.outcomes.values())
+        if seen != self._seen_goal or polled.goal is not None or retry:
+            goal_state = self._apply_goal(goal_state, polled.goal)
         self._save_memory(result)
         entries = self._entries()
         result.agent_failures += [
@@ -119,38 +136,56 @@ class Runner:
             result.agent_failures.append(f"certificates: {exc}")
         self.memory.certificates_url, self._certificates_missing = url, None
 
-    def _apply_goal(self, goal_state: GoalState) -> GoalState:
-        """Fetch the ExtensionsConfig and apply it; returns the goal state now current."""
+    def _apply_goal(self, goal_state: GoalState, fast: Optional[SourcedGoal] = None) -> GoalState:
+        """Fetch the ExtensionsConfig when it is new (or its plugins are tried again),
+        choose between it and a new Fast Track goal state `fast`, and apply the choice;
+        returns the goal state now current."""
         incarnation, url = goal_state.incarnation, goal_state.extensions_config_url
-        if url is None:
+        on_fast_track = fast is not None or (self.current is not None and self.current.fast_track)
+        if url is None and not on_fast_track:
             log.info("incarnation %s has no ExtensionsConfig: nothing to run", incarnation)
             self._seen_goal, self.goal, self.outcomes = (incarnation, url), None, {}
+            self.current = None
             return goal_state
-        content = self.fabric.wireserver.fetch_document(
-            "ExtensionsConfig", url, max_bytes=CONFIG_MAX_BYTES
-        )
+        content = None
+        if url is not None and ((incarnation, url) != self._seen_goal or not on_fast_track):
+            content = self.fabric.wireserver.fetch_document(
+                "ExtensionsConfig", url, max_bytes=CONFIG_MAX_BYTES
+            )
         # Seen from here on: a malformed document is logged once, not every poll.
         self._seen_goal = (incarnation, url)
         try:
-            return self._apply_config(goal_state, content)
+            candidates = [] if fast is None else [fast]
+            if content is not None:  # first: of two made at once, the WireServer's wins
+                created = extensions_config_created(content)
+                wire = SourcedGoal(parse_extensions_config(content), incarnation, created)
+                candidates.insert(0, wire)
+            chosen = choose(self.current, candidates)
+            return goal_state if chosen is None else self._apply_config(goal_state, chosen)
         except BaseException as exc:
             if not isinstance(exc, AzprovError):  # a crash did not apply it: try next round
                 self._seen_goal = None
             raise
 
-    def _apply_config(self, goal_state: GoalState, content: bytes) -> GoalState:
-        incarnation, url = goal_state.incarnation, goal_state.extensions_config_url
-        goal = parse_extensions_config(content)
-        self.goal = goal
+    def _apply_config(self, goal_state: GoalState, chosen: SourcedGoal) -> GoalState:
+        url, goal = goal_state.extensions_config_url, chosen.goal
+        named = f"vmSettings {chosen.id[5:]}" if chosen.fast_track else f"incarnation {chosen.id}"
+        if chosen.on_hold:
+            # The platform holds the extensions (the VM may yet be given away): nothing
+            # runs until a goal state that is not on hold; status still goes up.
+            log.info("%s is on hold: its extensions wait", named)
+            self.goal = self.goal or dataclasses.replace(goal, plugins=())
+            return goal_state
+        self.goal, self.current = goal, chosen
         self.redactor = Redactor(s for p in goal.plugins for s in p.protected)
         log.info(
-            "incarnation %s: %d plugin(s): %s",
-            incarnation,
+            "%s: %d plugin(s): %s",
+            named,
             len(goal.plugins),
             ", ".join(f"{p.name} {p.version} {p.state}" for p in goal.plugins) or "none",
         )
         self.artifacts.goal_state = goal_state
-        self.outcomes = self._apply_plugins(goal, incarnation)
+        self.outcomes = self._apply_plugins(goal, chosen.id)
         self.memory.config_url, self.memory.in_svd_seq_no = url, goal.in_svd_seq_no
         return self.artifacts.goal_state or goal_state
 
@@ -236,6 +271,10 @@ class Runner:
         # Each string is redacted on its own, before serializing: a key cut short in one
         # handler's message is redacted to the end of that string, not of the document.
         document = aggregate_status(self.root, self.redactor.strings(entries))
+        if self.fast_track.served:
+            current, incarnation = self.current, goal_state.incarnation
+            goal = goal_status(current, incarnation) if current is not None else None
+            document = with_fast_track(document, goal)
         try:
             channel = upload_status(
                 self.fabric,

@@ -6,6 +6,9 @@ names the container and the role config, so a stale goal state is refused
 (400 InvalidContainerConfiguration or 410): `with_fresh_container` fetches the
 goal state again and makes the call once more, as the platform agent does for
 every HostGAPlugin call. Only reads from and reports to Azure.
+
+`fetch_vm_settings` asks for the Fast Track goal state (vmSettings) with the
+ETag of the last answer, so an unchanged one costs a 304 and no body.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import IO, Callable, Mapping, TypeVar
+from typing import IO, Callable, Mapping, NamedTuple, Optional, TypeVar
 
-from azprov.errors import FabricError, HttpStatusError, StaleContainer
+from azprov.errors import FabricError, HttpStatusError, InvalidInput, StaleContainer
 from azprov.fabric.http import SUCCESS_STATUS, Deadline, FabricHttp, Reply, redact_url
 from azprov.fabric.models import GoalState
 from azprov.jsondoc import UnusableJson, parse_json
@@ -27,6 +30,17 @@ T = TypeVar("T")
 HOSTPLUGIN_VERSION = "2015-09-01"
 # Status codes that mean "this container id / config name is stale".
 _STALE_STATUS = frozenset({400, 410})
+VM_SETTINGS_MAX_BYTES = 4 * 1024 * 1024
+# An ETag names a version of a document: short printable text.
+_ETAG_MAX_CHARS = 256
+
+
+class VmSettings(NamedTuple):
+    """The HostGAPlugin's answer to `GET /vmSettings`."""
+
+    served: bool  # False: 404, this host has no Fast Track
+    etag: Optional[str] = None
+    content: Optional[bytes] = None  # None when unchanged since `etag` (304) or not served
 
 
 class HostPlugin:
@@ -109,6 +123,46 @@ class HostPlugin:
             f"{what}: the HostGAPlugin answered HTTP {reply.status}: {body[:200].strip()}",
             status=reply.status,
         )
+
+    def fetch_vm_settings(
+        self, goal_state: GoalState, etag: Optional[str], correlation_id: str
+    ) -> VmSettings:
+        """The vmSettings document if it changed since `etag`. StaleContainer on a 410 (the
+        caller refreshes the goal state: `with_fresh_container`); any other refusal, a 502
+        included, is this round's failure, asked again next round, never retried here."""
+        extra = {"x-ms-client-correlationid": correlation_id}
+        if etag is not None:
+            extra["If-None-Match"] = etag
+        reply: Reply = self.http.call(
+            "vmSettings",
+            "GET",
+            f"{self.base}/vmSettings",
+            self.deadline(),
+            headers=self._headers(goal_state, extra),
+            accept=SUCCESS_STATUS | {304, 404, 410},
+            retry_status=(),
+            max_bytes=VM_SETTINGS_MAX_BYTES,
+        )
+        if reply.status == 404:
+            return VmSettings(False)
+        if reply.status == 410:
+            raise StaleContainer(
+                f"vmSettings: the HostGAPlugin refused container {goal_state.container_id} "
+                "(HTTP 410); the goal state moved on",
+                status=410,
+            )
+        if reply.status == 304:
+            return VmSettings(True, etag)
+        if reply.status != 200:
+            raise HttpStatusError(
+                f"vmSettings: the HostGAPlugin answered HTTP {reply.status}", status=reply.status
+            )
+        new_etag = reply.headers.get("etag", "").strip()
+        if not new_etag or len(new_etag) > _ETAG_MAX_CHARS or not new_etag.isprintable():
+            raise InvalidInput(
+                "vmSettings ETag", new_etag[:80], "missing or unusable in a 200 answer"
+            )
+        return VmSettings(True, new_etag, reply.content)
 
     def fetch_artifact(
         self,

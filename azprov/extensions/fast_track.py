@@ -1,0 +1,168 @@
+"""Fast Track (reference §7): vmSettings polled beside the WireServer goal state.
+
+Each round asks the HostGAPlugin for vmSettings with the ETag of its last
+answer: unchanged is a 304 with no body. A 404 means the host has no Fast
+Track: it is not asked again until azprov starts again, so such a VM pays one
+request per process and otherwise runs exactly as before. A 410 (the container
+moved) refreshes the goal state and asks once more. Any other failure is
+logged once and asked again after a pause, never every round.
+
+Which goal state to run is the runner's choice (`choose`): vmSettings whose
+source is `Fabric` are ignored (the ExtensionsConfig says the same and comes
+with its certificates); of two new ones the newer by creation time wins; and
+the goal in effect is never replaced by an older one. While vmSettings are
+served, the status document lists `FastTrack` among the supported features and
+carries `vmArtifactsAggregateStatus.goalStateAggregateStatus` for the goal in
+effect (`with_fast_track`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, Callable, NamedTuple, Optional
+
+from azprov.errors import AzprovError
+from azprov.extensions.vmsettings import (
+    FAST_TRACK,
+    SourcedGoal,
+    host_plugin_version_supported,
+    parse_vm_settings,
+)
+from azprov.fabric.client import Fabric
+from azprov.fabric.models import GoalState
+from azprov.timestamps import utc_timestamp
+
+log = logging.getLogger(__name__)
+
+# After a failure other than 404, vmSettings are asked again after this long.
+RETRY_AFTER_SECONDS = 60.0
+# goalStateAggregateStatus codes, as the platform reads them.
+CODE_SUCCESS = 0
+CODE_UNSUPPORTED_REQUIRED_FEATURES = 1
+
+
+class Polled(NamedTuple):
+    """What one poll found: a new Fast Track goal state, that vmSettings stopped being
+    served, and the goal state it was had with (refreshed after a 410)."""
+
+    goal: Optional[SourcedGoal] = None
+    stopped: bool = False
+    goal_state: Optional[GoalState] = None
+
+
+class FastTrack:
+    """vmSettings for one process: the last ETag, and whether the host serves them."""
+
+    def __init__(self, fabric: Fabric) -> None:
+        self.fabric = fabric
+        self.etag: Optional[str] = None
+        self.served = False  # the last answer was a 200 or a 304
+        self.refused: Optional[str] = None  # why the document under `etag` is unusable
+        self._off = False  # a 404: not asked again in this process
+        self._pause_until = 0.0
+        self._failure: Optional[str] = None
+        self._correlation_id = str(uuid.uuid4())
+
+    def poll(self, goal_state: GoalState, refresh: Callable[[], GoalState]) -> Polled:
+        if self._off or time.monotonic() < self._pause_until:
+            return Polled()
+        hostplugin = self.fabric.hostplugin
+        etag, correlation = self.etag, self._correlation_id
+        try:
+            reply, used = hostplugin.with_fresh_container(
+                lambda current: hostplugin.fetch_vm_settings(current, etag, correlation),
+                goal_state,
+                refresh,
+            )
+        except AzprovError as exc:
+            level = logging.DEBUG if str(exc) == self._failure else logging.WARNING
+            log.log(
+                level, "vmSettings not had (asked again in %g s): %s", RETRY_AFTER_SECONDS, exc
+            )
+            self._failure, self._pause_until = str(exc), time.monotonic() + RETRY_AFTER_SECONDS
+            return Polled()
+        self._failure = None
+        fresh = used if used is not goal_state else None
+        if not reply.served:
+            return self._stop("the HostGAPlugin does not serve vmSettings (HTTP 404)", fresh)
+        self.served = True
+        if reply.content is None or reply.etag is None:
+            return Polled(goal_state=fresh)
+        self.etag = reply.etag
+        try:
+            sourced = parse_vm_settings(reply.content, reply.etag)
+        except AzprovError as exc:
+            self.refused = f"vmSettings {reply.etag} refused: {exc}"
+            log.error("%s", self.refused)
+            return Polled(goal_state=fresh)
+        self.refused = None
+        if not host_plugin_version_supported(sourced.host_plugin_version):
+            why = f"the HostGAPlugin's version {sourced.host_plugin_version} is too old for them"
+            return self._stop(f"vmSettings are not used: {why}", fresh)
+        if sourced.source != FAST_TRACK:
+            log.info("vmSettings %s came through the %s: ignored", reply.etag, sourced.source)
+            return Polled(goal_state=fresh)
+        log.info("vmSettings %s: a new Fast Track goal state", reply.etag)
+        return Polled(sourced, goal_state=fresh)
+
+    def _stop(self, why: str, fresh: Optional[GoalState]) -> Polled:
+        """No vmSettings for the rest of this process; says whether they had been served."""
+        was = self.served
+        self._off, self.served, self.etag, self.refused = True, False, None, None
+        log.info("%s: extensions come from the WireServer until azprov starts again", why)
+        return Polled(stopped=was, goal_state=fresh)
+
+
+def choose(current: Optional[SourcedGoal], candidates: list[SourcedGoal]) -> Optional[SourcedGoal]:
+    """The goal state to run of the new `candidates` (ExtensionsConfig first, so it wins
+    a tie), or None when the newest is older than the one in effect."""
+    if not candidates:
+        return current
+    newest = max(candidates, key=lambda c: c.created)
+    if current is not None and newest.created < current.created:
+        log.info(
+            "%s (created %d) is older than %s (created %d) in effect: not run",
+            _named(newest),
+            newest.created,
+            _named(current),
+            current.created,
+        )
+        return None
+    return newest
+
+
+def _named(sourced: SourcedGoal) -> str:
+    if sourced.fast_track:
+        return f"vmSettings {sourced.id.removeprefix('etag_')}"
+    return f"ExtensionsConfig of incarnation {sourced.id}"
+
+
+def goal_status(sourced: SourcedGoal, fallback_seq_no: str) -> dict[str, Any]:
+    """goalStateAggregateStatus: whether azprov could run the goal state in effect."""
+    unsupported = sourced.goal.unsupported_features()
+    if unsupported:
+        status, code = "Failed", CODE_UNSUPPORTED_REQUIRED_FEATURES
+        message = f"the goal state requires unsupported feature(s): {', '.join(unsupported)}"
+    else:
+        status, code, message = "Success", CODE_SUCCESS, "GoalState executed successfully"
+    return {
+        "formattedMessage": {"lang": "en-US", "message": message},
+        "timestampUTC": utc_timestamp(),
+        "inSvdSeqNo": sourced.goal.in_svd_seq_no or fallback_seq_no,
+        "status": status,
+        "code": code,
+    }
+
+
+def with_fast_track(document: bytes, goal: Optional[dict[str, Any]]) -> bytes:
+    """The status document (azprov's own) with what the platform reads while vmSettings
+    are served: FastTrack among the supported features, and the status of the goal state
+    in effect, if there is one yet."""
+    value = json.loads(document)
+    value.setdefault("supportedFeatures", []).append({"Key": "FastTrack", "Value": "1.0"})
+    if goal is not None:
+        value["aggregateStatus"]["vmArtifactsAggregateStatus"] = {"goalStateAggregateStatus": goal}
+    return json.dumps(value, separators=(",", ":")).encode()
