@@ -16,8 +16,9 @@
   not cost the next call its whole read timeout.
 - Requests go out exactly as written (see `sendable`), since the URLs come
   from the goal state. httpx normalises a URL, each version its own way: the
-  target is handed to httpx >= 0.26 as written (the "target" request
-  extension); with an older httpx, a URL it would rewrite is refused.
+  target is also handed over as written in the "target" request extension,
+  which httpcore 1.0.4 and later put on the wire; under an older engine, a URL
+  httpx would rewrite is refused.
 - TCP_NODELAY on every connection: the request head and body are written
   separately, so without it every POST with a body waits for the server's
   delayed ACK (40 ms on Linux, up to 200 ms on Windows).
@@ -64,15 +65,15 @@ ReadTimeout = httpx.ReadTimeout
 
 
 def _sends_target_extension() -> bool:
-    """httpx >= 0.26 (on httpcore 1.x) puts the "target" request extension on the wire."""
+    """Does httpx's engine put the "target" request extension on the wire (httpcore
+    1.0.4 and later)? Read from the module httpx loaded, never imported here: httpx
+    0.26 and 0.27 run on any httpcore 1.x (Ubuntu 24.04 pairs 0.26 with 1.0.2)."""
+    engine = sys.modules.get("httpcore")
     try:
-        major, minor = (int(part) for part in httpx.__version__.split(".")[:2])
+        version = tuple(int(part) for part in getattr(engine, "__version__", "").split(".")[:3])
     except ValueError:
         return False
-    return (major, minor) >= (0, 26)
-
-
-SENDS_TARGET = _sends_target_extension()
+    return version >= (1, 0, 4)
 
 
 class Connections:
@@ -80,6 +81,7 @@ class Connections:
 
     def __init__(self) -> None:
         plain, self._nodelay_per_connection = _transport(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+        self._sends_target = _sends_target_extension()  # httpx has loaded its engine by now
         self._client = httpx.Client(
             transport=plain,
             mounts={"https://": _VerifyingTransport()},
@@ -105,7 +107,7 @@ class Connections:
     ) -> Iterator[httpx.Response]:
         """The reply, its body not yet read; Unsendable (before anything is sent) or an
         httpx error."""
-        outgoing = sendable(url, headers)
+        outgoing = sendable(url, headers, sends_target=self._sends_target)
         timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout
         )
@@ -189,9 +191,10 @@ class Outgoing(NamedTuple):
     extensions: dict[str, Any]
 
 
-def sendable(url: str, headers: Mapping[str, str]) -> Outgoing:
+def sendable(url: str, headers: Mapping[str, str], *, sends_target: bool) -> Outgoing:
     """The request for httpx, or Unsendable saying why (never quoting a value: a URL or
-    header may carry a SAS signature)."""
+    header may carry a SAS signature). `sends_target`: the engine takes the target as
+    written from the request's extensions, whatever httpx makes of the URL."""
     if not _printable(url, space=False):
         raise Unsendable("the URL has spaces, control or non-ASCII characters")
     try:
@@ -217,7 +220,7 @@ def sendable(url: str, headers: Mapping[str, str]) -> Outgoing:
         port or _DEFAULT_PORTS[parts.scheme],
     ):
         raise Unsendable("httpx reads another host or port in the URL than it names")
-    if address.raw_path != target and not SENDS_TARGET:
+    if address.raw_path != target and not sends_target:
         raise Unsendable(
             f"httpx {httpx.__version__} would rewrite the URL's path or query "
             f"({_rewritten(target)}), and it must go out as written"
@@ -229,7 +232,7 @@ def sendable(url: str, headers: Mapping[str, str]) -> Outgoing:
             raise Unsendable(f"header {name}: control or non-ASCII characters in its value")
         if value != value.strip(" "):
             raise Unsendable(f"header {name}: leading or trailing whitespace in its value")
-    extensions: dict[str, Any] = {"target": target} if SENDS_TARGET else {}
+    extensions: dict[str, Any] = {"target": target} if sends_target else {}
     return Outgoing(address, sent, extensions)
 
 
