@@ -18,7 +18,9 @@ is the way the published extensions are laid out and spelled:
   `"supportsMultipleExtensions": "true"`, `bin/run-command-shim <operation>`
   taking the extension's name from `ConfigExtensionName`, settings read from
   `config/<name>.<seqNo>.settings`, status written to `status/<name>.<seqNo>.status`,
-  and its own `<name>.mrseq` and lock file kept in the handler folder.
+  and its own `<name>.mrseq` and lock file kept in the handler folder; with
+  `detach_enable`, enable goes on in the background as the published shim's does
+  (the command returns at once, the status file comes later).
 
 Options on any style: `bom` (a UTF-8 byte-order mark before the manifest),
 `subfolder` (where the manifest sits), `reopen_stdout`, `string_code`, and
@@ -177,7 +179,14 @@ fi
 echo "ConfigExtensionName: ${ConfigExtensionName:-}"
 echo "ConfigSequenceNumber: ${ConfigSequenceNumber:-}"
 touch ./run-command-handler.lock
-exec python3 "$(dirname "$0")/handler.py" "$1"
+here="$(dirname "$0")"
+if [ "$1" = enable ] && grep -q '"detach_enable": true' "$here/fleet-options.json"; then
+    # As the published shim does: enable goes on in the background, so the agent's
+    # command returns at once and the status file comes later.
+    nohup python3 "$here/handler.py" "$1" >/dev/null 2>&1 &
+    exit 0
+fi
+exec python3 "$here/handler.py" "$1"
 """
 
 CUSTOM_SCRIPT_SHIM = """#!/bin/sh
@@ -248,14 +257,17 @@ def extension_zip(
     bom: bool | None = None,
     reopen_stdout: bool | None = None,
     string_code: bool | None = None,
+    detach_enable: bool = False,
     **manifest_overrides: Any,
 ) -> bytes:
-    """A test extension package in `style` (see the module docstring)."""
+    """A test extension package in `style` (see the module docstring). `detach_enable`
+    (the `runcommand` style): enable runs in the background, as RunCommand v2's does."""
     access = style == "access"
     options = {
         "style": style,
         "reopen_stdout": access if reopen_stdout is None else reopen_stdout,
         "string_code": access if string_code is None else string_code,
+        "detach_enable": detach_enable,
     }
     manifest_folder = ("meta/" if style == "script" else "") if subfolder is None else subfolder
     with_bom = style == "shebang" if bom is None else bom

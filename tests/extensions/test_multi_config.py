@@ -9,6 +9,7 @@ loopback by the simulated fabric in the shape the platform sends.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,35 @@ def test_a_named_extensions_protected_settings_reach_it_and_nothing_else(
     assert secret not in settings.read_text() and settings.stat().st_mode & 0o777 == 0o600
     assert secret not in ext.blobs["/status/vm.status"].decode()
     assert _entries(ext)["first"]["status"] == "Ready"
+
+
+def test_an_enable_that_goes_on_in_the_background_is_reported_transitioning_then_success(
+    ext: SimulatedExtensions, agent: Agent
+) -> None:
+    """RunCommand v2's shim starts enable in the background and returns at once: the
+    status file comes later, and later rounds report it without running enable again."""
+    package = extension_zip(RUN_COMMAND, "1.3.2", style="runcommand", detach_enable=True)
+    ext.publish(RUN_COMMAND, "1.3.2", package)
+    slow = {"enable": {"sleep": 1.5}}
+    ext.plugins = [
+        PluginSpec(
+            RUN_COMMAND,
+            "1.3",
+            named=[NamedSpec("first", 1, public_settings=slow), NamedSpec("second", 1)],
+        )
+    ]
+    with agent.runner() as runner:
+        assert runner.round().exit_code == 0
+        entries = _entries(ext)
+        first = entries["first"]["runtimeSettingsStatus"]["settingsStatus"]["status"]
+        assert first["status"] == "transitioning"
+        status = agent.lib(FOLDER, "status", "first.1.status")
+        deadline = time.monotonic() + 30
+        while not status.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)  # the file is written whole before the handler exits
+        assert runner.round().exit_code == 0
+    assert [c[0] for c in _calls(agent)] == ["install", "enable", "enable"]
+    for name in ("first", "second"):
+        status = _entries(ext)[name]["runtimeSettingsStatus"]["settingsStatus"]["status"]
+        assert status["status"] == "success"
