@@ -24,7 +24,17 @@ import re
 from typing import Any, Optional
 
 from azprov.errors import AzprovError, InvalidInput, one_line
-from azprov.extensions.goal import _NAME, _THUMBPRINT, _VERSION, STATES, ExtensionsGoal, Plugin
+from azprov.extensions.goal import (
+    _EXTENSION_NAME,
+    _NAME,
+    _THUMBPRINT,
+    _VERSION,
+    EXTENSION_STATES,
+    STATES,
+    ExtensionsGoal,
+    NamedExtension,
+    Plugin,
+)
 from azprov.fabric.xmldoc import child, local_name, parse_xml
 from azprov.jsondoc import parse_json
 
@@ -244,12 +254,23 @@ def _plugin(entry: Any) -> Plugin:
     )
     if not manifest_urls and state == "enabled":
         raise InvalidInput(f"{what} location", None, "no manifest location")
-    level, depends_on = _dependencies(what, fields.get("dependson"))
-    if _flag(fields.get("ismulticonfig"), f"{what} isMultiConfig"):
-        # One handler azprov cannot run must not stop the others: it fails alone.
-        why = "multi-config handlers (isMultiConfig) are not supported by azprov"
-        return Plugin(name, version, state, manifest_urls, unsupported=why)
     settings = _list(fields.get("settings"), f"{what} settings")
+    if _flag(fields.get("ismulticonfig"), f"{what} isMultiConfig"):
+        extensions = _named_extensions(what, settings)
+        names = {e.name.lower() for e in extensions}
+        level, depends_on = _dependencies(what, fields.get("dependson"), names)
+        return Plugin(
+            name,
+            version,
+            state,
+            manifest_urls,
+            protected=tuple(value for e in extensions for value in e.protected),
+            dependency_level=level,
+            depends_on=depends_on,
+            multi_config=True,
+            extensions=extensions,
+        )
+    level, depends_on = _dependencies(what, fields.get("dependson"))
     if len(settings) > 1:
         raise InvalidInput(
             f"{what} settings",
@@ -293,19 +314,60 @@ def _runtime_settings(what: str, settings: dict[str, Any]) -> tuple[str, tuple[s
     return text, (protected,) if protected else ()
 
 
-def _dependencies(what: str, value: Any) -> tuple[int, tuple[str, ...]]:
-    """A single-config handler's dependsOn: at most one entry, its level and handlers."""
+def _named_extensions(what: str, settings: list[Any]) -> tuple[NamedExtension, ...]:
+    """A multi-config handler's settings, one named extension each; any fault makes the
+    whole plugin invalid (its extensions share one handler folder), as in ExtensionsConfig."""
+    found: list[NamedExtension] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(settings):
+        fields = _object(entry, f"{what} settings[{index}]")
+        name = _text(
+            fields.get("extensionname"), f"{what} extensionName", _EXTENSION_NAME, "not a name"
+        )
+        if name.lower() in seen:
+            raise InvalidInput(f"{what} extensionName", name, "listed twice")
+        seen.add(name.lower())
+        seq_no = _whole(fields.get("seqno"), f"{what} {name} seqNo", _SEQ_NO_MAX)
+        state = fields.get("extensionstate", "enabled")
+        if state not in EXTENSION_STATES:
+            raise InvalidInput(
+                f"{what} {name} extensionState", _shown(state), "expected enabled or disabled"
+            )
+        text, protected = _runtime_settings(f"{what} {name}", fields)
+        found.append(NamedExtension(name, seq_no, state, text, protected))
+    return tuple(found)
+
+
+def _dependencies(
+    what: str, value: Any, names: Optional[set[str]] = None
+) -> tuple[int, tuple[str, ...]]:
+    """dependsOn: a single-config handler's one entry, or one per named extension of a
+    multi-config handler (`names`); the handler runs at the highest level named, after
+    every handler any of its extensions depends on."""
     entries = _list(value, f"{what} dependsOn")
-    if not entries:
-        return 0, ()
-    if len(entries) > 1:
+    if names is None and len(entries) > 1:
         raise InvalidInput(
             f"{what} dependsOn",
             f"{len(entries)} entries",
             "more than one for a single-config handler",
         )
-    depends = _object(entries[0], f"{what} dependsOn[0]")
-    level = _whole(depends.get("dependencylevel", 0), f"{what} dependencyLevel", _LEVEL_MAX)
+    level, handlers = 0, []
+    for index, entry in enumerate(entries):
+        depends = _object(entry, f"{what} dependsOn[{index}]")
+        named = depends.get("name")
+        if names is not None and not (isinstance(named, str) and named.lower() in names):
+            raise InvalidInput(
+                f"{what} dependsOn[{index}].name", _shown(named), "names no extension of it"
+            )
+        entry_level = _whole(
+            depends.get("dependencylevel", 0), f"{what} dependencyLevel", _LEVEL_MAX
+        )
+        level = max(level, entry_level)
+        handlers += _depends_on_handlers(what, depends)
+    return level, tuple(dict.fromkeys(handlers))
+
+
+def _depends_on_handlers(what: str, depends: dict[str, Any]) -> list[str]:
     handlers = []
     for item in _list(depends.get("dependsonextension"), f"{what} dependsOnExtension"):
         handler = _object(item, f"{what} dependsOnExtension[]").get("handler")
@@ -318,7 +380,7 @@ def _dependencies(what: str, value: Any) -> tuple[int, tuple[str, ...]]:
                     "not a Publisher.Type name",
                 )
             )
-    return level, tuple(handlers)
+    return handlers
 
 
 def extensions_config_created(content: bytes) -> int:

@@ -50,7 +50,18 @@ def _extension(ext: SimulatedExtensions, plugin: PluginSpec) -> dict[str, Any]:
         "settingsSeqNo": plugin.seq_no if plugin.seq_no is not None else 0,
         "isMultiConfig": False,
     }
-    if plugin.seq_no is not None:
+    if plugin.named is not None:
+        entry["isMultiConfig"] = True
+        entry["settings"] = []
+        for named in plugin.named:
+            each: dict[str, Any] = {"publicSettings": json.dumps(named.public_settings)}
+            protected = ext._protected(named)
+            if protected is not None:
+                each["protectedSettingsCertThumbprint"] = ext.tenant.thumbprint
+                each["protectedSettings"] = protected
+            each.update(seqNo=named.seq_no, extensionName=named.name, extensionState=named.state)
+            entry["settings"].append(each)
+    elif plugin.seq_no is not None:
         settings: dict[str, Any] = {"publicSettings": json.dumps(plugin.public_settings)}
         protected = ext._protected(plugin)
         if protected is not None:
@@ -80,6 +91,7 @@ def vm_settings_json(
 ) -> bytes:
     """A vmSettings document asking for `plugins` (default: `ext.plugins`)."""
     spec = ext.fabric.spec
+    asked = ext.plugins if plugins is None else plugins
     document = {
         "hostGAPluginVersion": host_plugin_version,
         "vmSettingsSchemaVersion": "0.0",
@@ -99,11 +111,10 @@ def vm_settings_json(
             "vmSize": spec.vm_size,
             "osType": "Linux",
         },
-        "requiredFeatures": [{"name": f} for f in required_features],
+        "requiredFeatures": [{"name": f} for f in required_features]
+        + [{"name": "MultipleExtensionsPerHandler"} for p in asked if p.named is not None][:1],
         "gaFamilies": [{"name": "Prod", "uris": [f"{ext.storage_url}/ga/Prod_manifest.xml"]}],
-        "extensionGoalStates": [
-            _extension(ext, p) for p in (ext.plugins if plugins is None else plugins)
-        ],
+        "extensionGoalStates": [_extension(ext, p) for p in asked],
     }
     return json.dumps(document, indent=4).encode()
 

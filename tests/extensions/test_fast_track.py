@@ -19,7 +19,7 @@ from tests.extensions.fast_track import (
     ticks,
 )
 from tests.extensions.fleet import extension_zip
-from tests.extensions.simulated import PluginSpec, SimulatedExtensions
+from tests.extensions.simulated import NamedSpec, PluginSpec, SimulatedExtensions
 
 NAME = "Fast.Access"
 OTHER = "Fast.Sample"
@@ -280,3 +280,36 @@ def test_a_failed_vm_settings_request_is_not_retried_and_asked_again_only_after_
     assert len(_vm_settings_requests(fabric)) == 1
     assert [o["seq"] for o in agent.ops(NAME)] == ["1"]
     assert sum("vmSettings not had" in r.getMessage() for r in caplog.records) == 1
+
+
+RUN_COMMAND = "Microsoft.CPlat.Core.RunCommandHandlerLinux"
+
+
+def test_a_multi_config_handler_only_in_vm_settings_runs_and_removes_named_extensions(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    ext.publish(RUN_COMMAND, "1.3.2", extension_zip(RUN_COMMAND, "1.3.2", style="runcommand"))
+    ext.plugins = []
+    freeze_extensions_config(ext)
+    ext.plugins = [
+        PluginSpec(RUN_COMMAND, "1.3", named=[NamedSpec("first", 1), NamedSpec("second", 4)])
+    ]
+    publish_vm_settings(ext)
+    with agent.runner() as runner:
+        assert runner.round().exit_code == 0
+        ext.plugins[0].named = [NamedSpec("second", 4)]  # "first" is deleted, in vmSettings
+        publish_vm_settings(ext)
+        assert runner.round().exit_code == 0
+    calls = [
+        (o["op"], o["env"].get("ConfigExtensionName", ""), o["env"]["ConfigSequenceNumber"])
+        for o in agent.ops(RUN_COMMAND)
+    ]
+    assert calls == [
+        ("install", "first", "1"),
+        ("enable", "first", "1"),
+        ("enable", "second", "4"),
+        ("disable", "first", "1"),
+    ]
+    entries = ext.status_document()["aggregateStatus"]["handlerAggregateStatus"]
+    assert [e["runtimeSettingsStatus"]["extensionName"] for e in entries] == ["second"]
+    assert {"FastTrack", "MultipleExtensionsPerHandler"} <= set(_features(ext))

@@ -126,7 +126,8 @@ def test_a_real_shaped_vm_settings_document_becomes_the_goal_model() -> None:
     assert monitor.protected == (SECRET,)
     assert (script.dependency_level, script.depends_on) == (1, ("Contoso.Monitor",))
     assert script.seq_no == 0 and script.protected == ()
-    assert run.refusal is not None and "multi-config" in run.refusal
+    assert run.refusal is None and run.multi_config
+    assert [(e.name, e.seq_no, e.state) for e in run.extensions] == [("first", 0, "enabled")]
     assert SECRET not in repr(goal)
 
 
@@ -247,3 +248,37 @@ def test_a_name_listed_twice_differently_is_invalid_an_identical_repeat_is_one()
     assert [p.name for p in plugins] == ["Contoso.Monitor", "Contoso.Script", "Contoso.RunCommand"]
     assert plugins[0].refusal is None
     assert plugins[1].invalid is not None and "listed 2 times, differently" in plugins[1].invalid
+
+
+def test_a_multi_config_handler_gives_its_named_extensions_each_with_settings_and_level() -> None:
+    document = _document()
+    run = document["extensionGoalStates"][2]
+    run["settings"] = [
+        {"publicSettings": '{"source":{"script":"echo 1"}}', "seqNo": 2,
+         "extensionName": "firstRunCommand", "extensionState": "enabled"},
+        {"protectedSettingsCertThumbprint": THUMB, "protectedSettings": SECRET,
+         "seqNo": 0, "extensionName": "second_Run-Command.2", "extensionState": "disabled"},
+    ]  # fmt: skip
+    run["dependsOn"] = [
+        {"dependsOnExtension": [{"extension": "x", "handler": "Contoso.Monitor"}],
+         "dependencyLevel": 2, "name": "firstRunCommand"},
+        {"dependsOnExtension": [], "dependencyLevel": 1, "name": "second_Run-Command.2"},
+    ]  # fmt: skip
+    plugin = _parse(document).goal.plugins[2]
+    assert plugin.refusal is None and plugin.multi_config
+    first, second = plugin.extensions
+    assert (first.name, first.seq_no, first.state) == ("firstRunCommand", 2, "enabled")
+    assert (second.name, second.seq_no, second.state) == ("second_Run-Command.2", 0, "disabled")
+    handler = json.loads(first.settings or "")["runtimeSettings"][0]["handlerSettings"]
+    assert handler["publicSettings"] == {"source": {"script": "echo 1"}}
+    assert plugin.protected == (SECRET,) and second.protected == (SECRET,)
+    assert (plugin.dependency_level, plugin.depends_on) == (2, ("Contoso.Monitor",))
+
+    for bad, why in (
+        ("../x", "extensionName='../x' is invalid"),
+        ("FIRSTRunCommand", "listed twice"),
+    ):
+        run["settings"][1]["extensionName"] = bad
+        run["dependsOn"] = []
+        plugin = _parse(document).goal.plugins[2]
+        assert plugin.invalid is not None and why in plugin.invalid
