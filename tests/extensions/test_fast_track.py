@@ -313,3 +313,23 @@ def test_a_multi_config_handler_only_in_vm_settings_runs_and_removes_named_exten
     entries = ext.status_document()["aggregateStatus"]["handlerAggregateStatus"]
     assert [e["runtimeSettingsStatus"]["extensionName"] for e in entries] == ["second"]
     assert {"FastTrack", "MultipleExtensionsPerHandler"} <= set(_features(ext))
+
+
+def test_protected_settings_in_vm_settings_are_read_with_the_wireservers_certificates(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    fabric.spec.certificates = True
+    _publish_handlers(ext)
+    ext.plugins = []
+    freeze_extensions_config(ext)
+    ext.plugins = [
+        PluginSpec(OTHER, "1.0", seq_no=2, protected_settings={"password": "Ft-S3cret"})
+    ]
+    publish_vm_settings(ext)
+    with agent.runner() as runner:
+        assert runner.round().exit_code == 0
+    assert [o["op"] for o in agent.ops(OTHER)] == ["install", "enable"]
+    decrypted = agent.lib(f"{OTHER}-1.0.0", "decrypted.json").read_text()
+    assert decrypted == '{"password": "Ft-S3cret"}'
+    assert len(fabric.requests_to("wireserver", f"/machine/{fabric.spec.container_id}/")) == 2
+    assert "Ft-S3cret" not in ext.blobs["/status/vm.status"].decode()
