@@ -51,6 +51,7 @@ def apply_multi_config(
         if plugin.state == "disabled":
             return _disable_all(lifecycle, plugin)
         folder, manifest = _install(lifecycle, plugin, wanted)
+        on_disk = folder.extension_names()
     except _NothingToRun:
         return Outcome(plugin.name, None, 0, "Enable", multi_config=True)
     except CommandFailed as exc:
@@ -58,7 +59,7 @@ def apply_multi_config(
     except (AzprovError, OSError) as exc:
         failure, retry = lifecycle.scrub(str(exc)), isinstance(exc, TransientFabricError)
     else:
-        named = _apply_named(lifecycle, plugin, folder, manifest, standing)
+        named = _apply_named(lifecycle, plugin, folder, manifest, on_disk, standing)
         failed = [o for o in named if o.failed]
         return Outcome(
             plugin.name,
@@ -147,12 +148,13 @@ def _apply_named(
     plugin: Plugin,
     folder: HandlerFolder,
     manifest: HandlerManifest,
+    on_disk: list[str],
     standing: Mapping[str, Outcome],
 ) -> list[Outcome]:
-    """Remove the named extensions no longer wanted, then enable the wanted ones in goal
-    order; one outcome per wanted extension."""
+    """Remove the named extensions no longer wanted (`on_disk`: those with a state file),
+    then enable the wanted ones in goal order; one outcome per wanted extension."""
     wanted = {e.name.lower() for e in plugin.extensions if e.state == EXTENSION_ENABLED}
-    for name in folder.extension_names():
+    for name in on_disk:
         if name.lower() not in wanted:
             _remove_named(lifecycle, folder, manifest, name)
     outcomes = []
@@ -165,13 +167,17 @@ def _apply_named(
             outcomes.append(kept)
             continue
         outcomes.append(_enable_named(lifecycle, folder, manifest, extension))
-    enabled = [
-        n for n in folder.extension_names() if folder.extension_state(n) == EXTENSION_ENABLED
-    ]
-    if not enabled and folder.state() == ENABLED:
-        folder.set_state(INSTALLED)
+    try:
+        if not _any_enabled(folder) and folder.state() == ENABLED:
+            folder.set_state(INSTALLED)
+    except AzprovError as exc:  # the handler's state only; each outcome is already known
+        log.warning("%s: HandlerState not updated: %s", folder.name, exc)
     lifecycle.remove_leftovers(plugin.name, folder.version)
     return outcomes
+
+
+def _any_enabled(folder: HandlerFolder) -> bool:
+    return any(folder.extension_state(n) == EXTENSION_ENABLED for n in folder.extension_names())
 
 
 def _enable_named(
@@ -211,19 +217,27 @@ def _remove_named(
     lifecycle: Lifecycle, folder: HandlerFolder, manifest: HandlerManifest, extension: str
 ) -> None:
     """Disable a named extension the goal no longer wants, and remove its files. Its
-    disable failing does not keep it: the platform agent ignores that failure too."""
-    last = folder.extension_seq_no(extension)
-    if folder.extension_state(extension) == EXTENSION_ENABLED and last is not None:
-        try:
+    disable failing does not keep it: the platform agent ignores that failure too. State
+    files that cannot be read (a link the handler left, say) are removed all the same;
+    what cannot be removed is logged and tried again when the goal next changes."""
+    try:
+        last = folder.extension_seq_no(extension)
+        if folder.extension_state(extension) == EXTENSION_ENABLED and last is not None:
             lifecycle.run(folder, manifest, "disable", last, extension=extension)
-        except CommandFailed as exc:
-            log.warning(
-                "%s %s: removed although its disable failed: %s",
-                folder.name,
-                extension,
-                exc.result.describe(),
-            )
-    folder.remove_extension_files(extension)
+    except CommandFailed as exc:
+        log.warning(
+            "%s %s: removed although its disable failed: %s",
+            folder.name,
+            extension,
+            exc.result.describe(),
+        )
+    except AzprovError as exc:
+        log.warning("%s %s: removed without its disable: %s", folder.name, extension, exc)
+    try:
+        folder.remove_extension_files(extension)
+    except AzprovError as exc:
+        log.warning("%s %s: its files were not all removed: %s", folder.name, extension, exc)
+        return
     log.info("%s: named extension %s removed", folder.name, extension)
 
 

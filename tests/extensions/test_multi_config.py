@@ -385,3 +385,46 @@ def test_an_enable_that_goes_on_in_the_background_is_reported_transitioning_then
     for name in ("first", "second"):
         status = _entries(ext)[name]["runtimeSettingsStatus"]["settingsStatus"]["status"]
         assert status["status"] == "success"
+
+
+def test_a_link_left_for_one_named_extensions_status_is_that_ones_error_alone(
+    ext: SimulatedExtensions, agent: Agent, tmp_path: Path
+) -> None:
+    """The handler's folder is its own: a status file it leaves as a link to a file
+    outside is never followed; that named extension reports the refusal, the other its
+    status as usual."""
+    outside = tmp_path / "outside.json"
+    outside.write_text('[{"status": {"status": "success", "secret": "not for the status"}}]')
+    _publish(ext, NamedSpec("first", 1), NamedSpec("second", 1))
+    with agent.runner() as runner:
+        assert runner.round().exit_code == 0
+        status = agent.lib(FOLDER, "status", "first.1.status")
+        status.unlink()
+        status.symlink_to(outside)
+        runner.round()
+    entries = _entries(ext)
+    first = entries["first"]["runtimeSettingsStatus"]["settingsStatus"]["status"]
+    assert first["status"] == "error" and "first.1.status" in first["formattedMessage"]["message"]
+    assert "not for the status" not in ext.blobs["/status/vm.status"].decode()
+    second = entries["second"]["runtimeSettingsStatus"]["settingsStatus"]["status"]
+    assert second["status"] == "success"
+
+
+def test_a_link_left_as_a_named_extensions_state_file_is_removed_not_followed(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric, tmp_path: Path
+) -> None:
+    """A state file the handler left as a link (to a file outside, here) names no
+    extension azprov can disable: the link itself goes, what it points to stays, and the
+    named extensions in the goal run as asked."""
+    outside = tmp_path / "outside-state"
+    outside.write_text("enabled")
+    _publish(ext, NamedSpec("first", 1))
+    assert agent.once() == 0
+    planted = agent.lib(FOLDER, "config", "planted.HandlerState")
+    planted.symlink_to(outside)
+    ext.plugins[0].named = [NamedSpec("first", 2)]
+    fabric.spec.incarnation += 1
+    assert agent.once() == 0
+    assert not planted.is_symlink() and outside.read_text() == "enabled"
+    assert _calls(agent)[2:] == [("enable", "first", "2")]
+    assert _entries(ext)["first"]["status"] == "Ready"
