@@ -108,6 +108,10 @@ class FastTrack:
         log.info("vmSettings %s: a new Fast Track goal state", reply.etag)
         return Polled(sourced, goal_state=fresh)
 
+    def forget(self) -> None:
+        """Ask for the whole document next round (what was had could not be applied)."""
+        self.etag = None
+
     def _stop(self, why: str, fresh: Optional[GoalState]) -> Polled:
         """No vmSettings for the rest of this process; says whether they had been served."""
         was = self.served

@@ -66,6 +66,7 @@ class Runner:
         self._certificates_missing: Optional[str] = None  # why, while tried again each round
         self.fast_track = FastTrack(fabric)
         self.current: Optional[SourcedGoal] = None  # the goal in effect, with its source
+        self._refused_config: Optional[str] = None  # reported once, in its round
 
     def round(self) -> RoundResult:
         """One poll; FabricError if even the goal state cannot be had."""
@@ -82,6 +83,9 @@ class Runner:
         retry = any(o.retry for o in self.outcomes.values())
         if seen != self._seen_goal or polled.goal is not None or retry:
             goal_state = self._apply_goal(goal_state, polled.goal)
+        if self._refused_config is not None:
+            result.agent_failures.append(self._refused_config)
+            self._refused_config = None
         self._save_memory(result)
         entries = self._entries()
         result.agent_failures += [
@@ -157,14 +161,22 @@ class Runner:
         try:
             candidates = [] if fast is None else [fast]
             if content is not None:  # first: of two made at once, the WireServer's wins
-                created = extensions_config_created(content)
-                wire = SourcedGoal(parse_extensions_config(content), incarnation, created)
-                candidates.insert(0, wire)
+                try:
+                    created = extensions_config_created(content)
+                    wire = SourcedGoal(parse_extensions_config(content), incarnation, created)
+                    candidates.insert(0, wire)
+                except AzprovError as exc:
+                    if fast is None:
+                        raise
+                    # A Fast Track goal state does not wait on a document it does not need.
+                    self._refused_config = f"ExtensionsConfig of incarnation {incarnation}: {exc}"
+                    log.error("%s", self._refused_config)
             chosen = choose(self.current, candidates)
             return goal_state if chosen is None else self._apply_config(goal_state, chosen)
         except BaseException as exc:
             if not isinstance(exc, AzprovError):  # a crash did not apply it: try next round
                 self._seen_goal = None
+                self.fast_track.forget()
             raise
 
     def _apply_config(self, goal_state: GoalState, chosen: SourcedGoal) -> GoalState:

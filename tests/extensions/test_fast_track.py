@@ -333,3 +333,41 @@ def test_protected_settings_in_vm_settings_are_read_with_the_wireservers_certifi
     assert decrypted == '{"password": "Ft-S3cret"}'
     assert len(fabric.requests_to("wireserver", f"/machine/{fabric.spec.container_id}/")) == 2
     assert "Ft-S3cret" not in ext.blobs["/status/vm.status"].decode()
+
+
+def test_an_unusable_extensions_config_does_not_cost_the_fast_track_goal_state(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    _only_through_vm_settings(ext)
+    ext.rewrite_config = lambda _: "<Extensions><StatusUploadBlob statusBlobType='Append'/>"
+    with agent.runner() as runner:
+        assert runner.round().exit_code != 0  # the refused document is reported
+        assert [o["op"] for o in agent.ops(NAME)] == ["enable"]
+        assert runner.round().exit_code == 0
+    assert _settings_status(ext, NAME)["settingsStatus"]["status"]["status"] == "success"
+
+
+def test_a_crash_while_applying_vm_settings_has_them_fetched_whole_again(
+    ext: SimulatedExtensions,
+    agent: Agent,
+    fabric: SimulatedFabric,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from azprov.extensions.runner import Runner
+
+    _only_through_vm_settings(ext)
+    apply = Runner._apply_config
+    crashes = [RuntimeError("a bug")]
+
+    def crash_once(self: Runner, *args: Any) -> Any:
+        if crashes:
+            raise crashes.pop()
+        return apply(self, *args)
+
+    monkeypatch.setattr(Runner, "_apply_config", crash_once)
+    with agent.runner() as runner:
+        with pytest.raises(RuntimeError):
+            runner.round()
+        assert runner.round().exit_code == 0
+    assert [r.status for r in _vm_settings_requests(fabric)] == [200, 200]
+    assert [o["op"] for o in agent.ops(NAME)] == ["enable"]
