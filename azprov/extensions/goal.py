@@ -226,8 +226,8 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
         raise InvalidInput(f"Plugin {name} @location", None, "no manifest location")
     if settings is None:
         return Plugin(name, version, state, manifest_urls)
-    level, depends_on = _dependencies(name, settings)
     if children(settings, "ExtensionRuntimeSettings"):
+        level, depends_on = _multi_config_dependencies(name, settings)
         extensions = _named_extensions(name, settings)
         protected = tuple(value for e in extensions for value in e.protected)
         return Plugin(
@@ -241,6 +241,7 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
             multi_config=True,
             extensions=extensions,
         )
+    level, depends_on = _dependencies(name, settings)
     runtime = child(settings, "RuntimeSettings")
     if runtime is None:
         return Plugin(name, version, state, manifest_urls, None, None, (), level, depends_on)
@@ -300,6 +301,24 @@ def _dependencies(name: str, settings: Element) -> tuple[int, tuple[str, ...]]:
         h for h in (_attr(e, "handler") for e in children(depends, "DependsOnExtension")) if h
     )
     return int(level_text), handlers
+
+
+def _multi_config_dependencies(name: str, settings: Element) -> tuple[int, tuple[str, ...]]:
+    """A multi-config handler's DependsOn, one per named extension (@name): its
+    extensions run together, so the handler runs at the highest level any of them names,
+    after every other handler any of them depends on (as for vmSettings)."""
+    level, handlers = 0, []
+    for depends in children(settings, "DependsOn"):
+        level_text = _attr(depends, "dependencyLevel") or "0"
+        if not _LEVEL.match(level_text):
+            field = f"Plugin {name} DependsOn@dependencyLevel"
+            raise InvalidInput(field, level_text, "not a number")
+        level = max(level, int(level_text))
+        for element in children(depends, "DependsOnExtension"):
+            handler = _attr(element, "handler")
+            if handler and handler.lower() != name.lower():
+                handlers.append(handler)
+    return level, tuple(dict.fromkeys(handlers))
 
 
 def _protected_values(name: str, text: str) -> tuple[str, ...]:

@@ -75,6 +75,32 @@ def test_a_named_extension_that_could_name_another_file_makes_its_plugin_invalid
     assert plugin.invalid is not None and "listed twice" in plugin.invalid
 
 
+def test_a_multi_config_handler_runs_after_every_handler_any_of_its_extensions_depends_on() -> (
+    None
+):
+    """DependsOn comes once per named extension (@name); the extensions share a handler and
+    run together, so the handler takes the highest level and every handler named."""
+    depends = f"""<Plugin name="{RUN_COMMAND}" version="1.3">
+    <DependsOn dependencyLevel="3" name="secondRunCommand">
+      <DependsOnExtension extension="firstRunCommand" handler="{RUN_COMMAND}" />
+      <DependsOnExtension handler="Microsoft.Compute.CustomScriptExtension" />
+    </DependsOn>
+    <DependsOn dependencyLevel="4" name="thirdRunCommand">
+      <DependsOnExtension extension="secondRunCommand" handler="{RUN_COMMAND}" />
+      <DependsOnExtension handler="Microsoft.Compute.VMAccessAgent" />
+    </DependsOn>"""
+    text = REAL_SHAPE.replace(
+        f'<Plugin name="{RUN_COMMAND}" version="1.3">'.encode(), depends.encode()
+    )
+    (plugin,) = parse_extensions_config(text).plugins
+    assert plugin.refusal is None and plugin.multi_config
+    assert plugin.dependency_level == 4
+    assert plugin.depends_on == (
+        "Microsoft.Compute.CustomScriptExtension",
+        "Microsoft.Compute.VMAccessAgent",
+    )
+
+
 # -- against the simulated fabric ---------------------------------------------------------
 
 
