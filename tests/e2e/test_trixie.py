@@ -14,6 +14,9 @@ is masked: its prompts would wait on the console for ever.
    exactly the logged keys and lets the admin user in with the provisioned key.
 2. Second boot of the same disk: not a first boot; nothing provisioned, nothing posted,
    the same host keys.
+
+A guest kernel crash ends a boot at once (vm.py); the one crash emulation itself
+causes (multi-threaded TCG's int3 race) runs both boots again, once, with a warning.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -30,7 +34,7 @@ from azprov.simulator.documents import PublicKey
 from tests.e2e.image import BootFiles, build_image, systemctl
 from tests.e2e.test_boot import PROVISIONING, assert_provisioned, before_sshd, vm_spec
 from tests.e2e.tools import built_package
-from tests.e2e.vm import Boot, boot, free_port
+from tests.e2e.vm import Boot, GuestPanicked, boot, free_port
 
 TRIXIE_UUID = "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
 KEYGEN = "sshd-keygen.service"
@@ -102,18 +106,18 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def login(workdir: Path) -> Login:
+def login_key(workdir: Path) -> Path:
     key = workdir / "login_key"
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e@host", "-f", str(key)],
         check=True,
     )
-    return Login(free_port(), key, workdir)
+    return key
 
 
 @pytest.fixture(scope="module")
-def spec(login: Login) -> VmSpec:
-    public = Path(f"{login.key}.pub").read_text().strip()
+def spec(login_key: Path) -> VmSpec:
+    public = Path(f"{login_key}.pub").read_text().strip()
     return dataclasses.replace(
         vm_spec(TRIXIE_UUID, "e2e-trixie", 4, "5d1f0b2a-6c1e-4c8e-8a7b-0e0f4d9b1a05"),
         public_keys=[PublicKey(public, "/home/azureuser/.ssh/authorized_keys")],
@@ -131,31 +135,60 @@ def image(workdir: Path) -> BootFiles:
     return build_image(workdir, built_package("deb"), first_boot_image, suite="trixie")
 
 
-@pytest.fixture(scope="module")
-def disk(image: BootFiles, workdir: Path) -> Path:
-    return image.copy_disk(workdir / "trixie.img")
+@dataclasses.dataclass
+class Scenario:
+    first: Boot
+    second: Boot
+    login: Login
 
 
-@pytest.fixture(scope="module")
-def first_boot(image: BootFiles, disk: Path, workdir: Path, spec: VmSpec, login: Login) -> Boot:
-    return boot(
+def run_scenario(
+    image: BootFiles, workdir: Path, spec: VmSpec, key: Path, attempt: str = ""
+) -> Scenario:
+    """Both boots of one fresh copy of the disk (the first with the login)."""
+    login = Login(free_port(), key, workdir)
+    disk = image.copy_disk(workdir / f"trixie{attempt}.img")
+    first = boot(
         image,
         disk,
         spec,
         TRIXIE_UUID,
         workdir,
-        name="trixie-first",
+        name=f"trixie-first{attempt}",
         extra_cmdline="e2e.login",
         prepare=login.prepare,
         ssh_port=login.port,
     )
+    second = boot(image, disk, spec, TRIXIE_UUID, workdir, name=f"trixie-second{attempt}")
+    return Scenario(first, second, login)
 
 
 @pytest.fixture(scope="module")
-def second_boot(
-    image: BootFiles, disk: Path, workdir: Path, spec: VmSpec, first_boot: Boot
-) -> Boot:
-    return boot(image, disk, spec, TRIXIE_UUID, workdir, name="trixie-second")
+def scenario(image: BootFiles, workdir: Path, spec: VmSpec, login_key: Path) -> Scenario:
+    try:
+        return run_scenario(image, workdir, spec, login_key)
+    except GuestPanicked as crash:
+        if not crash.emulation_race:
+            raise
+        # Not azprov's doing (see vm.py), but it ended a boot half-way: both boots
+        # again from a fresh disk, once, and said so in the test report.
+        warnings.warn(f"{crash}\n(the TCG int3 race: the scenario ran again)", stacklevel=1)
+        return run_scenario(image, workdir, spec, login_key, "-again")
+
+
+@pytest.fixture(scope="module")
+def first_boot(scenario: Scenario) -> Boot:
+    return scenario.first
+
+
+@pytest.fixture(scope="module")
+def second_boot(scenario: Scenario) -> Boot:
+    return scenario.second
+
+
+@pytest.fixture(scope="module")
+def login(scenario: Scenario) -> Login:
+    return scenario.login
 
 
 def logged_fingerprints(result: Boot) -> list[str]:
