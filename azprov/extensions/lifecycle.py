@@ -132,10 +132,11 @@ class Lifecycle:
     def apply(self, plugin: Plugin, standing: Optional[Mapping[str, Outcome]] = None) -> Outcome:
         """Bring `plugin` to the state asked for. `standing`: a multi-config handler's named
         extensions whose outcome stands (by lower-cased name): not run again."""
-        if plugin.multi_config:
+        if plugin.multi_config or self._multi_config_without_settings(plugin):
             from azprov.extensions.multi_config import apply_multi_config
 
-            return apply_multi_config(self, plugin, standing or {})
+            multi = dataclasses.replace(plugin, multi_config=True)
+            return apply_multi_config(self, multi, standing or {})
         seq_no = plugin.seq_no if plugin.seq_no is not None else 0
         self.step = "Download"
         version: Optional[str] = None
@@ -153,6 +154,19 @@ class Lifecycle:
         log.warning("%s: %s failed: %s", plugin.name, self.step, first_line(failure))
         shown = self.version_shown(plugin, version)
         return Outcome(plugin.name, shown, seq_no, self.step, failure, retry=retry)
+
+    def _multi_config_without_settings(self, plugin: Plugin) -> bool:
+        """A plugin sent with no settings at all, for a multi-config handler in service:
+        every named extension was deleted. It is not a single-config enable (with an
+        empty 0.settings): its named extensions are to be removed, the handler kept."""
+        if plugin.settings is not None or plugin.seq_no is not None or plugin.refusal:
+            return False
+        try:
+            current = self.current(plugin.name)
+            return current is not None and current.manifest().supports_multiple_extensions
+        except (AzprovError, OSError) as exc:
+            log.debug("%s: not known to be multi-config: %s", plugin.name, exc)
+            return False
 
     def version_shown(self, plugin: Plugin, chosen: Optional[str] = None) -> str:
         """The version to report for `plugin`: the one in service, else the one chosen,

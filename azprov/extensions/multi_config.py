@@ -86,8 +86,10 @@ def _install(
     agent gives the extension that brought the install about)."""
     lifecycle.step = "Download"
     current = lifecycle.current(plugin.name)
-    if current is None and not wanted:
-        raise _NothingToRun()
+    if not wanted:  # nothing to install or update it for: only removals to make
+        if current is None:
+            raise _NothingToRun()
+        return current, current.manifest()
     version, package = lifecycle.choose(plugin, current)
     target = lifecycle.folder(plugin.name, version)
     if not target.exists():
@@ -99,11 +101,9 @@ def _install(
             "false",
             "the goal state names extensions of it (ExtensionRuntimeSettings)",
         )
-    first = wanted[0] if wanted else None
-    seq_no, name = (first.seq_no, first.name) if first else (0, None)
-    target.prepare(seq_no, first.settings if first else None, name)
-    if first is None and target.state() == NOT_INSTALLED:
-        return target, manifest  # nothing to install it for
+    first = wanted[0]
+    seq_no, name = first.seq_no, first.name
+    target.prepare(seq_no, first.settings, name)
     if current is not None and current.version != version:
         _update(lifecycle, current, target, manifest, seq_no, name)
     if target.state() == NOT_INSTALLED:
@@ -118,7 +118,7 @@ def _update(
     new: HandlerFolder,
     manifest: HandlerManifest,
     seq_no: int,
-    name: Optional[str],
+    name: str,
 ) -> None:
     """Version change: each enabled named extension of the old version is disabled, the
     new version's update runs, the old one is uninstalled and removed; the new version
@@ -277,6 +277,8 @@ def _uninstall(lifecycle: Lifecycle, plugin: Plugin) -> Outcome:
         manifest = folder.manifest()
         last_seen = _disable_enabled(lifecycle, folder, manifest)
         seq_no, name = last_seen if last_seen else (0, None)
+        if last_seen is None:  # no named extension left: as the platform agent, seqNo 0
+            folder.prepare(0, None)  # with an empty 0.settings
         if folder.state() == ENABLED:
             folder.set_state(INSTALLED)
         if folder.state() == INSTALLED:

@@ -454,3 +454,24 @@ def test_a_link_left_as_a_named_extensions_state_file_is_removed_not_followed(
     assert not planted.is_symlink() and outside.read_text() == "enabled"
     assert _calls(agent)[2:] == [("enable", "first", "2")]
     assert _entries(ext)["first"]["status"] == "Ready"
+
+
+def test_when_every_named_extension_is_removed_the_handler_stays_installed_until_uninstall(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    _publish(ext, NamedSpec("first", 1), NamedSpec("second", 1))
+    assert agent.once() == 0
+    ext.plugins[0].named = []
+    fabric.spec.incarnation += 1
+    assert agent.once() == 0
+    assert sorted(_calls(agent)[3:]) == [("disable", "first", "1"), ("disable", "second", "1")]
+    folder = agent.lib(FOLDER)
+    assert (folder / "config/HandlerState").read_text() == "Installed"
+    assert not any(name.endswith((".settings", ".status")) for name in _files(folder))
+    assert _entries(ext) == {}
+    assert set(_entries(ext, OTHER)) == {""}  # the status upload goes on
+    ext.plugins[0].state = "uninstall"
+    fabric.spec.incarnation += 1
+    assert agent.once() == 0
+    assert _calls(agent)[-1][0] == "uninstall"
+    assert not folder.exists()
