@@ -20,23 +20,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any, Callable, NamedTuple, Optional
 
 from azprov.errors import AzprovError
-from azprov.extensions.vmsettings import (
-    FAST_TRACK,
-    SourcedGoal,
-    host_plugin_version_supported,
-    parse_vm_settings,
-)
+from azprov.extensions.sources import FAST_TRACK, SourcedGoal
+from azprov.extensions.vmsettings import parse_vm_settings
 from azprov.fabric.client import Fabric
 from azprov.fabric.models import GoalState
 from azprov.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
 
+# HostGAPlugins older than this serve vmSettings the platform agent does not trust.
+MIN_HOST_PLUGIN_VERSION = (1, 0, 8, 133)
+_DOTTED = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
 # After a failure other than 404, vmSettings are asked again after this long.
 RETRY_AFTER_SECONDS = 60.0
 # goalStateAggregateStatus codes, as the platform reads them.
@@ -61,6 +61,7 @@ class FastTrack:
         self.etag: Optional[str] = None
         self.served = False  # the last answer was a 200 or a 304
         self.refused: Optional[str] = None  # why the document under `etag` is unusable
+        self.refused_config: Optional[str] = None  # an ExtensionsConfig run without: once
         self._off = False  # a 404: not asked again in this process
         self._pause_until = 0.0
         self._failure: Optional[str] = None
@@ -108,6 +109,21 @@ class FastTrack:
         log.info("vmSettings %s: a new Fast Track goal state", reply.etag)
         return Polled(sourced, goal_state=fresh)
 
+    def failures(self) -> list[str]:
+        """The round's agent failures: a refused vmSettings document (while it stands) and
+        an ExtensionsConfig refused while a Fast Track goal state ran without it (once)."""
+        found = [f for f in (self.refused, self.refused_config) if f]
+        self.refused_config = None
+        return found
+
+    def status(self, document: bytes, current: Optional[SourcedGoal], incarnation: str) -> bytes:
+        """The status document as uploaded: while vmSettings are served, with FastTrack and
+        the status of the goal state in effect (`with_fast_track`); else as it is."""
+        if not self.served:
+            return document
+        goal = goal_status(current, incarnation) if current is not None else None
+        return with_fast_track(document, goal)
+
     def forget(self) -> None:
         """Ask for the whole document next round (what was had could not be applied)."""
         self.etag = None
@@ -120,28 +136,12 @@ class FastTrack:
         return Polled(stopped=was, goal_state=fresh)
 
 
-def choose(current: Optional[SourcedGoal], candidates: list[SourcedGoal]) -> Optional[SourcedGoal]:
-    """The goal state to run of the new `candidates` (ExtensionsConfig first, so it wins
-    a tie), or None when the newest is older than the one in effect."""
-    if not candidates:
-        return current
-    newest = max(candidates, key=lambda c: c.created)
-    if current is not None and newest.created < current.created:
-        log.info(
-            "%s (created %d) is older than %s (created %d) in effect: not run",
-            _named(newest),
-            newest.created,
-            _named(current),
-            current.created,
-        )
-        return None
-    return newest
-
-
-def _named(sourced: SourcedGoal) -> str:
-    if sourced.fast_track:
-        return f"vmSettings {sourced.id.removeprefix('etag_')}"
-    return f"ExtensionsConfig of incarnation {sourced.id}"
+def host_plugin_version_supported(version: Optional[str]) -> bool:
+    """True unless the document names a HostGAPlugin older than MIN_HOST_PLUGIN_VERSION."""
+    if version is None or not _DOTTED.match(version):
+        return version is None
+    parts = tuple(int(p) for p in version.split("."))
+    return parts + (0,) * (4 - len(parts)) >= MIN_HOST_PLUGIN_VERSION
 
 
 def goal_status(sourced: SourcedGoal, fallback_seq_no: str) -> dict[str, Any]:

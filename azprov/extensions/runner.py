@@ -5,13 +5,8 @@ the tenant certificates; when the incarnation or the ExtensionsConfig URL
 changed (or a handler failed for a reason that may pass), apply the plugins
 (one at a time, in dependency order), reusing what an earlier round or
 process already did for a handler whose request did not change; then upload
-the status document, every round, whether anything changed or not.
-
-Fast Track (reference §7): each round also asks the HostGAPlugin for vmSettings
-(`fast_track.FastTrack`: a 304 when unchanged, never again after a 404); a new
-Fast Track goal state is applied in place of the ExtensionsConfig when it is the
-newer, the goal in effect is never replaced by an older one, and the status
-goes to the status blob of the goal in effect.
+the status document, every round, whether anything changed or not. vmSettings
+(Fast Track) are polled beside the goal state; `sources` chooses between them.
 """
 
 from __future__ import annotations
@@ -26,8 +21,8 @@ from azprov.config import Config
 from azprov.errors import AzprovError, HostError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
 from azprov.extensions.certificates import install_certificates
-from azprov.extensions.fast_track import FastTrack, choose, goal_status, with_fast_track
-from azprov.extensions.goal import ExtensionsGoal, Plugin, parse_extensions_config
+from azprov.extensions.fast_track import FastTrack
+from azprov.extensions.goal import ExtensionsGoal, Plugin
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.lifecycle import Lifecycle, Outcome
 from azprov.extensions.memory import MEMORY_FILE, Memory, read_boot_id
@@ -35,9 +30,9 @@ from azprov.extensions.multi_config import spread
 from azprov.extensions.ordering import blocked_reason, run_order
 from azprov.extensions.redaction import Redactor
 from azprov.extensions.round_result import RoundResult, own_status
+from azprov.extensions.sources import SourcedGoal, choose, new_goals
 from azprov.extensions.status import aggregate_status, handler_status, handler_statuses
-from azprov.extensions.upload import upload_status
-from azprov.extensions.vmsettings import SourcedGoal, extensions_config_created
+from azprov.extensions.upload import StatusUploads
 from azprov.fabric.client import Fabric
 from azprov.fabric.models import GoalState
 from azprov.host.root import TargetRoot
@@ -61,12 +56,11 @@ class Runner:
         self.outcomes: dict[str, Outcome] = {}
         self.redactor = Redactor()
         self._seen_goal: Optional[tuple[str, Optional[str]]] = None
-        self._upload_error: Optional[str] = None
+        self.uploads = StatusUploads(fabric, self.artifacts.refresh)
         self._save_error: Optional[str] = None
         self._certificates_missing: Optional[str] = None  # why, while tried again each round
         self.fast_track = FastTrack(fabric)
         self.current: Optional[SourcedGoal] = None  # the goal in effect, with its source
-        self._refused_config: Optional[str] = None  # reported once, in its round
 
     def round(self) -> RoundResult:
         """One poll; FabricError if even the goal state cannot be had."""
@@ -77,15 +71,11 @@ class Runner:
         goal_state = polled.goal_state or goal_state
         if polled.stopped:  # back to the ExtensionsConfig, unless it is older
             self._seen_goal = None
-        if self.fast_track.refused:
-            result.agent_failures.append(self.fast_track.refused)
         seen = (goal_state.incarnation, goal_state.extensions_config_url)
         retry = any(o.retry for o in self.outcomes.values())
         if seen != self._seen_goal or polled.goal is not None or retry:
             goal_state = self._apply_goal(goal_state, polled.goal)
-        if self._refused_config is not None:
-            result.agent_failures.append(self._refused_config)
-            self._refused_config = None
+        result.agent_failures += self.fast_track.failures()
         self._save_memory(result)
         entries = self._entries()
         result.agent_failures += [
@@ -141,9 +131,8 @@ class Runner:
         self.memory.certificates_url, self._certificates_missing = url, None
 
     def _apply_goal(self, goal_state: GoalState, fast: Optional[SourcedGoal] = None) -> GoalState:
-        """Fetch the ExtensionsConfig when it is new (or its plugins are tried again),
-        choose between it and a new Fast Track goal state `fast`, and apply the choice;
-        returns the goal state now current."""
+        """Fetch the ExtensionsConfig when new (or tried again), choose between it and a new
+        Fast Track goal state `fast` (`sources`), apply; returns the goal state now current."""
         incarnation, url = goal_state.incarnation, goal_state.extensions_config_url
         on_fast_track = fast is not None or (self.current is not None and self.current.fast_track)
         if url is None and not on_fast_track:
@@ -159,18 +148,7 @@ class Runner:
         # Seen from here on: a malformed document is logged once, not every poll.
         self._seen_goal = (incarnation, url)
         try:
-            candidates = [] if fast is None else [fast]
-            if content is not None:  # first: of two made at once, the WireServer's wins
-                try:
-                    created = extensions_config_created(content)
-                    wire = SourcedGoal(parse_extensions_config(content), incarnation, created)
-                    candidates.insert(0, wire)
-                except AzprovError as exc:
-                    if fast is None:
-                        raise
-                    # A Fast Track goal state does not wait on a document it does not need.
-                    self._refused_config = f"ExtensionsConfig of incarnation {incarnation}: {exc}"
-                    log.error("%s", self._refused_config)
+            candidates, self.fast_track.refused_config = new_goals(content, incarnation, fast)
             chosen = choose(self.current, candidates)
             return goal_state if chosen is None else self._apply_config(goal_state, chosen)
         except BaseException as exc:
@@ -181,18 +159,15 @@ class Runner:
 
     def _apply_config(self, goal_state: GoalState, chosen: SourcedGoal) -> GoalState:
         url, goal = goal_state.extensions_config_url, chosen.goal
-        named = f"vmSettings {chosen.id[5:]}" if chosen.fast_track else f"incarnation {chosen.id}"
-        if chosen.on_hold:
-            # The platform holds the extensions (the VM may yet be given away): nothing
-            # runs until a goal state that is not on hold; status still goes up.
-            log.info("%s is on hold: its extensions wait", named)
+        if chosen.on_hold:  # held (the VM may yet be given away): status still goes up
+            log.info("%s is on hold: its extensions wait", chosen.named)
             self.goal = self.goal or dataclasses.replace(goal, plugins=())
             return goal_state
         self.goal, self.current = goal, chosen
         self.redactor = Redactor(s for p in goal.plugins for s in p.protected)
         log.info(
             "%s: %d plugin(s): %s",
-            named,
+            chosen.named,
             len(goal.plugins),
             ", ".join(f"{p.name} {p.version} {p.state}" for p in goal.plugins) or "none",
         )
@@ -283,30 +258,8 @@ class Runner:
         # Each string is redacted on its own, before serializing: a key cut short in one
         # handler's message is redacted to the end of that string, not of the document.
         document = aggregate_status(self.root, self.redactor.strings(entries))
-        if self.fast_track.served:
-            current, incarnation = self.current, goal_state.incarnation
-            goal = goal_status(current, incarnation) if current is not None else None
-            document = with_fast_track(document, goal)
-        try:
-            channel = upload_status(
-                self.fabric,
-                goal_state,
-                self.goal.status_blob_url,
-                self.goal.status_blob_type,
-                document,
-                self.artifacts.refresh,
-            )
-        except AzprovError as exc:
-            # Every poll fails the same way while the fabric is down: say it once.
-            level = logging.DEBUG if str(exc) == self._upload_error else logging.ERROR
-            log.log(level, "%s", exc)
-            self._upload_error = str(exc)
-            result.agent_failures.append(f"status upload: {exc}")
-            return
-        if self._upload_error is not None:
-            log.info("status uploaded through %s again", channel)
-            self._upload_error = None
-        log.debug("status uploaded through %s (%d bytes)", channel, len(document))
+        document = self.fast_track.status(document, self.current, goal_state.incarnation)
+        self.uploads.upload(goal_state, self.goal, document, result.agent_failures)
 
 
 def run_extensions(root: TargetRoot, config: Config, once: bool) -> int:

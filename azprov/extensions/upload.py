@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import logging
-from typing import Callable
+from typing import Callable, Optional
 
-from azprov.errors import FabricError, StatusUploadFailed
+from azprov.errors import AzprovError, FabricError, StatusUploadFailed
+from azprov.extensions.goal import ExtensionsGoal
 from azprov.fabric.client import Fabric
 from azprov.fabric.http import RETRYABLE_STATUS, SUCCESS_STATUS, Deadline, Reply
 from azprov.fabric.models import GoalState
@@ -91,6 +92,41 @@ def upload_status(
         failures.append(f"storage: {exc}")
         raise StatusUploadFailed(f"status upload failed: {'; '.join(failures)}") from None
     return "storage"
+
+
+class StatusUploads:
+    """The status upload of every round; a failure that repeats is logged once."""
+
+    def __init__(self, fabric: Fabric, refresh: Callable[[], GoalState]) -> None:
+        self.fabric = fabric
+        self.refresh = refresh
+        self._error: Optional[str] = None
+
+    def upload(
+        self, goal_state: GoalState, goal: ExtensionsGoal, document: bytes, failures: list[str]
+    ) -> None:
+        """Store `document` in `goal`'s status blob; a failure is added to `failures`."""
+        assert goal.status_blob_url is not None
+        try:
+            channel = upload_status(
+                self.fabric,
+                goal_state,
+                goal.status_blob_url,
+                goal.status_blob_type,
+                document,
+                self.refresh,
+            )
+        except AzprovError as exc:
+            # Every poll fails the same way while the fabric is down: say it once.
+            level = logging.DEBUG if str(exc) == self._error else logging.ERROR
+            log.log(level, "%s", exc)
+            self._error = str(exc)
+            failures.append(f"status upload: {exc}")
+            return
+        if self._error is not None:
+            log.info("status uploaded through %s again", channel)
+            self._error = None
+        log.debug("status uploaded through %s (%d bytes)", channel, len(document))
 
 
 def _put_direct(fabric: Fabric, what: str, request: BlobRequest) -> None:

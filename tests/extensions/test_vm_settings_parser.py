@@ -13,13 +13,10 @@ from typing import Any
 import pytest
 
 from azprov.errors import InvalidInput
+from azprov.extensions.fast_track import host_plugin_version_supported
 from azprov.extensions.goal import ExtensionsGoal, parse_extensions_config
-from azprov.extensions.vmsettings import (
-    SourcedGoal,
-    extensions_config_created,
-    host_plugin_version_supported,
-    parse_vm_settings,
-)
+from azprov.extensions.sources import SourcedGoal, extensions_config_created
+from azprov.extensions.vmsettings import parse_vm_settings
 from azprov.simulator import SimulatedFabric
 from tests.extensions.fast_track import vm_settings_json
 from tests.extensions.simulated import PluginSpec, SimulatedExtensions
