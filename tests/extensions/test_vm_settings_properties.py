@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, Optional
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from azprov.errors import AzprovError
+from azprov.extensions.goal import ExtensionsGoal
+from azprov.extensions.sources import SourcedGoal, choose
 from azprov.extensions.vmsettings import parse_vm_settings
 
 FAST = settings(
@@ -116,3 +118,35 @@ def test_what_a_document_asks_for_is_what_the_goal_holds(
         if p.refusal is None
     }
     assert got == {name: extensions[name] for name in names.values()}
+
+
+@FAST
+@given(
+    rounds=st.lists(
+        st.lists(st.tuples(st.booleans(), st.integers(min_value=0, max_value=50)), max_size=2),
+        max_size=12,
+    )
+)
+def test_the_goal_in_effect_is_never_replaced_by_an_older_one(
+    rounds: list[list[tuple[bool, int]]],
+) -> None:
+    """Whatever arrives round after round (an ExtensionsConfig, vmSettings, or both), the
+    creation time of the goal in effect never goes back, and a newer arrival always runs."""
+    empty = ExtensionsGoal((), None, "BlockBlob", ())
+    current: Optional[SourcedGoal] = None
+    for number, arrivals in enumerate(rounds):
+        candidates = [
+            SourcedGoal(empty, f"etag_{number}" if fast else str(number), created)
+            for fast, created in arrivals
+        ]
+        chosen = choose(current, candidates)
+        if not candidates:  # nothing new: the goal in effect stays
+            assert chosen is current
+            continue
+        if chosen is None:
+            assert current is not None and max(c.created for c in candidates) < current.created
+            continue
+        if current is not None:
+            assert chosen.created >= current.created
+        assert chosen.created == max(c.created for c in candidates)
+        current = chosen
