@@ -40,6 +40,8 @@ from typing import Any, Iterator, Mapping, NamedTuple, Optional
 
 from azprov import AGENT_NAME
 
+# httpx's package ends with `try: from ._main import main`: a module that is None
+# in sys.modules makes that import fail at once, and httpx defines a stub instead.
 _CLI = "httpx._main"
 _skip_cli = "httpx" not in sys.modules and _CLI not in sys.modules
 if _skip_cli:
@@ -88,6 +90,7 @@ class Connections:
             trust_env=False,
             follow_redirects=False,
             headers={"User-Agent": AGENT_NAME},
+            # A jar that accepts no domain: a cookie a server sets is never sent back.
             cookies=http.cookiejar.CookieJar(
                 http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
             ),
