@@ -229,14 +229,8 @@ def test_deb_and_rpm_declare_the_libraries_with_the_tested_lower_bounds() -> Non
 
 # dh_python3 (${python3:Depends}) and rpm's Python dependency generator add what the
 # wheel's metadata, that is pyproject.toml, names.
-PYPROJECT_PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="pyproject.toml is another helper's in issue 17: it drops httpcore and lowers"
-    " the bounds to the tested ones; remove this mark when it does",
-)
 
 
-@PYPROJECT_PENDING
 def test_built_packages_do_not_depend_on_httpcore(deb: Path, rpm: Path) -> None:
     """httpcore is httpx's engine and arrives with httpx; azprov does not import it."""
     depends = run("dpkg-deb", "--field", str(deb), "Depends")
@@ -244,7 +238,6 @@ def test_built_packages_do_not_depend_on_httpcore(deb: Path, rpm: Path) -> None:
     assert "httpcore" not in depends and "httpcore" not in requires, (depends, requires)
 
 
-@PYPROJECT_PENDING
 def test_pyproject_declares_what_the_packages_declare() -> None:
     pyproject = (REPO / "pyproject.toml").read_text()
     (block,) = re.findall(r"^dependencies = \[(.*?)^\]", pyproject, re.MULTILINE | re.DOTALL)
