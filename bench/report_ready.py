@@ -61,6 +61,7 @@ class Case:
     argv: Callable[[Path], list[str]]
     prepare: Optional[Callable[[Path], None]] = None
     health_reports: int = 1  # health POSTs the fabric must have accepted per run
+    source: Optional[Path] = None  # another checkout of azprov to run (--before), else this one
 
 
 @dataclasses.dataclass
@@ -69,6 +70,7 @@ class Bench:
     workdir: Path
     python: str
     config: Path
+    before: Optional[Path] = None  # --before: an earlier checkout, timed in the same rounds
 
     def azprov_module(self, *args: str) -> Callable[[Path], list[str]]:
         return lambda root: [
@@ -137,6 +139,18 @@ def cases(bench: Bench) -> list[Case]:
             prepare=lambda root: fresh_image(bench, root, with_host_key=False),
         )
     )
+    if bench.before is not None:
+        # The same cases from an earlier checkout, in the same rounds: before/after
+        # figures that share the machine's load.
+        for name, prepare, command in (
+            ("before: azprov report-ready (python -m azprov)", None, "report-ready"),
+            (
+                f"before: {PROVISION_CASE}",
+                lambda root: fresh_image(bench, root, with_host_key=True),
+                "provision",
+            ),
+        ):
+            found.append(Case(name, bench.azprov_module(command), prepare, source=bench.before))
     return found
 
 
@@ -189,7 +203,7 @@ def run_once(bench: Bench, case: Case, run_dir: Path) -> Sample:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=bench.workdir,
-        env=clean_environment(),
+        env=clean_environment(case.source),
         check=False,
     )
     elapsed = time.perf_counter() - started
@@ -204,15 +218,19 @@ def run_once(bench: Bench, case: Case, run_dir: Path) -> Sample:
     return Sample(elapsed, cpu, ready)
 
 
-def clean_environment() -> dict[str, str]:
+def clean_environment(source: Optional[Path] = None) -> dict[str, str]:
     """The caller's environment without proxies or start-up hooks (PYTHONPATH is kept:
-    it lets another interpreter, e.g. one with a newer httpx, run this checkout)."""
+    it lets another interpreter, e.g. one with a newer httpx, run this checkout);
+    `source` goes first on PYTHONPATH, so `-m azprov` runs that checkout instead."""
     dropped = {"PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE"}
-    return {
+    env = {
         k: v
         for k, v in os.environ.items()
         if k not in dropped and not k.lower().endswith("_proxy")
     }
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(source), env.get("PYTHONPATH"))))
+    return env
 
 
 def import_breakdown(bench: Bench, top: int) -> list[str]:
@@ -263,7 +281,15 @@ def main() -> int:
         default="",
         help="run only cases whose name contains this (the baseline and the floor always run)",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="an earlier checkout of the repository (git worktree add DIR REV): its"
+        " report-ready and provision cases run in the same rounds",
+    )
     args = parser.parse_args()
+    if args.before is not None and not (args.before / "azprov" / "__main__.py").is_file():
+        parser.error(f"--before {args.before}: no azprov/__main__.py there")
     if args.rounds < 7:
         parser.error("--rounds must be at least 7")
 
@@ -271,7 +297,7 @@ def main() -> int:
         workdir = Path(tmp)
         config = workdir / "azprov.conf"
         config.write_text(fabric.config_text(total_timeout=30), encoding="utf-8")
-        bench = Bench(fabric, workdir, sys.executable, config)
+        bench = Bench(fabric, workdir, sys.executable, config, args.before)
         selected = [
             c
             for c in cases(bench)
