@@ -301,7 +301,7 @@ def test_the_provisioning_unit_runs_before_every_key_generator_azprov_knows() ->
     makes none and logs no fingerprint."""
     import configparser
 
-    from azprov.host.hostkeys import IMAGE_KEYGEN_UNITS
+    from azprov.host.keygen_units import IMAGE_KEYGEN_UNITS
 
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.read_string(
