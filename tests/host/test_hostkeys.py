@@ -455,6 +455,20 @@ def _private_keys(top: Path) -> list[Path]:
     ]
 
 
+def _private_keys_if_any(top: Path) -> list[Path]:
+    """_private_keys of a tree another process may be removing meanwhile."""
+    try:
+        return _private_keys(top) if top.is_dir() else _private_keys_in_file(top)
+    except FileNotFoundError:
+        return []
+
+
+def _private_keys_in_file(path: Path) -> list[Path]:
+    if path.is_file() and not path.is_symlink() and b"PRIVATE KEY" in path.read_bytes()[:64]:
+        return [path]
+    return []
+
+
 def test_a_run_killed_mid_generation_leaves_no_private_key_outside_the_root(
     tmp_path: Path,
 ) -> None:
@@ -463,11 +477,17 @@ def test_a_run_killed_mid_generation_leaves_no_private_key_outside_the_root(
     removes what a killed one left."""
     root = tmp_path / "image"
     root.mkdir()
+    # The run gets a temporary directory of its own: /tmp is shared with whatever else
+    # runs on the machine (an .rpm build makes /tmp/azprov-* too), so only a directory
+    # nobody else writes to tells this run's leftovers from theirs.
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
     host_tmp = Path(tempfile.gettempdir())
     before = set(host_tmp.glob("azprov-*"))
     killed = subprocess.Popen(
         [sys.executable, "-c", _KILLED_RUN, str(root)],
         stdout=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(own_tmp)},
         start_new_session=True,  # its ssh-keygen children share its process group
     )
     assert killed.stdout is not None
@@ -475,7 +495,11 @@ def test_a_run_killed_mid_generation_leaves_no_private_key_outside_the_root(
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     _wait_for_group(killed.pid)  # the orphaned ssh-keygen processes finish their keys
-    assert set(host_tmp.glob("azprov-*")) == before
+    assert list(own_tmp.iterdir()) == []
+    # A path written as /tmp in full ignores TMPDIR: what appeared there meanwhile is
+    # this run's only if it holds a private key (another test's build holds none).
+    appeared = set(host_tmp.glob("azprov-*")) - before
+    assert [key for top in appeared for key in _private_keys_if_any(top)] == []
     work = root / "var/lib/azprov/hostkeys.tmp"
     left = _private_keys(tmp_path)
     assert left, "the killed run's keys should be in its directory, for the next run"
