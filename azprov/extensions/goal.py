@@ -12,54 +12,42 @@ formed or carries a DTD, a root other than <Extensions>, and a StatusUploadBlob
 that is not BlockBlob/PageBlob or not an http(s) URL (with nowhere to report
 to, running handlers would change the machine with the platform hearing
 nothing). Settings stay as the JSON text the platform sent; protected
-settings inside stay encrypted.
+settings inside stay encrypted. The rules each field is held to are in
+`plugin_fields`; a multi-config handler's named extensions are read by
+`named_extensions`. `Plugin` and `ExtensionsGoal` are vmSettings' model too.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 from typing import Optional
 from xml.etree import ElementTree
 from xml.etree.ElementTree import Element
 
 from azprov.errors import AzprovError, InvalidInput, one_line
+from azprov.extensions.named_extensions import (
+    NamedExtension,
+    multi_config_dependencies,
+    named_extensions,
+)
+from azprov.extensions.plugin_fields import (
+    LEVEL,
+    NAME,
+    STATES,
+    VERSION,
+    attr,
+    protected_values,
+    seq_no_of,
+    valid,
+)
 from azprov.fabric.xmldoc import child, children, local_name, parse_xml
-from azprov.jsondoc import parse_json
 
-# Publisher.Type: it becomes a folder name, so nothing that could climb out of lib_dir.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
-# seqNo is an Int32 on the platform; a dependency level is a small count.
-_SEQ_NO = re.compile(r"^[0-9]{1,10}$")
-_SEQ_NO_MAX = 2**31 - 1
-_LEVEL = re.compile(r"^[0-9]{1,9}$")
-_THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
-# A multi-config extension's name (an ARM resource name) names its files
-# (config/<name>.<seqNo>.settings): no separator, no leading dot.
-_EXTENSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-EXTENSION_STATES = ("enabled", "disabled")
 # How much of a refused name or version a status entry and a log line show.
 _SHOWN_MAX_CHARS = 200
-STATES = ("enabled", "disabled", "uninstall")
 BLOB_TYPES = ("BlockBlob", "PageBlob")
 # RequiredFeatures azprov implements; any other one fails the goal state.
 SUPPORTED_FEATURES: frozenset[str] = frozenset({"MultipleExtensionsPerHandler"})
-
-
-@dataclasses.dataclass(frozen=True)
-class NamedExtension:
-    """One named extension of a multi-config handler (RunCommand v2's, say)."""
-
-    name: str
-    seq_no: int
-    state: str  # enabled | disabled (disabled: remove it, as the platform agent does)
-    settings: Optional[str] = None  # the runtimeSettings JSON, protected part encrypted
-    protected: tuple[str, ...] = ()  # encrypted protected settings: kept out of every log
-
-    def __repr__(self) -> str:  # settings never reach a log, even through a repr
-        return f"NamedExtension({self.name} {self.state} seqNo={self.seq_no})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,20 +91,6 @@ class ExtensionsGoal:
         return [f for f in self.required_features if f not in SUPPORTED_FEATURES]
 
 
-def _attr(element: Element, name: str) -> Optional[str]:
-    """An attribute looked up case-insensitively (the platform is not consistent)."""
-    for key, value in element.attrib.items():
-        if local_name(key).lower() == name.lower():
-            return value.strip()
-    return None
-
-
-def _valid(field: str, value: Optional[str], pattern: re.Pattern[str], why: str) -> str:
-    if value is None or not pattern.match(value):
-        raise InvalidInput(field, value, why)
-    return value
-
-
 def parse_extensions_config(content: bytes) -> ExtensionsGoal:
     """Parse the ExtensionsConfig: a plugin that cannot be used is kept with its reason
     (`Plugin.invalid`); only a document-level fault (see above) raises a one-line error."""
@@ -125,7 +99,7 @@ def parse_extensions_config(content: bytes) -> ExtensionsGoal:
         raise InvalidInput("ExtensionsConfig root", root.tag, "expected <Extensions>")
     blob = child(root, "StatusUploadBlob")
     blob_url = (blob.text or "").strip() or None if blob is not None else None
-    blob_type = (_attr(blob, "statusBlobType") if blob is not None else None) or "BlockBlob"
+    blob_type = (attr(blob, "statusBlobType") if blob is not None else None) or "BlockBlob"
     if blob_type not in BLOB_TYPES:
         raise InvalidInput("StatusUploadBlob@statusBlobType", blob_type, "not BlockBlob/PageBlob")
     if blob_url is not None and not blob_url.startswith(("http://", "https://")):
@@ -138,7 +112,7 @@ def parse_extensions_config(content: bytes) -> ExtensionsGoal:
         if f is not None and (f.text or "").strip()
     )
     metadata = child(root, "InVMGoalStateMetaData")
-    in_svd = _attr(metadata, "inSvdSeqNo") if metadata is not None else None
+    in_svd = attr(metadata, "inSvdSeqNo") if metadata is not None else None
     return ExtensionsGoal(_plugins(root), blob_url, blob_type, features, in_svd)
 
 
@@ -161,7 +135,7 @@ def _plugins(root: Element) -> tuple[Plugin, ...]:
                 if len(entries) > 1:
                     raise InvalidInput(
                         "Plugin@name",
-                        _attr(element, "name"),
+                        attr(element, "name"),
                         f"listed {len(entries)} times in {where}, differently",
                     )
             entry = settings.get(key)
@@ -173,7 +147,7 @@ def _plugins(root: Element) -> tuple[Plugin, ...]:
 
 def _shown_name(element: Element) -> str:
     """The plugin's name as reported: one line, bounded (a valid name is unchanged)."""
-    return one_line(_attr(element, "name") or "")[:_SHOWN_MAX_CHARS]
+    return one_line(attr(element, "name") or "")[:_SHOWN_MAX_CHARS]
 
 
 def _by_name(elements: list[Element]) -> dict[str, list[Element]]:
@@ -194,41 +168,28 @@ def _by_name(elements: list[Element]) -> dict[str, list[Element]]:
 def _invalid(element: Element, settings: list[Element], why: str) -> Plugin:
     """The plugin as far as it can be told, marked invalid: reported, never run."""
     name = _shown_name(element)
-    version = one_line(_attr(element, "version") or "")[:_SHOWN_MAX_CHARS]
-    state = (_attr(element, "state") or "enabled").lower()
+    version = one_line(attr(element, "version") or "")[:_SHOWN_MAX_CHARS]
+    state = (attr(element, "state") or "enabled").lower()
     runtime = child(settings[0], "RuntimeSettings") if len(settings) == 1 else None
-    seq_text = _attr(runtime, "seqNo") if runtime is not None else None
-    seq_no = _seq_no(seq_text) if seq_text is not None and _SEQ_NO.match(seq_text) else None
+    seq_text = attr(runtime, "seqNo") if runtime is not None else None
+    seq_no = seq_no_of(seq_text)
     return Plugin(name, version, state if state in STATES else "enabled", (), seq_no, invalid=why)
 
 
-def _seq_no(text: str) -> Optional[int]:
-    value = int(text)
-    return value if value <= _SEQ_NO_MAX else None
-
-
 def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
-    name = _valid("Plugin@name", _attr(element, "name"), _NAME, "not a Publisher.Type name")
-    version = _valid(
-        f"Plugin {name} @version", _attr(element, "version"), _VERSION, "not a dotted version"
+    name = valid("Plugin@name", attr(element, "name"), NAME, "not a Publisher.Type name")
+    version = valid(
+        f"Plugin {name} @version", attr(element, "version"), VERSION, "not a dotted version"
     )
-    state = (_attr(element, "state") or "enabled").lower()
+    state = (attr(element, "state") or "enabled").lower()
     if state not in STATES:
         raise InvalidInput(f"Plugin {name} @state", state, f"expected one of {', '.join(STATES)}")
-    urls = [_attr(element, "location"), _attr(element, "failoverlocation")]
-    additional = child(element, "additionalLocations")
-    urls += [(a.text or "").strip() for a in children(additional, "additionalLocation")]
-    manifest_urls = tuple(u for u in urls if u)
-    for url in manifest_urls:
-        if not url.startswith(("http://", "https://")):
-            raise InvalidInput(f"Plugin {name} manifest location", url, "not an http(s) URL")
-    if not manifest_urls and state == "enabled":
-        raise InvalidInput(f"Plugin {name} @location", None, "no manifest location")
+    manifest_urls = _manifest_urls(element, name, state)
     if settings is None:
         return Plugin(name, version, state, manifest_urls)
     if children(settings, "ExtensionRuntimeSettings"):
-        level, depends_on = _multi_config_dependencies(name, settings)
-        extensions = _named_extensions(name, settings)
+        level, depends_on = multi_config_dependencies(name, settings)
+        extensions = named_extensions(name, settings)
         protected = tuple(value for e in extensions for value in e.protected)
         return Plugin(
             name,
@@ -245,12 +206,12 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
     runtime = child(settings, "RuntimeSettings")
     if runtime is None:
         return Plugin(name, version, state, manifest_urls, None, None, (), level, depends_on)
-    seq_text = _attr(runtime, "seqNo")
-    seq_no = _seq_no(seq_text) if seq_text is not None and _SEQ_NO.match(seq_text) else None
+    seq_text = attr(runtime, "seqNo")
+    seq_no = seq_no_of(seq_text)
     if seq_no is None:
         raise InvalidInput(f"Plugin {name} RuntimeSettings@seqNo", seq_text, "not a whole number")
     text = (runtime.text or "").strip()
-    protected = _protected_values(name, text) if text else ()
+    protected = protected_values(name, text) if text else ()
     return Plugin(
         name,
         version,
@@ -264,83 +225,28 @@ def _plugin(element: Element, settings: Optional[Element]) -> Plugin:
     )
 
 
-def _named_extensions(name: str, settings: Element) -> tuple[NamedExtension, ...]:
-    """A multi-config handler's ExtensionRuntimeSettings, each checked; any fault makes
-    the whole plugin invalid (its extensions share one handler folder)."""
-    if child(settings, "RuntimeSettings") is not None:
-        raise InvalidInput(
-            f"Plugin {name} RuntimeSettings", "present", "beside ExtensionRuntimeSettings"
-        )
-    found: list[NamedExtension] = []
-    for element in children(settings, "ExtensionRuntimeSettings"):
-        field = f"Plugin {name} ExtensionRuntimeSettings"
-        ext = _valid(f"{field}@name", _attr(element, "name"), _EXTENSION_NAME, "not a name")
-        if any(e.name.lower() == ext.lower() for e in found):
-            raise InvalidInput(f"{field}@name", ext, "listed twice")
-        seq_text = _attr(element, "seqNo")
-        seq_no = _seq_no(seq_text) if seq_text is not None and _SEQ_NO.match(seq_text) else None
-        if seq_no is None:
-            raise InvalidInput(f"{field} {ext} @seqNo", seq_text, "not a whole number")
-        state = (_attr(element, "state") or "enabled").lower()
-        if state not in EXTENSION_STATES:
-            raise InvalidInput(f"{field} {ext} @state", state, "expected enabled or disabled")
-        text = (element.text or "").strip()
-        protected = _protected_values(f"{name} {ext}", text) if text else ()
-        found.append(NamedExtension(ext, seq_no, state, text or None, protected))
-    return tuple(found)
+def _manifest_urls(element: Element, name: str, state: str) -> tuple[str, ...]:
+    """Where the handler's manifest is: location, failover, additional locations."""
+    urls = [attr(element, "location"), attr(element, "failoverlocation")]
+    additional = child(element, "additionalLocations")
+    urls += [(a.text or "").strip() for a in children(additional, "additionalLocation")]
+    manifest_urls = tuple(u for u in urls if u)
+    for url in manifest_urls:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInput(f"Plugin {name} manifest location", url, "not an http(s) URL")
+    if not manifest_urls and state == "enabled":
+        raise InvalidInput(f"Plugin {name} @location", None, "no manifest location")
+    return manifest_urls
 
 
 def _dependencies(name: str, settings: Element) -> tuple[int, tuple[str, ...]]:
     depends = child(settings, "DependsOn")
     if depends is None:
         return 0, ()
-    level_text = _attr(depends, "dependencyLevel") or "0"
-    if not _LEVEL.match(level_text):
+    level_text = attr(depends, "dependencyLevel") or "0"
+    if not LEVEL.match(level_text):
         raise InvalidInput(f"Plugin {name} DependsOn@dependencyLevel", level_text, "not a number")
     handlers = tuple(
-        h for h in (_attr(e, "handler") for e in children(depends, "DependsOnExtension")) if h
+        h for h in (attr(e, "handler") for e in children(depends, "DependsOnExtension")) if h
     )
     return int(level_text), handlers
-
-
-def _multi_config_dependencies(name: str, settings: Element) -> tuple[int, tuple[str, ...]]:
-    """A multi-config handler's DependsOn, one per named extension (@name): its
-    extensions run together, so the handler runs at the highest level any of them names,
-    after every other handler any of them depends on (as for vmSettings)."""
-    level, handlers = 0, []
-    for depends in children(settings, "DependsOn"):
-        level_text = _attr(depends, "dependencyLevel") or "0"
-        if not _LEVEL.match(level_text):
-            field = f"Plugin {name} DependsOn@dependencyLevel"
-            raise InvalidInput(field, level_text, "not a number")
-        level = max(level, int(level_text))
-        for element in children(depends, "DependsOnExtension"):
-            handler = _attr(element, "handler")
-            if handler and handler.lower() != name.lower():
-                handlers.append(handler)
-    return level, tuple(dict.fromkeys(handlers))
-
-
-def _protected_values(name: str, text: str) -> tuple[str, ...]:
-    """Check the settings' shape and return the encrypted protected settings found in it."""
-    field = f"Plugin {name} RuntimeSettings"
-    # The handler reads its numbers itself: azprov needs only the shape and the
-    # protected settings, so no number in them can refuse the plugin.
-    document = parse_json(text, field, keep_numbers=False, secret=True)
-    entries = document.get("runtimeSettings") if isinstance(document, dict) else None
-    if not isinstance(entries, list):
-        raise InvalidInput(field, text, "no runtimeSettings list", secret=True)
-    found = []
-    for entry in entries:
-        handler = entry.get("handlerSettings") if isinstance(entry, dict) else None
-        if not isinstance(handler, dict):
-            raise InvalidInput(field, text, "an entry has no handlerSettings object", secret=True)
-        value = handler.get("protectedSettings")
-        if isinstance(value, str) and value:
-            found.append(value)
-        thumbprint = handler.get("protectedSettingsCertThumbprint")
-        if value and not (isinstance(thumbprint, str) and _THUMBPRINT.match(thumbprint)):
-            raise InvalidInput(
-                f"{field} protectedSettingsCertThumbprint", thumbprint, "not a SHA-1 thumbprint"
-            )
-    return tuple(found)

@@ -22,17 +22,7 @@ import json
 from typing import Any, Optional
 
 from azprov.errors import AzprovError, InvalidInput, one_line
-from azprov.extensions.goal import (
-    _EXTENSION_NAME,
-    _NAME,
-    _THUMBPRINT,
-    _VERSION,
-    EXTENSION_STATES,
-    STATES,
-    ExtensionsGoal,
-    NamedExtension,
-    Plugin,
-)
+from azprov.extensions.goal import ExtensionsGoal, Plugin
 from azprov.extensions.json_fields import (
     SHOWN_MAX_CHARS,
     flag_field,
@@ -44,6 +34,15 @@ from azprov.extensions.json_fields import (
     text_field,
     url_field,
     whole_field,
+)
+from azprov.extensions.named_extensions import NamedExtension
+from azprov.extensions.plugin_fields import (
+    EXTENSION_NAME,
+    EXTENSION_STATES,
+    NAME,
+    STATES,
+    THUMBPRINT,
+    VERSION,
 )
 from azprov.extensions.sources import TICKS_MAX, SourcedGoal
 from azprov.jsondoc import parse_json
@@ -148,12 +147,10 @@ def _invalid(entry: Any, why: str) -> Plugin:
 def _plugin(entry: Any) -> Plugin:
     fields = object_field(entry, f"{DOCUMENT} extensionGoalStates[]")
     name = text_field(
-        fields.get("name"), f"{DOCUMENT} extension name", _NAME, "not a Publisher.Type name"
+        fields.get("name"), f"{DOCUMENT} extension name", NAME, "not a Publisher.Type name"
     )
     what = f"{DOCUMENT} {name}"
-    version = text_field(
-        fields.get("version"), f"{what} version", _VERSION, "not a dotted version"
-    )
+    version = text_field(fields.get("version"), f"{what} version", VERSION, "not a dotted version")
     state = fields.get("state")
     if state not in STATES:
         raise InvalidInput(f"{what} state", shown(state), f"expected one of {', '.join(STATES)}")
@@ -211,7 +208,7 @@ def _runtime_settings(what: str, settings: dict[str, Any]) -> tuple[str, tuple[s
     thumbprint = settings.get("protectedsettingscertthumbprint")
     if protected is not None and not isinstance(protected, str):
         raise InvalidInput(f"{what} protectedSettings", kind(protected), "not text", secret=True)
-    if protected and not (isinstance(thumbprint, str) and _THUMBPRINT.match(thumbprint)):
+    if protected and not (isinstance(thumbprint, str) and THUMBPRINT.match(thumbprint)):
         raise InvalidInput(
             f"{what} protectedSettingsCertThumbprint", shown(thumbprint), "not a SHA-1 thumbprint"
         )
@@ -234,7 +231,7 @@ def _named_extensions(what: str, settings: list[Any]) -> tuple[NamedExtension, .
     for index, entry in enumerate(settings):
         fields = object_field(entry, f"{what} settings[{index}]")
         name = text_field(
-            fields.get("extensionname"), f"{what} extensionName", _EXTENSION_NAME, "not a name"
+            fields.get("extensionname"), f"{what} extensionName", EXTENSION_NAME, "not a name"
         )
         if name.lower() in seen:
             raise InvalidInput(f"{what} extensionName", name, "listed twice")
@@ -288,7 +285,7 @@ def _depends_on_handlers(what: str, depends: dict[str, Any]) -> list[str]:
                 text_field(
                     handler,
                     f"{what} dependsOnExtension.handler",
-                    _NAME,
+                    NAME,
                     "not a Publisher.Type name",
                 )
             )
