@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
+from azprov import errors
 from azprov.errors import UnsafePath
 from azprov.timestamps import utc_timestamp
 
@@ -52,6 +53,14 @@ class CommandResult:
         if self.exit_code == 0:
             return f"{self.command} succeeded"
         return f"{self.command} failed with exit code {self.exit_code}"
+
+
+class CommandFailed(errors.CommandFailed):
+    """A handler command exited non-zero or timed out; `result` has its output tails."""
+
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__(result.describe())
+        self.result = result
 
 
 def _output_file(dir_fd: int, name: str) -> int:

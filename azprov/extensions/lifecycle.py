@@ -3,8 +3,9 @@
 The sequences follow the extension contract: new handler: install → enable;
 same version, new seqNo: enable; `disabled`: disable; `uninstall`: disable →
 uninstall → remove; version change: disable old → update new → uninstall old
-→ install new (if its updateMode asks) → enable new. A failure ends that
-handler's sequence and becomes its status; it never stops the other handlers.
+→ install new (if its updateMode asks) → enable new (the update part in
+`version_update`). A failure ends that handler's sequence and becomes its
+status (an `Outcome`); it never stops the other handlers.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import dataclasses
 import logging
 from typing import Callable, Mapping, Optional
 
-from azprov import errors
 from azprov.config import Config
 from azprov.errors import AzprovError, FabricError, TransientFabricError
 from azprov.extensions.artifacts import Artifacts
-from azprov.extensions.commands import CommandResult, run_command
+from azprov.extensions.commands import CommandFailed, CommandResult, run_command
 from azprov.extensions.download import install_package, resolve_version
 from azprov.extensions.goal import Plugin
 from azprov.extensions.handler import (
@@ -28,6 +28,8 @@ from azprov.extensions.handler import (
     installed_versions,
 )
 from azprov.extensions.manifest import HandlerManifest, PackageVersion, version_key
+from azprov.extensions.outcome import Outcome, first_line
+from azprov.extensions.version_update import update_handler
 from azprov.host.root import COMMAND_PATH, TargetRoot
 
 log = logging.getLogger(__name__)
@@ -37,49 +39,6 @@ _BASE_ENV = {
     "LANG": "C.UTF-8",
     "HOME": "/root",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What happened to one handler in the last reconcile, for the status report."""
-
-    name: str
-    version: Optional[str]  # the version now on disk (None: nothing installed)
-    seq_no: int
-    operation: str  # the last step attempted, e.g. "Enable"
-    failure: Optional[str] = None  # one-line reason plus output tails, secrets scrubbed
-    present: bool = True  # False once uninstalled: nothing to report
-    heartbeat: bool = False  # its manifest says reportHeartbeat: heartbeat.log tells its health
-    retry: bool = False  # the failure was transient (a timeout, a 5xx): try again next round
-    extension: Optional[str] = None  # a multi-config handler's named extension
-    multi_config: bool = False  # the handler's outcome for a multi-config handler
-    # A multi-config handler: one outcome per named extension still in service (the
-    # handler's own outcome then says what became of the handler as a whole).
-    named: tuple[Outcome, ...] = ()
-
-    @property
-    def failed(self) -> bool:
-        return self.failure is not None
-
-    @property
-    def failure_line(self) -> str:
-        """The failure's first line, for logs and the status message (a failure read
-        back from the state file may be empty)."""
-        return first_line(self.failure or "")
-
-
-def first_line(text: str) -> str:
-    """The first line of `text`, or a placeholder when it has none."""
-    lines = text.splitlines()
-    return lines[0] if lines and lines[0] else "no reason recorded"
-
-
-class CommandFailed(errors.CommandFailed):
-    """A handler command exited non-zero or timed out; `result` has its output tails."""
-
-    def __init__(self, result: CommandResult) -> None:
-        super().__init__(result.describe())
-        self.result = result
 
 
 class Lifecycle:
@@ -214,7 +173,7 @@ class Lifecycle:
         manifest = target.manifest()
         target.prepare(seq_no, plugin.settings)
         if current is not None and current.version != version:
-            self._update(current, target, manifest, plugin)
+            update_handler(self, current, target, manifest, plugin)
         if target.state() == NOT_INSTALLED:
             self.run(target, manifest, "install", seq_no)
             target.set_state(INSTALLED)
@@ -226,30 +185,6 @@ class Lifecycle:
         else:
             log.info("%s %s: seqNo %d already handled", plugin.name, version, seq_no)
         return version, manifest.report_heartbeat
-
-    def _update(
-        self, old: HandlerFolder, new: HandlerFolder, manifest: HandlerManifest, plugin: Plugin
-    ) -> None:
-        seq_no = plugin.seq_no or 0
-        log.info("%s: updating from %s to %s", new.name, old.version, new.version)
-        tolerate = manifest.continue_on_update_failure
-        old_manifest = old.manifest()
-        # The old version is stopped with the settings it last ran with (it has
-        # those files); one never enabled gets the current ones written first.
-        old_seq = old.last_seq_no()
-        if old_seq is None:
-            old_seq = seq_no
-            old.prepare(seq_no, plugin.settings)
-        if old.state() == ENABLED:
-            self.run(old, old_manifest, "disable", old_seq, tolerate=tolerate)
-            old.set_state(INSTALLED)
-        updating = {"VERSION": new.version, "AZURE_GUEST_AGENT_UPDATING_FROM_VERSION": old.version}
-        self.run(new, manifest, "update", seq_no, updating, tolerate=tolerate)
-        if old.state() != NOT_INSTALLED:  # an old install that failed has nothing to undo
-            self.run(old, old_manifest, "uninstall", old_seq, tolerate=tolerate)
-        old.remove()
-        # Without UpdateWithInstall the update command did the installing.
-        new.set_state(NOT_INSTALLED if manifest.update_mode == "UpdateWithInstall" else INSTALLED)
 
     # -- pieces ---------------------------------------------------------------
     def choose(

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional
 from azprov.confined import Links
 from azprov.errors import AzprovError
 from azprov.extensions.goal import Plugin
-from azprov.extensions.lifecycle import Outcome
+from azprov.extensions.outcome import Outcome
 from azprov.host.root import TargetRoot
 from azprov.host.state import STATE_DIR
 from azprov.jsondoc import UnusableJson, parse_json

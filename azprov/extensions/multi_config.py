@@ -20,7 +20,8 @@ import logging
 from typing import Mapping, Optional
 
 from azprov.errors import AzprovError, InvalidInput, TransientFabricError
-from azprov.extensions.goal import NamedExtension, Plugin
+from azprov.extensions.commands import CommandFailed
+from azprov.extensions.goal import Plugin
 from azprov.extensions.handler import (
     ENABLED,
     EXTENSION_DISABLED,
@@ -30,8 +31,11 @@ from azprov.extensions.handler import (
     HandlerFolder,
     installed_versions,
 )
-from azprov.extensions.lifecycle import CommandFailed, Lifecycle, Outcome, first_line
+from azprov.extensions.lifecycle import Lifecycle
 from azprov.extensions.manifest import HandlerManifest
+from azprov.extensions.named_extensions import NamedExtension
+from azprov.extensions.outcome import Outcome, first_line
+from azprov.extensions.version_update import update_multi_config
 
 log = logging.getLogger(__name__)
 
@@ -105,42 +109,11 @@ def _install(
     seq_no, name = first.seq_no, first.name
     target.prepare(seq_no, first.settings, name)
     if current is not None and current.version != version:
-        _update(lifecycle, current, target, manifest, seq_no, name)
+        update_multi_config(lifecycle, current, target, manifest, seq_no, name)
     if target.state() == NOT_INSTALLED:
         lifecycle.run(target, manifest, "install", seq_no, extension=name)
         target.set_state(INSTALLED)
     return target, manifest
-
-
-def _update(
-    lifecycle: Lifecycle,
-    old: HandlerFolder,
-    new: HandlerFolder,
-    manifest: HandlerManifest,
-    seq_no: int,
-    name: str,
-) -> None:
-    """Version change: each enabled named extension of the old version is disabled, the
-    new version's update runs, the old one is uninstalled and removed; the new version
-    then enables each named extension afresh (its own files are new)."""
-    log.info("%s: updating from %s to %s", new.name, old.version, new.version)
-    tolerate = manifest.continue_on_update_failure
-    old_manifest = old.manifest()
-    for extension in old.extension_names():
-        last = old.extension_seq_no(extension)
-        if old.extension_state(extension) == EXTENSION_ENABLED and last is not None:
-            lifecycle.run(
-                old, old_manifest, "disable", last, tolerate=tolerate, extension=extension
-            )
-            old.set_extension_state(extension, EXTENSION_DISABLED)
-    if old.state() == ENABLED:
-        old.set_state(INSTALLED)
-    updating = {"VERSION": new.version, "AZURE_GUEST_AGENT_UPDATING_FROM_VERSION": old.version}
-    lifecycle.run(new, manifest, "update", seq_no, updating, tolerate=tolerate, extension=name)
-    if old.state() != NOT_INSTALLED:
-        lifecycle.run(old, old_manifest, "uninstall", seq_no, tolerate=tolerate, extension=name)
-    old.remove()
-    new.set_state(NOT_INSTALLED if manifest.update_mode == "UpdateWithInstall" else INSTALLED)
 
 
 def _apply_named(

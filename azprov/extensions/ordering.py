@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 from azprov.extensions.goal import ExtensionsGoal, Plugin
-from azprov.extensions.lifecycle import Outcome
+from azprov.extensions.outcome import Outcome
 
 
 class Blocked(NamedTuple):

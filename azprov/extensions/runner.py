@@ -24,10 +24,11 @@ from azprov.extensions.certificates import install_certificates
 from azprov.extensions.fast_track import FastTrack
 from azprov.extensions.goal import ExtensionsGoal, Plugin
 from azprov.extensions.handler import HandlerFolder
-from azprov.extensions.lifecycle import Lifecycle, Outcome
+from azprov.extensions.lifecycle import Lifecycle
 from azprov.extensions.memory import MEMORY_FILE, Memory, read_boot_id
 from azprov.extensions.multi_config import spread
 from azprov.extensions.ordering import blocked_reason, run_order
+from azprov.extensions.outcome import Outcome
 from azprov.extensions.redaction import Redactor
 from azprov.extensions.round_result import RoundResult, own_status
 from azprov.extensions.sources import SourcedGoal, choose, new_goals

@@ -288,9 +288,10 @@ def test_saved_outcomes_stand_per_named_extension() -> None:
     named extension whose request changed runs, the others' outcomes stand (a failure
     only in the boot it was recorded in)."""
     # Imported here: the rest of this file runs (and fails) on an azprov without them.
-    from azprov.extensions.goal import NamedExtension, Plugin
-    from azprov.extensions.lifecycle import Outcome
+    from azprov.extensions.goal import Plugin
     from azprov.extensions.memory import Memory
+    from azprov.extensions.named_extensions import NamedExtension
+    from azprov.extensions.outcome import Outcome
 
     def plugin(second_seq_no: int) -> Plugin:
         named = (
