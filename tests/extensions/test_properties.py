@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from azprov.extensions.goal import parse_extensions_config
 from azprov.extensions.handler import HandlerFolder
 from azprov.extensions.memory import Memory
-from azprov.extensions.status import (
+from azprov.extensions.status_files import (
     STATUS_FILE_MAX_BYTES,
     parse_heartbeat,
     parse_status,
