@@ -14,23 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.checks.trees import UNIT, findings, good_tree, problems, systemctl, write
-
-TRIXIE_SSHD_KEYGEN = """\
-[Unit]
-Description=Generate sshd host keys on first boot
-ConditionFirstBoot=yes
-ConditionPathIsReadWrite=/etc/ssh
-ConditionPathIsSymbolicLink=!/etc/ssh
-Before=ssh.service sshd.service sshd@.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=ssh-keygen -A
-
-[Install]
-WantedBy=ssh.service sshd.service sshd@.service ssh.socket
-"""
+from tests.distro_units import TRIXIE_SSHD_KEYGEN
 
 
 def without_azprov_with_sshd_keygen(root: Path, machine_id: str | None) -> Path:

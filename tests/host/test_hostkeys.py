@@ -18,6 +18,7 @@ from azprov.config_values import parse_key_types
 from azprov.errors import ConfigError, HostError
 from azprov.host.hostkeys import default_key_types, ensure_host_keys, start_host_keys
 from azprov.host.root import TargetRoot
+from tests.distro_units import TRIXIE_SSHD_KEYGEN
 
 FILE_CAP = 1 << 20  # what azprov reads of one sshd configuration file (sshd_config.FILE_CAP)
 
@@ -191,25 +192,6 @@ def test_an_unknown_type_in_the_target_is_ignored(tmp_path: Path) -> None:
     assert default_key_types(TargetRoot(root)) == ["ed25519", "ecdsa"]
 
 
-# Debian 13's sshd-keygen.service, as openssh-server 1:10.0p1-7+deb13u4 ships it
-# (usr/lib/systemd/system/sshd-keygen.service, taken from the .deb unchanged). Its
-# postinst enables it: a link in the .wants of each unit its WantedBy= names.
-TRIXIE_SSHD_KEYGEN = """\
-[Unit]
-Description=Generate sshd host keys on first boot
-ConditionFirstBoot=yes
-ConditionPathIsReadWrite=/etc/ssh
-ConditionPathIsSymbolicLink=!/etc/ssh
-Before=ssh.service sshd.service sshd@.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=ssh-keygen -A
-
-[Install]
-WantedBy=ssh.service sshd.service sshd@.service ssh.socket
-"""
 EVERY_TYPE = ["ed25519", "ecdsa", "rsa"]
 
 
@@ -441,6 +423,7 @@ _KILLED_RUN = """
 import sys, time
 from azprov.host.hostkeys import start_host_keys
 from azprov.host.root import TargetRoot
+from tests.distro_units import TRIXIE_SSHD_KEYGEN
 pending = start_host_keys(TargetRoot(sys.argv[1]), "rsa,ed25519")
 print("generating", flush=True)
 time.sleep(120)
