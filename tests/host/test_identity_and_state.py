@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from azprov.errors import IdentityInvalid, IdentityUnreadable
 from azprov.host import state
@@ -204,3 +207,29 @@ def test_a_state_file_that_cannot_be_replaced_is_one_line_state_unwritable(
         (tmp_path / state.MARKER.lstrip("/") / "inside").mkdir(parents=True)
         with pytest.raises(state.StateUnwritable, match=state.MARKER):
             state.mark_provisioned(root, UUID, "2024-01-01T00:00:00Z")
+
+
+# Text of UUID-ish characters (not `x`, `_` or `+`: int() takes '0x…' and '1_0', so
+# uuid.UUID does too, and azprov refuses them as no firmware writes them).
+UUIDISH = st.text(alphabet="0123456789abcdefABCDEF-{}:urnid \n\x00é", max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(st.uuids().map(str), st.uuids().map(lambda u: f"{{{u}}}"), UUIDISH), st.booleans()
+)
+def test_the_vm_id_reads_as_python_uuid_reads_it(text: str, efi: bool) -> None:
+    """Whatever the firmware says: the ID uuid.UUID would make of it (Generation 1
+    byte-swapped), or the typed error, never anything else."""
+    try:
+        parsed = uuid.UUID(text.strip())
+        expected = str(parsed if efi else uuid.UUID(bytes=parsed.bytes_le))
+    except ValueError:
+        expected = None
+    with tempfile.TemporaryDirectory() as tmp:
+        root = firmware(Path(tmp), text, efi=efi)
+        if expected is None or "\x00" in text or not text.isascii():
+            with pytest.raises(IdentityInvalid):
+                read_vm_id(root)
+        else:
+            assert read_vm_id(root) == expected
