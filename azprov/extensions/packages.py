@@ -10,7 +10,8 @@ whole but refused for what it holds is the package's own `InvalidInput`.
 A package is unpacked into a hidden sibling folder and renamed into place
 only when every entry was checked and written, so a refused or broken zip
 leaves nothing behind. Refused: paths that are absolute or climb with `..`,
-symbolic links, device files, FIFOs and sockets. Every folder and file is
+symbolic links, device files, FIFOs and sockets, and entries neither stored nor
+deflated. Every folder and file is
 made through the staging folder's door (`Confined`, links refused), so no
 entry can be written anywhere but where its own name says.
 
@@ -54,6 +55,12 @@ MAX_MEMBERS = 10_000
 # MAX_MEMBERS entries (46 bytes each at least) is refused before zipfile reads it.
 MAX_DIRECTORY_BYTES = MAX_MEMBERS * 512
 _END_RECORD_SEARCH = 22 + 0xFFFF  # the end record and the longest archive comment
+# Stored and deflated entries only: the published build recipes (`zip`, above) make no
+# other, and zipfile inflates a bzip2 or lzma entry whole in one call, whatever size it declares
+# (a few hundred bytes of bzip2 hold gigabytes of zeros), before any cap can count it.
+# Any other method zipfile cannot read at all: the package's own failure, not a download
+# to fetch again every round.
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 # What zipfile and its decompressors raise for bytes they cannot decode: a zip cut short
 # or with no end record, a CRC that does not match, a corrupt deflate, lzma or bzip2
 # stream, an encrypted entry (RuntimeError), a name flagged UTF-8 that is not
@@ -106,33 +113,51 @@ def _member_path(field: str, raw: str) -> str:
 
 def _check_directory_size(source: IO[bytes], name: str) -> None:
     """Refuse a zip whose end record declares more than MAX_MEMBERS entries or a central
-    directory over MAX_DIRECTORY_BYTES (zipfile finds no end record: it says so itself)."""
+    directory over MAX_DIRECTORY_BYTES (zipfile finds no end record: it says so itself).
+
+    Every record zipfile may take is checked, since its choice differs from what a plain
+    search finds: it takes the last 22 bytes as the end record when they begin with its
+    signature (one that a field of that record repeats is then the last one in the
+    file), else the last signature; and Python 3.9-3.13 read the zip64 end record just
+    before its locator, later ones where the locator says."""
     end = source.seek(0, os.SEEK_END)
-    source.seek(max(0, end - _END_RECORD_SEARCH))
+    start = max(0, end - _END_RECORD_SEARCH)
+    source.seek(start)
     tail = source.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        source.seek(0)
-        return
-    entries, size = struct.unpack_from("<HI", tail, at + 10)
-    locator = at - 20
-    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
-        (record,) = struct.unpack_from("<Q", tail, locator + 8)
-        source.seek(record)
-        zip64 = source.read(56)
-        if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":
-            entries, size = struct.unpack_from("<QQ", zip64, 32)
+    last = tail.rfind(b"PK\x05\x06")
+    found = {at for at in (len(tail) - 22, last) if at >= 0 and len(tail) - at >= 22}
+    declared = []
+    for at in sorted(found):
+        if tail[at : at + 4] != b"PK\x05\x06":
+            continue
+        entries, size = struct.unpack_from("<HI", tail, at + 10)
+        locator = at - 20
+        if locator < 0 or tail[locator : locator + 4] != b"PK\x06\x07":
+            declared.append((entries, size))
+        else:
+            # With a zip64 record, all ones are placeholders for its values; a size of
+            # all ones, were it taken, starts the directory before the file (refused).
+            declared.append(
+                (0 if entries == 0xFFFF else entries, 0 if size == 2**32 - 1 else size)
+            )
+            (named,) = struct.unpack_from("<Q", tail, locator + 8)
+            for record in {named, start + locator - 56}:
+                source.seek(record)
+                zip64 = source.read(56)
+                if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":
+                    declared.append(struct.unpack_from("<QQ", zip64, 32))
     source.seek(0)
-    if entries > MAX_MEMBERS:
-        raise InvalidInput(
-            f"package {name}", f"{entries} entries", f"has more than {MAX_MEMBERS} entries"
-        )
-    if size > MAX_DIRECTORY_BYTES:
-        raise InvalidInput(
-            f"package {name}",
-            f"{size} bytes of central directory",
-            f"is more than {MAX_DIRECTORY_BYTES} (room for {MAX_MEMBERS} entries)",
-        )
+    for entries, size in declared:
+        if entries > MAX_MEMBERS:
+            raise InvalidInput(
+                f"package {name}", f"{entries} entries", f"has more than {MAX_MEMBERS} entries"
+            )
+        if size > MAX_DIRECTORY_BYTES:
+            raise InvalidInput(
+                f"package {name}",
+                f"{size} bytes of central directory",
+                f"is more than {MAX_DIRECTORY_BYTES} (room for {MAX_MEMBERS} entries)",
+            )
 
 
 def _check_members(
@@ -151,6 +176,13 @@ def _check_members(
         relative = _member_path(field, info.filename)
         if info.flag_bits & 0x1:
             raise InvalidInput(field, info.filename, "is encrypted")
+        if info.compress_type not in _METHODS:
+            raise InvalidInput(
+                field,
+                info.filename,
+                f"is compressed with method {info.compress_type} (azprov unpacks stored "
+                "and deflated entries only)",
+            )
         mode = info.external_attr >> 16 if info.create_system == 3 else 0
         kind = stat.S_IFMT(mode)
         if kind == stat.S_IFLNK:
@@ -231,7 +263,7 @@ def _copy_member(
     """Copy a member to `out` (or only read it), never past `cap` bytes."""
     written = 0
     while True:
-        chunk = _read_chunk(member, info, relative)
+        chunk = member.read(_COPY_CHUNK)
         if not chunk:
             return
         written += len(chunk)
@@ -241,19 +273,6 @@ def _copy_member(
             )
         if out is not None:
             out.write(chunk)
-
-
-def _read_chunk(member: IO[bytes], info: zipfile.ZipInfo, relative: str) -> bytes:
-    """The next chunk of a member; a bzip2 stream that cannot be decoded says so by name
-    here (bz2 says OSError, which would otherwise read as a disk failure)."""
-    try:
-        return member.read(_COPY_CHUNK)
-    except OSError as exc:
-        if info.compress_type != zipfile.ZIP_BZIP2:
-            raise
-        raise zipfile.BadZipFile(
-            f"{relative}: bzip2 data cannot be decompressed ({exc})"
-        ) from None
 
 
 def _lift_handler_manifest(tree: Confined, files: list[str], name: str) -> None:
