@@ -18,7 +18,7 @@ import json
 import logging
 from typing import IO, Callable, Mapping, NamedTuple, Optional, TypeVar
 
-from azprov.errors import FabricError, HttpStatusError, InvalidInput, StaleContainer
+from azprov.errors import FabricError, HttpStatusError, InvalidInput, StaleContainer, one_line
 from azprov.fabric.http import SUCCESS_STATUS, Deadline, FabricHttp, Reply, redact_url
 from azprov.fabric.models import GoalState
 from azprov.jsondoc import UnusableJson, parse_json
@@ -120,7 +120,7 @@ class HostPlugin:
                 status=reply.status,
             )
         raise HttpStatusError(
-            f"{what}: the HostGAPlugin answered HTTP {reply.status}: {body[:200].strip()}",
+            f"{what}: the HostGAPlugin answered HTTP {reply.status}: {_snippet(body)}",
             status=reply.status,
         )
 
@@ -212,3 +212,9 @@ class HostPlugin:
             accept=SUCCESS_STATUS | _STALE_STATUS,
         )
         self._checked("status upload", reply, goal_state)
+
+
+def _snippet(body: str) -> str:
+    """The start of an error page as one line, SAS signatures hidden: it may quote the
+    storage URL the HostGAPlugin was given, and the error reaches the status document."""
+    return redact_url(one_line(body[:200])) or "(empty body)"

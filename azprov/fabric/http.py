@@ -267,5 +267,7 @@ def _describe_transport_error(exc: Exception) -> str:
 
 
 def _snippet(content: bytes, limit: int = 200) -> str:
-    text = one_line(content[:limit].decode("utf-8", errors="replace"))
+    # redact_url: an error page may quote the request, a SAS URL the HostGAPlugin was
+    # given, say; the error reaches the journal and the status document.
+    text = redact_url(one_line(content[:limit].decode("utf-8", errors="replace")))
     return text or "(empty body)"
