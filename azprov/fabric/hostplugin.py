@@ -31,7 +31,7 @@ HOSTPLUGIN_VERSION = "2015-09-01"
 # Status codes that mean "this container id / config name is stale".
 _STALE_STATUS = frozenset({400, 410})
 VM_SETTINGS_MAX_BYTES = 4 * 1024 * 1024
-# An ETag names a version of a document: short printable text.
+# An ETag names a version of a document: short printable ASCII text.
 _ETAG_MAX_CHARS = 256
 
 
@@ -158,7 +158,10 @@ class HostPlugin:
                 f"vmSettings: the HostGAPlugin answered HTTP {reply.status}", status=reply.status
             )
         new_etag = reply.headers.get("etag", "").strip()
-        if not new_etag or len(new_etag) > _ETAG_MAX_CHARS or not new_etag.isprintable():
+        # Sent back as If-None-Match next round: text that could not be (not ASCII) would
+        # fail every later poll, and no newer goal state would be seen.
+        usable = new_etag.isascii() and new_etag.isprintable()
+        if not new_etag or len(new_etag) > _ETAG_MAX_CHARS or not usable:
             raise InvalidInput(
                 "vmSettings ETag", new_etag[:80], "missing or unusable in a 200 answer"
             )
