@@ -142,6 +142,8 @@ def _check_directory_size(source: IO[bytes], name: str) -> None:
             )
             (named,) = struct.unpack_from("<Q", tail, locator + 8)
             for record in {named, start + locator - 56}:
+                if record < 0:  # no room for one before the locator
+                    continue
                 source.seek(record)
                 zip64 = source.read(56)
                 if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import io
 import struct
+import tempfile
 import time
 import tracemalloc
 import zipfile
@@ -19,6 +20,7 @@ import zlib
 import pytest
 
 from azprov.errors import InvalidInput
+from azprov.extensions.artifacts import DamagedDownload
 from azprov.extensions.packages import MAX_DIRECTORY_BYTES, verify_zip
 
 END = b"PK\x05\x06"
@@ -127,3 +129,15 @@ def test_an_unsupported_compression_method_is_the_packages_own_failure() -> None
         data[start + at : start + at + 2] = struct.pack("<H", 9)
     with pytest.raises(InvalidInput, match="compress"):
         verify_zip(io.BytesIO(bytes(data)), "Odd.Handler", max_unpacked=2**20)
+
+
+def test_a_zip64_locator_with_no_room_for_its_record_is_a_damaged_download() -> None:
+    # 42 bytes: a locator at the very start, so "the record just before it" would be at
+    # -56: a seek there is an OSError on a real file, which no caller expects.
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, 0, 1)
+    end = struct.pack("<4s4H2LH", END, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    with tempfile.TemporaryFile() as package:
+        package.write(locator + end)
+        package.seek(0)
+        with pytest.raises(DamagedDownload):
+            verify_zip(package, "Tiny.Handler", max_unpacked=2**20)
