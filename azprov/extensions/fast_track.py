@@ -42,6 +42,9 @@ RETRY_AFTER_SECONDS = 60.0
 # goalStateAggregateStatus codes, as the platform reads them.
 CODE_SUCCESS = 0
 CODE_UNSUPPORTED_REQUIRED_FEATURES = 1
+# How many unsupported features the goal state's status names (each is at most 200
+# characters long: vmsettings.SHOWN_MAX_CHARS), the rest counted.
+FEATURES_NAMED = 10
 
 
 class Polled(NamedTuple):
@@ -146,10 +149,14 @@ def host_plugin_version_supported(version: Optional[str]) -> bool:
 
 def goal_status(sourced: SourcedGoal, fallback_seq_no: str) -> dict[str, Any]:
     """goalStateAggregateStatus: whether azprov could run the goal state in effect."""
-    unsupported = sourced.goal.unsupported_features()
+    unsupported = list(dict.fromkeys(sourced.goal.unsupported_features()))
     if unsupported:
         status, code = "Failed", CODE_UNSUPPORTED_REQUIRED_FEATURES
-        message = f"the goal state requires unsupported feature(s): {', '.join(unsupported)}"
+        # The document may list thousands: the message goes up in every status upload.
+        named = ", ".join(unsupported[:FEATURES_NAMED])
+        more = len(unsupported) - FEATURES_NAMED
+        named += f" and {more} more ({len(unsupported)} in all)" if more > 0 else ""
+        message = f"the goal state requires unsupported feature(s): {named}"
     else:
         status, code, message = "Success", CODE_SUCCESS, "GoalState executed successfully"
     return {

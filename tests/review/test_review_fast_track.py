@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 
 from azprov.errors import AzprovError, InvalidInput
+from azprov.extensions.fast_track import goal_status
 from azprov.extensions.vmsettings import parse_vm_settings
 from azprov.fabric.hostplugin import HostPlugin
 from azprov.fabric.http import FabricHttp
@@ -98,3 +99,23 @@ def test_a_name_or_version_with_a_trailing_newline_makes_the_plugin_invalid(
         return
     (plugin,) = sourced.goal.plugins
     assert plugin.invalid is not None
+
+
+def test_the_goal_states_status_names_a_bounded_number_of_unsupported_features() -> None:
+    # 4 MiB of vmSettings can list ~20,000 feature names of 200 characters: the goal
+    # state's status message quoted them all, in every status upload of every round.
+    names = [{"name": f"{n:05d}" + "F" * 195} for n in range(20_000)]
+    document = json.dumps(
+        {
+            "extensionGoalStatesSource": "FastTrack",
+            "requiredFeatures": names,
+            "extensionGoalStates": [],
+        }
+    ).encode()
+    sourced = parse_vm_settings(document, "etag1")
+    status = goal_status(sourced, "1")
+    message = status["formattedMessage"]["message"]
+    assert status["status"] == "Failed"
+    assert len(message) <= 3200
+    assert "00000" in message and "19999" not in message
+    assert "20000" in message  # how many there are, not a silent cut
