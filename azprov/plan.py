@@ -36,9 +36,9 @@ SSH_KEY_TYPES = frozenset(
     }
 )
 MAX_PASSWORD_CHARS = 72  # bcrypt's limit; cloud-init refuses longer ones too
-_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 # Debian's and Fedora's default NAME_REGEX, less the trailing '$' for machine accounts.
-_LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 RESERVED_USERS = frozenset({"root", "daemon", "bin", "sys", "nobody", "admin", "sshd"})
 
 

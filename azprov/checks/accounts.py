@@ -89,7 +89,7 @@ def passwords_locked(tree: Tree) -> Iterator[Note]:
                 )
 
 
-_BUILD_DROPINS = re.compile(r"^(90-cloud-init-users|waagent|90-azprov-.*)$")
+_BUILD_DROPINS = re.compile(r"^(90-cloud-init-users|waagent|90-azprov-.*)\Z")
 
 
 @check(

@@ -11,7 +11,7 @@ from azprov.checks.sshd import effective_config
 from azprov.checks.tree import Tree
 from azprov.host.units import PROVISIONING_UNIT
 
-_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+_ID = re.compile(r"^[0-9a-fA-F]{32}\Z")
 
 
 def _shown(value: str) -> str:

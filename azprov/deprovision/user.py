@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 SUDOERS_DIR = "/etc/sudoers.d/"
 # What shadow's useradd accepts, without a leading '-' that userdel would take as an option.
-_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?\Z")
 
 
 @dataclasses.dataclass(frozen=True)

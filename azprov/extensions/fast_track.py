@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # HostGAPlugins older than this serve vmSettings the platform agent does not trust.
 MIN_HOST_PLUGIN_VERSION = (1, 0, 8, 133)
-_DOTTED = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
+_DOTTED = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}\Z")
 # After a failure other than 404, vmSettings are asked again after this long.
 RETRY_AFTER_SECONDS = 60.0
 # goalStateAggregateStatus codes, as the platform reads them.

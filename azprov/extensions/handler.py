@@ -45,7 +45,7 @@ MANIFEST_MAX_BYTES = HANDLER_MANIFEST_MAX_BYTES
 # HandlerState and mrseq are azprov's own one-word files.
 STATE_MAX_BYTES = 64
 SEQ_NO_MAX_BYTES = 32
-_SEQ_NO = re.compile(r"^[0-9]{1,10}$")
+_SEQ_NO = re.compile(r"^[0-9]{1,10}\Z")
 EXTENSION_ENABLED = "enabled"
 EXTENSION_DISABLED = "disabled"
 _EXTENSION_STATE_SUFFIX = ".HandlerState"

@@ -15,7 +15,7 @@ from typing import Any
 from azprov.errors import InvalidInput, one_line
 
 SHOWN_MAX_CHARS = 200
-_DIGITS = re.compile(r"^\s*[0-9]{1,20}\s*$")
+_DIGITS = re.compile(r"^\s*[0-9]{1,20}\s*\Z")
 
 
 def kind(value: Any) -> str:

@@ -15,7 +15,7 @@ from azprov.jsondoc import parse_json
 
 COMMANDS = ("install", "enable", "disable", "update", "uninstall")
 UPDATE_MODES = ("UpdateWithInstall", "UpdateWithoutInstall")
-_VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
+_VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}\Z")
 
 
 def version_key(version: str) -> tuple[int, ...]:

@@ -18,16 +18,16 @@ from azprov.fabric.xmldoc import local_name
 from azprov.jsondoc import parse_json
 
 # Publisher.Type: it becomes a folder name, so nothing that could climb out of lib_dir.
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
+VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}\Z")
 # seqNo is an Int32 on the platform; a dependency level is a small count.
-_SEQ_NO = re.compile(r"^[0-9]{1,10}$")
+_SEQ_NO = re.compile(r"^[0-9]{1,10}\Z")
 _SEQ_NO_MAX = 2**31 - 1
-LEVEL = re.compile(r"^[0-9]{1,9}$")
-THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
+LEVEL = re.compile(r"^[0-9]{1,9}\Z")
+THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}\Z")
 # A multi-config extension's name (an ARM resource name) names its files
 # (config/<name>.<seqNo>.settings): no separator, no leading dot.
-EXTENSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+EXTENSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 STATES = ("enabled", "disabled", "uninstall")
 EXTENSION_STATES = ("enabled", "disabled")
 

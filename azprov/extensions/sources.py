@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 FAST_TRACK = "FastTrack"
 FABRIC = "Fabric"
 TICKS_MAX = 2**63 - 1  # .NET ticks are an Int64
-_TICKS = re.compile(r"^[0-9]{1,19}$")
+_TICKS = re.compile(r"^[0-9]{1,19}\Z")
 
 
 @dataclasses.dataclass(frozen=True)

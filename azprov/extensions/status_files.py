@@ -26,7 +26,7 @@ HEARTBEAT_STALE_SECONDS = 10 * 60
 _STATUSES = ("transitioning", "warning", "error", "success")
 # A status code is an Int32 on the platform: a whole number, or text passed on as the
 # extension wrote it (the platform agent does), when short.
-_CODE_TEXT = re.compile(r"^\s*-?[0-9]{1,10}\s*$")
+_CODE_TEXT = re.compile(r"^\s*-?[0-9]{1,10}\s*\Z")
 _INT32 = 2**31
 CODE_MAX_CHARS = 40
 

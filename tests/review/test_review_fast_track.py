@@ -74,11 +74,6 @@ def _document(name: str, version: str, extension: str) -> bytes:
     ).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unfixed: the NAME, VERSION, EXTENSION_NAME and THUMBPRINT patterns (goal.py, plugin_fields.py after its split) end in '$', "
-    "which matches before a trailing newline; they are another helper's files (goal.py split)",
-)
 @pytest.mark.parametrize(
     ("name", "version", "extension"),
     [
