@@ -147,7 +147,7 @@ class HandlerFolder:
     def remove_extension_files(self, extension: str) -> None:
         """Its settings, status, state and seqNo files: the extension is gone."""
         tree = self.tree
-        pattern = re.compile(rf"^{re.escape(extension)}\.[0-9]{{1,10}}\.(settings|status)$")
+        pattern = re.compile(rf"^{re.escape(extension)}\.[0-9]{{1,10}}\.(settings|status)\Z")
         for folder in ("config", "status"):
             for entry in tree.listdir(folder, links=Links.REFUSE):
                 if pattern.match(entry):

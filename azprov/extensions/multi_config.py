@@ -126,10 +126,15 @@ def _apply_named(
 ) -> list[Outcome]:
     """Remove the named extensions no longer wanted (`on_disk`: those with a state file),
     then enable the wanted ones in goal order; one outcome per wanted extension."""
+    # Azure's names are case-insensitive: 'First' then 'first' is one extension, whose
+    # files on disk keep the spelling it was first enabled under.
     wanted = {e.name.lower() for e in plugin.extensions if e.state == EXTENSION_ENABLED}
+    spelled = {}
     for name in on_disk:
         if name.lower() not in wanted:
             _remove_named(lifecycle, folder, manifest, name)
+        else:
+            spelled[name.lower()] = name
     outcomes = []
     for extension in plugin.extensions:
         if extension.state != EXTENSION_ENABLED:
@@ -139,7 +144,8 @@ def _apply_named(
             log.debug("%s %s: already handled", plugin.name, extension.name)
             outcomes.append(kept)
             continue
-        outcomes.append(_enable_named(lifecycle, folder, manifest, extension))
+        on_disk_as = spelled.get(extension.name.lower(), extension.name)
+        outcomes.append(_enable_named(lifecycle, folder, manifest, extension, on_disk_as))
     try:
         if not _any_enabled(folder) and folder.state() == ENABLED:
             folder.set_state(INSTALLED)
@@ -158,8 +164,10 @@ def _enable_named(
     folder: HandlerFolder,
     manifest: HandlerManifest,
     extension: NamedExtension,
+    on_disk_as: str,
 ) -> Outcome:
-    """Enable one named extension for its seqNo (once); its failure is its own."""
+    """Enable one named extension for its seqNo (once); its failure is its own.
+    `on_disk_as`: the spelling its state files have (the goal may change its case)."""
     name, seq_no = extension.name, extension.seq_no
     outcome = Outcome(
         folder.name, folder.version, seq_no, "Enable", heartbeat=manifest.report_heartbeat,
@@ -167,8 +175,8 @@ def _enable_named(
     )  # fmt: skip
     try:
         if (
-            folder.extension_state(name) == EXTENSION_ENABLED
-            and folder.extension_seq_no(name) == seq_no
+            folder.extension_state(on_disk_as) == EXTENSION_ENABLED
+            and folder.extension_seq_no(on_disk_as) == seq_no
         ):
             log.info("%s %s: seqNo %d already handled", folder.name, name, seq_no)
             return outcome
@@ -176,6 +184,8 @@ def _enable_named(
         lifecycle.run(folder, manifest, "enable", seq_no, extension=name)
         folder.set_extension_state(name, EXTENSION_ENABLED)
         folder.set_extension_seq_no(name, seq_no)
+        if on_disk_as != name:  # now kept under the goal's spelling
+            folder.remove_extension_files(on_disk_as)
         folder.set_state(ENABLED)
         return outcome
     except CommandFailed as exc:

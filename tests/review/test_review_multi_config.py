@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from azprov.simulator import SimulatedFabric
 from tests.extensions.conftest import (  # noqa: F401  (fixtures used below)
     Agent,
@@ -18,12 +16,6 @@ from tests.extensions.simulated import NamedSpec, PluginSpec, SimulatedExtension
 RUN_COMMAND = "Microsoft.CPlat.Core.RunCommandHandlerLinux"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unfixed (multi_config.py/handler.py, another helper's): names are compared "
-    "case-insensitively to decide what stays, but the state files are looked up as "
-    "spelled, so 'First' then 'first' runs enable again and keeps both sets of files",
-)
 def test_a_named_extension_spelled_in_another_case_is_not_enabled_again(
     ext: SimulatedExtensions,  # noqa: F811
     agent: Agent,  # noqa: F811
