@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = REPO / "packaging" / "build"
 
 E2E_TOOLS = ("qemu-system-x86_64", "mmdebstrap", "socat", "mke2fs", "chroot", "systemctl")
 DEB_TOOLS = ("dpkg-buildpackage", "dh", "lintian")
@@ -41,11 +40,15 @@ def require(tools: tuple[str, ...], *, root: bool = False) -> None:
 
 
 @functools.cache
-def built_package(kind: str) -> Path:
-    """Build the .deb or .rpm from this checkout once per test session (about 5 s)."""
+def built_package(kind: str, repo: Path = REPO) -> Path:
+    """Build the .deb or .rpm from this checkout (or the checkout at `repo`, with its own
+    packaging/build) once per test session (about 5 s)."""
     out = Path(tempfile.mkdtemp(prefix=f"azprov-{kind}-"))
     result = subprocess.run(
-        [str(BUILD), kind, str(out)], capture_output=True, text=True, check=False
+        [str(repo / "packaging" / "build"), kind, str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise AssertionError(f"packaging/build {kind} failed:\n{result.stderr[-4000:]}")
