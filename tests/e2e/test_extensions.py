@@ -2,31 +2,47 @@
 
 One boot of the freshly built .deb with `azprov-extensions.service` enabled
 (and nothing else configured but a 2 s poll). The host plays the platform
-through three goal states while the guest runs:
+through the goal states of `extensions_scenario` while the guest runs:
 1. two handlers shaped like published ones — one like VMAccess (noop
    install, `extension_shim.sh -c ./access.py -e`, a logger that truncates
    its stdout, `"code": "0"`) that creates a user from protected settings
    encrypted to a tenant certificate, one like Custom Script
    (`bin/custom-script-shim enable`, manifest in a sub-folder) that writes a file;
 2. a new `seqNo` for the second one (new settings), then idle rounds;
-3. the first one uninstalled.
+3. the first one uninstalled;
+4. a multi-config handler in RunCommand v2's shape with two named extensions,
+   then one of them removed while the other keeps running;
+5. Fast Track: the ExtensionsConfig stays where it is while vmSettings ask for
+   one more handler, then for new settings of it, then idle rounds answered 304.
 Storage is never reachable from the guest (its URLs point at an address the
 emulated network drops): everything comes through the HostGAPlugin.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
-import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import pytest
 
-from azprov.simulator import Answer, SimulatedFabric, VmSpec
+from azprov.simulator import SimulatedFabric, VmSpec
+from tests.e2e.extensions_scenario import (
+    ACCESS,
+    FAST,
+    FAST_CHANGE_IN_SVD,
+    FAST_IN_SVD,
+    IDLE_ROUNDS,
+    RUN_COMMAND,
+    SCRIPT,
+    Scenario,
+    entries,
+    features,
+    goal_status,
+    named_entries,
+    own,
+)
 from tests.e2e.image import BootFiles, build_image, systemctl
 from tests.e2e.tools import built_package
 from tests.e2e.vm import Boot, boot, vm_id_for
@@ -47,99 +63,10 @@ GUEST_FILES = Path(__file__).resolve().parent / "guest-extensions"
 # TEST-NET-1: never routed; under `restrict=on` its packets are dropped, so a
 # direct storage request hangs as it does on most Azure VMs.
 STORAGE = "http://192.0.2.10"
-ACCESS = "E2e.AccessLike"
-SCRIPT = "E2e.CustomScriptLike"
 USER, PASSWORD = "e2e-access", "E2e-Ext-Passw0rd!"
-SCENARIO_TIMEOUT = 420.0
-IDLE_ROUNDS = 3
+RUN_COMMAND_FOLDER = f"/var/lib/waagent/{RUN_COMMAND}-1.3.2"
 FIRST_INSTALL_GOAL, SEQ_NO_CHANGE_GOAL = 12.0, 8.0
-
-
-def _entries(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["handlerName"]: e for e in document["aggregateStatus"]["handlerAggregateStatus"]}
-
-
-def _own(entry: dict[str, Any]) -> dict[str, Any]:
-    return entry.get("runtimeSettingsStatus", {}).get("settingsStatus", {}).get("status", {})
-
-
-def _succeeded(document: dict[str, Any], name: str, seq_no: int) -> bool:
-    entry = _entries(document).get(name)
-    return (
-        entry is not None
-        and entry["status"] == "Ready"
-        and entry["runtimeSettingsStatus"]["sequenceNumber"] == seq_no
-        and _own(entry).get("status") == "success"
-    )
-
-
-@dataclasses.dataclass
-class Scenario:
-    """Drives the goal states from the host while the guest runs, and keeps the evidence."""
-
-    fabric: SimulatedFabric
-    ext: SimulatedExtensions
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    error: Optional[str] = None
-    marks: dict[str, float] = dataclasses.field(default_factory=dict)
-    documents: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    idle_requests: list[str] = dataclasses.field(default_factory=list)
-    incarnations: dict[str, int] = dataclasses.field(default_factory=dict)
-
-    def start(self) -> None:
-        self.fabric.wireserver.route(
-            "GET", "/e2e/extensions-done", lambda r: Answer(200 if self.done.is_set() else 404)
-        )
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _wait(self, name: str, check: Callable[[dict[str, Any]], bool]) -> None:
-        deadline = time.monotonic() + SCENARIO_TIMEOUT
-        seen = 0
-        while time.monotonic() < deadline:
-            log = list(self.ext.status_log)
-            for when, document in log[seen:]:
-                if check(document):
-                    self.marks[name], self.documents[name] = when, document
-                    return
-            seen = len(log)
-            time.sleep(0.2)
-        raise TimeoutError(f"no status upload showed {name} within {SCENARIO_TIMEOUT:g} s")
-
-    def _new_goal(self, name: str) -> None:
-        self.incarnations[name] = self.fabric.new_incarnation()
-
-    def _run(self) -> None:
-        try:
-            self.incarnations["first"] = self.fabric.spec.incarnation
-            self._wait("first", lambda d: _succeeded(d, ACCESS, 0) and _succeeded(d, SCRIPT, 0))
-            script = self.ext.plugins[1]
-            script.seq_no = 1
-            script.public_settings = {"enable": {"files": {"/etc/e2e-custom-script": "seq 1\n"}}}
-            self._new_goal("seq_no")
-            self._wait("seq_no", lambda d: _succeeded(d, SCRIPT, 1))
-            requests, uploads = len(self.fabric.requests), len(self.ext.status_log)
-            self._wait("idle", lambda d: len(self.ext.status_log) >= uploads + IDLE_ROUNDS)
-            self.idle_requests = [
-                f"{r.service} {r.method} {r.path}" for r in self.fabric.requests[requests:]
-            ]
-            self.ext.plugins[0].state = "uninstall"
-            self._new_goal("uninstall")
-            self._wait(
-                "uninstall", lambda d: ACCESS not in _entries(d) and _succeeded(d, SCRIPT, 1)
-            )
-        except Exception as exc:  # reported by the test, with the boot's records
-            self.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            self.done.set()
-
-    def config_fetched(self, name: str) -> float:
-        """When the guest fetched the ExtensionsConfig of the goal state `name`."""
-        query = f"incarnation={self.incarnations[name]}"
-        return min(
-            r.at
-            for r in self.fabric.requests
-            if "type=extensionsConfig" in r.path and query in r.path
-        )
+RSS_OVER_FLOOR_KB = 3 * 1024  # issue 16: an idle runner holds <= the floor + 3 MB
 
 
 def _customize(tree: Path) -> None:
@@ -162,6 +89,8 @@ def ext_boot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Boot, Scenario]:
         ext = SimulatedExtensions(fabric, workdir / "simulator", storage_base=STORAGE).start()
         ext.publish(ACCESS, "1.5.0", extension_zip(ACCESS, "1.5.0", style="access"))
         ext.publish(SCRIPT, "2.1.0", extension_zip(SCRIPT, "2.1.0", style="script"))
+        ext.publish(RUN_COMMAND, "1.3.2", extension_zip(RUN_COMMAND, "1.3.2", style="runcommand"))
+        ext.publish(FAST, "1.0.0", extension_zip(FAST, "1.0.0", style="sample"))
         ext.plugins = [
             PluginSpec(
                 ACCESS,
@@ -190,12 +119,29 @@ def ext_boot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Boot, Scenario]:
     return result, holder["scenario"]
 
 
+def _context(result: Boot, scenario: Scenario) -> str:
+    assert scenario.error is None, f"{scenario.error}\n{result.describe()}"
+    return result.describe()
+
+
+def _ops(result: Boot) -> list[dict[str, Any]]:
+    """Every handler command the guest ran, in order within each handler's log."""
+    lines = result.sections.get("ops", "").splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _ops_at_host(result: Boot, ops: list[dict[str, Any]]) -> list[float]:
+    """When each command ran, as host time.monotonic(): the guest's wall clock (what the
+    handler records) through the probe's (wall, CLOCK_MONOTONIC) pair."""
+    wall, mono_us = result.probe["ext_clock"].split()
+    return [result.guest_to_host(int((o["at"] - float(wall)) * 1e6) + int(mono_us)) for o in ops]
+
+
 def test_handlers_run_through_the_hostgaplugin_and_report_success(
     ext_boot: tuple[Boot, Scenario],
 ) -> None:
     result, scenario = ext_boot
-    context = result.describe()
-    assert scenario.error is None, f"{scenario.error}\n{context}"
+    context = _context(result, scenario)
     # Their effects on the machine.
     assert result.probe.get("ext_user") == f"{USER}:/home/{USER}:/bin/bash", context
     assert result.probe.get("ext_user_hash") == "$", context
@@ -209,10 +155,10 @@ def test_handlers_run_through_the_hostgaplugin_and_report_success(
     assert f"600 root /var/lib/waagent/{thumbprint}.prv" in lines, context
     assert result.sections.get("memory", "").strip() == "600 root /var/lib/azprov/extensions.json"
     # The status the fabric received: Ready, success, the extension's own message.
-    first = _entries(scenario.documents["first"])
+    first = entries(scenario.documents["first"])
     assert first[ACCESS]["status"] == "Ready", context
-    assert _own(first[ACCESS])["formattedMessage"]["message"] == "enable done for seqNo 0"
-    assert _own(first[SCRIPT])["formattedMessage"]["message"] == "enable done for seqNo 0"
+    assert own(first[ACCESS])["formattedMessage"]["message"] == "enable done for seqNo 0"
+    assert own(first[SCRIPT])["formattedMessage"]["message"] == "enable done for seqNo 0"
     assert scenario.documents["first"]["aggregateStatus"]["guestAgentStatus"]["status"] == "Ready"
     # Storage was never reached: every artifact came through the HostGAPlugin.
     assert result.fabric.requests_to("storage") == [], context
@@ -229,36 +175,136 @@ def test_a_new_seq_no_runs_enable_once_and_an_unchanged_goal_runs_nothing(
     ext_boot: tuple[Boot, Scenario],
 ) -> None:
     result, scenario = ext_boot
-    context = result.describe()
-    assert scenario.error is None, f"{scenario.error}\n{context}"
-    ops = [line for line in result.sections.get("ops", "").splitlines() if line.startswith("{")]
-    done = [(o["op"], o["seq"], o["style"]) for o in map(json.loads, ops)]
-    assert done == [
+    context = _context(result, scenario)
+    done = [(o["op"], o["seq"], o["style"]) for o in _ops(result)]
+    assert [d for d in done if d[2] in ("access", "script")] == [
         ("enable", "0", "access"),  # its install is extension_noop.sh
         ("install", "0", "script"),
         ("enable", "0", "script"),
-        ("enable", "1", "script"),
+        ("enable", "1", "script"),  # and never again, whichever source asked for it
     ], context
-    # Idle rounds: the goal state and the status upload, nothing else.
+    # Idle rounds: the goal state, vmSettings (the Fabric's, unchanged: 304) and the
+    # status upload, nothing else.
     assert scenario.idle_requests, context
     for line in scenario.idle_requests:
-        assert "comp=goalstate" in line or "PUT /status" in line or "/e2e/" in line, (
-            f"{line}\n{context}"
-        )
+        assert (
+            "comp=goalstate" in line
+            or "PUT /status" in line
+            or "/e2e/" in line
+            or ("GET /vmSettings" in line and line.endswith(" 304"))
+        ), f"{line}\n{context}"
     # The uninstalled handler is gone from disk and from the status.
     assert f"{ACCESS}-1.5.0" not in result.sections.get("waagent", ""), context
-    assert ACCESS not in _entries(scenario.documents["uninstall"]), context
+    assert ACCESS not in entries(scenario.documents["uninstall"]), context
 
 
-def test_time_from_extensions_config_to_success(ext_boot: tuple[Boot, Scenario]) -> None:
+def test_a_multi_config_handler_runs_two_named_extensions_and_removes_one_alone(
+    ext_boot: tuple[Boot, Scenario],
+) -> None:
     result, scenario = ext_boot
-    assert scenario.error is None, f"{scenario.error}\n{result.describe()}"
+    context = _context(result, scenario)
+    calls = [
+        (o["op"], o["env"].get("ConfigExtensionName", ""), o["env"]["ConfigSequenceNumber"])
+        for o in _ops(result)
+        if o["style"] == "runcommand"
+    ]
+    assert calls == [
+        ("install", "first", "1"),
+        ("enable", "first", "1"),
+        ("enable", "second", "4"),
+        ("disable", "first", "1"),  # "second" runs on, untouched
+    ], context
+    both = named_entries(scenario.documents["multi"])
+    assert set(both) == {"first", "second"}, context
+    assert own(both["first"])["formattedMessage"]["message"] == "enable done for seqNo 1"
+    assert own(both["second"])["formattedMessage"]["message"] == "enable done for seqNo 4"
+    assert "MultipleExtensionsPerHandler" in features(scenario.documents["multi"]), context
+    # After the removal, and still at the end of the run: only "second".
+    for phase in ("multi_removed", "fast_change"):
+        assert set(named_entries(scenario.documents[phase])) == {"second"}, (phase, context)
+    # Each enable saw its own settings; the removed one's files are gone, the other's stay.
+    assert result.probe.get("ext_run_first") == "first 1", context
+    assert result.probe.get("ext_run_second") == "second 4", context
+    files = result.sections.get("runcommand", "").split()
+    assert "config/second.4.settings" in files and "config/second.HandlerState" in files, context
+    assert "status/second.4.status" in files, context
+    assert not [f for f in files if f.split("/")[-1].startswith("first.")], context
+
+
+def test_a_handler_only_in_vm_settings_runs_and_takes_a_settings_change(
+    ext_boot: tuple[Boot, Scenario],
+) -> None:
+    result, scenario = ext_boot
+    context = _context(result, scenario)
+    calls = [(o["op"], o["seq"]) for o in _ops(result) if o["style"] == "sample"]
+    assert calls == [("install", "0"), ("enable", "0"), ("enable", "1")], context
+    assert result.probe.get("ext_fast_file") == "seq 1", context
+    # The WireServer never asked for it: its ExtensionsConfig stayed at the old goal state.
+    assert FAST.encode() not in scenario.frozen_config, context
+    assert result.fabric.spec.incarnation == scenario.incarnations["multi_removed"], context
+    configs = [r for r in result.fabric.requests if "type=extensionsConfig" in r.path]
+    assert all(r.at < scenario.changed["fast"] for r in configs), context
+    for phase, in_svd in (("fast", FAST_IN_SVD), ("fast_change", FAST_CHANGE_IN_SVD)):
+        document = scenario.documents[phase]
+        assert "FastTrack" in features(document), (phase, context)
+        goal = goal_status(document)
+        assert (goal["inSvdSeqNo"], goal["status"], goal["code"]) == (in_svd, "Success", 0)
+        # What the ExtensionsConfig still asks for runs on: nothing of it ran again.
+        assert entries(document)[SCRIPT]["runtimeSettingsStatus"]["sequenceNumber"] == 1
+
+
+def test_settings_change_to_success_and_idle_rounds_with_vm_settings_answering_304(
+    ext_boot: tuple[Boot, Scenario],
+) -> None:
+    result, scenario = ext_boot
+    context = _context(result, scenario)
     first = scenario.marks["first"] - scenario.config_fetched("first")
-    seq_no = scenario.marks["seq_no"] - scenario.config_fetched("seq_no")
+    wire_fetch = scenario.marks["seq_no"] - scenario.config_fetched("seq_no")
+    wire_change = scenario.marks["seq_no"] - scenario.changed["seq_no"]
+    fast_fetch = scenario.marks["fast_change"] - scenario.vm_settings_fetched("fast_change")
+    fast_change = scenario.marks["fast_change"] - scenario.changed["fast_change"]
+    # Idle rounds while vmSettings answer 304.
+    idle = scenario.fast_idle
+    began, ended = scenario.fast_idle_window
+    ops = _ops(result)
+    timed = list(zip(ops, _ops_at_host(result, ops)))
+    commands = [o for o, at in timed if began <= at <= ended]
+    # The clock mapping holds: vmSettings' new settings ran between their change and success.
+    (fast_enable,) = [
+        at for o, at in timed if (o["style"], o["op"], o["seq"]) == ("sample", "enable", "1")
+    ]
+    assert scenario.changed["fast_change"] < fast_enable < scenario.marks["fast_change"], context
+    vm_settings = [r.status for r in idle if r.route == "/vmSettings"]
+    artifacts = [r for r in idle if r.service == "storage" or r.route == "/extensionArtifact"]
+    runner_kb = int(result.probe.get("ext_runner_rss_kb") or 0)
+    floor_kb = int(result.probe.get("ext_floor_rss_kb") or 0)
+    peak_kb = int(result.probe.get("ext_runner_hwm_kb") or 0)
     print(
-        f"\nExtensionsConfig fetch -> status upload reporting success: "
-        f"first install {first:.2f} s (goal <= {FIRST_INSTALL_GOAL:g} s), "
-        f"seqNo change {seq_no:.2f} s (goal <= {SEQ_NO_CHANGE_GOAL:g} s)"
+        f"\nExtensionsConfig fetch -> status success: first install {first:.2f} s "
+        f"(goal <= {FIRST_INSTALL_GOAL:g} s)"
+        f"\nsettings change -> status success: through ExtensionsConfig (new incarnation) "
+        f"{wire_change:.2f} s ({wire_fetch:.2f} s from its fetch), through vmSettings "
+        f"{fast_change:.2f} s ({fast_fetch:.2f} s from its fetch; goal <= "
+        f"{SEQ_NO_CHANGE_GOAL:g} s from the fetch)"
+        f"\nidle rounds with vmSettings answering 304 ({ended - began:.1f} s, "
+        f"{IDLE_ROUNDS} status uploads): {len(idle)} requests, vmSettings answers "
+        f"{vm_settings}, {scenario.artifact_bytes(idle)} bytes of package or manifest "
+        f"({len(artifacts)} requests), {len(commands)} commands"
+        f"\nrunner ({result.probe.get('ext_runner_cmdline', '?').strip()}) RSS "
+        f"{runner_kb / 1024:.1f} MB (peak {peak_kb / 1024:.1f} MB) vs floor "
+        f"{floor_kb / 1024:.1f} MB: {(runner_kb - floor_kb) / 1024:+.1f} MB "
+        f"(goal <= +{RSS_OVER_FLOOR_KB / 1024:g} MB)"
     )
-    assert first <= FIRST_INSTALL_GOAL, result.describe()
-    assert seq_no <= SEQ_NO_CHANGE_GOAL, result.describe()
+    assert first <= FIRST_INSTALL_GOAL, context
+    assert wire_fetch <= SEQ_NO_CHANGE_GOAL, context
+    assert fast_fetch <= SEQ_NO_CHANGE_GOAL, context
+    assert vm_settings and set(vm_settings) == {304}, context
+    assert artifacts == [] and commands == [], context
+    for r in idle:  # a goal state, a vmSettings 304 and a status upload a round
+        assert (
+            "comp=goalstate" in r.path
+            or (r.method, r.route) in (("GET", "/vmSettings"), ("PUT", "/status"))
+            or r.route.startswith("/e2e/")
+        ), f"{r.service} {r.method} {r.path}\n{context}"
+    assert runner_kb and floor_kb, context
+    assert runner_kb <= floor_kb + RSS_OVER_FLOOR_KB, context
