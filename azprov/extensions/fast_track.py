@@ -2,8 +2,10 @@
 
 Each round asks the HostGAPlugin for vmSettings with the ETag of its last
 answer: unchanged is a 304 with no body. A 404 means the host has no Fast
-Track: it is not asked again until azprov starts again, so such a VM pays one
-request per process and otherwise runs exactly as before. A 410 (the container
+Track (yet): it is asked again after NOT_SERVED_ASKED_AGAIN_SECONDS, so such a
+VM pays one request per process and per six hours and otherwise runs exactly as
+before; a host that gains Fast Track (the HostGAPlugin is updated in place) is
+found without a restart. A 410 (the container
 moved) refreshes the goal state and asks once more. Any other failure is
 logged once and asked again after a pause, never every round.
 
@@ -39,6 +41,10 @@ MIN_HOST_PLUGIN_VERSION = (1, 0, 8, 133)
 _DOTTED = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}\Z")
 # After a failure other than 404, vmSettings are asked again after this long.
 RETRY_AFTER_SECONDS = 60.0
+# After a 404 (or a HostGAPlugin too old for them): the host is asked again after this
+# long, as the platform agent does. Fast Track comes with a HostGAPlugin update, rare
+# enough that hours are soon enough, and the rounds in between cost no request.
+NOT_SERVED_ASKED_AGAIN_SECONDS = 6 * 3600.0
 # goalStateAggregateStatus codes, as the platform reads them.
 CODE_SUCCESS = 0
 CODE_UNSUPPORTED_REQUIRED_FEATURES = 1
@@ -59,19 +65,19 @@ class Polled(NamedTuple):
 class FastTrack:
     """vmSettings for one process: the last ETag, and whether the host serves them."""
 
-    def __init__(self, fabric: Fabric) -> None:
+    def __init__(self, fabric: Fabric, clock: Callable[[], float] = time.monotonic) -> None:
         self.fabric = fabric
+        self.clock = clock
         self.etag: Optional[str] = None
         self.served = False  # the last answer was a 200 or a 304
         self.refused: Optional[str] = None  # why the document under `etag` is unusable
         self.refused_config: Optional[str] = None  # an ExtensionsConfig run without: once
-        self._off = False  # a 404: not asked again in this process
-        self._pause_until = 0.0
+        self._pause_until = 0.0  # after a 404 or a failure: not asked before then
         self._failure: Optional[str] = None
         self._correlation_id = str(uuid.uuid4())
 
     def poll(self, goal_state: GoalState, refresh: Callable[[], GoalState]) -> Polled:
-        if self._off or time.monotonic() < self._pause_until:
+        if self.clock() < self._pause_until:
             return Polled()
         hostplugin = self.fabric.hostplugin
         etag, correlation = self.etag, self._correlation_id
@@ -86,7 +92,7 @@ class FastTrack:
             log.log(
                 level, "vmSettings not had (asked again in %g s): %s", RETRY_AFTER_SECONDS, exc
             )
-            self._failure, self._pause_until = str(exc), time.monotonic() + RETRY_AFTER_SECONDS
+            self._failure, self._pause_until = str(exc), self.clock() + RETRY_AFTER_SECONDS
             return Polled()
         self._failure = None
         fresh = used if used is not goal_state else None
@@ -132,10 +138,13 @@ class FastTrack:
         self.etag = None
 
     def _stop(self, why: str, fresh: Optional[GoalState]) -> Polled:
-        """No vmSettings for the rest of this process; says whether they had been served."""
+        """No vmSettings for NOT_SERVED_ASKED_AGAIN_SECONDS; says whether they had been
+        served."""
         was = self.served
-        self._off, self.served, self.etag, self.refused = True, False, None, None
-        log.info("%s: extensions come from the WireServer until azprov starts again", why)
+        self.served, self.etag, self.refused = False, None, None
+        self._pause_until = self.clock() + NOT_SERVED_ASKED_AGAIN_SECONDS
+        hours = NOT_SERVED_ASKED_AGAIN_SECONDS / 3600
+        log.info("%s: extensions come from the WireServer; asked again in %g h", why, hours)
         return Polled(stopped=was, goal_state=fresh)
 
 

@@ -1,0 +1,53 @@
+"""Fast Track (reference §7), three rules beyond the first cut: a host that answered 404
+is asked again after hours, not never; the goal in effect is remembered across a restart,
+so an older ExtensionsConfig does not replace it then either; and the manifests and
+packages of a Fast Track goal are fetched with x-ms-verify-from-artifacts-blob, those of an
+ExtensionsConfig goal without it."""
+
+from __future__ import annotations
+
+import azprov.extensions.fast_track as fast_track_module
+from azprov.simulator import SimulatedFabric
+from tests.extensions.conftest import Agent
+from tests.extensions.fast_track import publish_vm_settings, ticks
+from tests.extensions.fleet import extension_zip
+from tests.extensions.simulated import PluginSpec, SimulatedExtensions
+
+NAME = "Fast.Access"
+SIX_HOURS = 6 * 3600.0
+
+
+def _publish_handler(ext: SimulatedExtensions) -> None:
+    ext.publish(NAME, "1.5.0", extension_zip(NAME, "1.5.0", style="access"))
+
+
+def _vm_settings_statuses(fabric: SimulatedFabric) -> list[int]:
+    return [r.status for r in fabric.requests_to("hostplugin", "/vmSettings")]
+
+
+def test_a_host_that_answered_404_is_asked_again_after_hours_and_not_in_between(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    _publish_handler(ext)
+    ext.plugins = [PluginSpec(NAME, "1.5", seq_no=1)]
+    now = [1000.0]
+    with agent.runner() as runner:
+        runner.fast_track.clock = lambda: now[0]
+        assert runner.round().exit_code == 0
+        assert _vm_settings_statuses(fabric) == [404]
+        # The host gains Fast Track; rounds in between cost no request for it.
+        publish_vm_settings(
+            ext, created=ticks() + 10**9, plugins=[PluginSpec(NAME, "1.5", seq_no=7)]
+        )
+        for offset in (6.0, 3600.0, SIX_HOURS - 1):
+            now[0] = 1000.0 + offset
+            assert runner.round().exit_code == 0
+        assert _vm_settings_statuses(fabric) == [404]
+        now[0] = 1000.0 + SIX_HOURS
+        assert runner.round().exit_code == 0
+        assert _vm_settings_statuses(fabric) == [404, 200]
+    assert [o["seq"] for o in agent.ops(NAME)] == ["1", "7"]
+
+
+def test_the_404_recheck_interval_is_hours() -> None:
+    assert getattr(fast_track_module, "NOT_SERVED_ASKED_AGAIN_SECONDS", None) == SIX_HOURS
