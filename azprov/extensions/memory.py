@@ -1,14 +1,14 @@
 """What the runner last handled, kept across processes: an idle round costs nothing.
 
 `<root>/var/lib/azprov/extensions.json` (0600, written atomically) holds the
-incarnation and ExtensionsConfig URL last applied, the document's
-`inSvdSeqNo`, the Certificates URL last handled, the order in which the
-download channels are tried, and for each handler what was asked (version,
-state, seqNo, a digest of its settings) and what came of it. A new process
-(`extensions --once` from a timer) that finds the same goal state reuses
-those outcomes: no manifest, package or certificate is downloaded and no
-handler command runs; it only uploads the status again. Secrets are not
-kept here: settings only as a digest, the status blob's SAS URL not at all.
+ExtensionsConfig URL last applied, the id, creation time and `inSvdSeqNo` of the goal
+in effect (a later process never runs an older one: reference §7), the Certificates
+URL last handled, the order in which the download channels are tried, and for each
+handler what was asked (version, state, seqNo, a digest of its settings) and what
+came of it. A new process (`extensions --once` from a timer) that finds the same goal
+state reuses those outcomes: no manifest, package or certificate is downloaded and no
+handler command runs; it only uploads the status again. Secrets are not kept here:
+settings only as a digest, the status blob's SAS URL not at all.
 
 What is reused follows the one rule for work done again (reference §6): an
 outcome that failed for a reason that may pass (`retry`: a download, a stale
@@ -164,6 +164,8 @@ _FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("config_url", _text_or_none, "a string"),
     ("in_svd_seq_no", _text_or_none, "a string"),
     ("certificates_url", _text_or_none, "a string"),
+    ("goal_id", _text_or_none, "a string"),
+    ("goal_created", lambda v: type(v) is int and 0 <= v < 2**63, "a number of .NET ticks"),
     ("channels", _names, "an array of names"),
     ("plugins", lambda value: isinstance(value, dict), "an object"),
 )
@@ -175,6 +177,8 @@ class Memory:
     config_url: Optional[str] = None
     in_svd_seq_no: Optional[str] = None
     certificates_url: Optional[str] = None
+    goal_id: Optional[str] = None  # the goal in effect: SourcedGoal.id and .created
+    goal_created: int = 0
     channels: list[str] = dataclasses.field(default_factory=list)
     # name (lower case) -> {"request": request_key(...), "outcome": Outcome as a dict}
     plugins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)

@@ -31,7 +31,7 @@ from azprov.extensions.ordering import blocked_reason, run_order
 from azprov.extensions.outcome import Outcome
 from azprov.extensions.redaction import Redactor
 from azprov.extensions.round_result import RoundResult, own_status
-from azprov.extensions.sources import SourcedGoal, choose, new_goals
+from azprov.extensions.sources import SourcedGoal, choose, in_effect, new_goals, remember_goal
 from azprov.extensions.status import aggregate_status, handler_status, handler_statuses
 from azprov.extensions.upload import StatusUploads
 from azprov.fabric.client import Fabric
@@ -150,7 +150,7 @@ class Runner:
         self._seen_goal = (incarnation, url)
         try:
             candidates, self.fast_track.refused_config = new_goals(content, incarnation, fast)
-            chosen = choose(self.current, candidates)
+            chosen = choose(self.current, candidates, in_effect(self.memory))
             return goal_state if chosen is None else self._apply_config(goal_state, chosen)
         except BaseException as exc:
             if not isinstance(exc, AzprovError):  # a crash did not apply it: try next round
@@ -174,7 +174,7 @@ class Runner:
         )
         self.artifacts.goal_state = goal_state
         self.outcomes = self._apply_plugins(goal, chosen.id)
-        self.memory.config_url, self.memory.in_svd_seq_no = url, goal.in_svd_seq_no
+        remember_goal(self.memory, url, chosen)
         return self.artifacts.goal_state or goal_state
 
     def _apply_plugins(self, goal: ExtensionsGoal, incarnation: str) -> dict[str, Outcome]:

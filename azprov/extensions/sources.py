@@ -5,7 +5,10 @@ Track) ask for the same thing in two shapes; each parsed one is a
 `SourcedGoal`: the goal with its id (the incarnation, or `etag_<ETag>`), when it
 was made (.NET ticks) and its source. Of two new ones the one made later runs,
 the ExtensionsConfig on a tie; the goal in effect is never replaced by an
-older one.
+older one, in a later process either: its id and creation time are kept with
+the runner's memory (`remember_goal`, `in_effect`), so a restart that cannot
+read vmSettings (a 404, a HostGAPlugin error) does not run an older
+ExtensionsConfig in place of the Fast Track goal it had.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from typing import Optional
+from typing import NamedTuple, Optional, Union
 
 from azprov.errors import AzprovError, InvalidInput
 from azprov.extensions.goal import ExtensionsGoal, parse_extensions_config
+from azprov.extensions.memory import Memory
 from azprov.fabric.xmldoc import child, local_name, parse_xml
 
 log = logging.getLogger(__name__)
@@ -45,9 +49,36 @@ class SourcedGoal:
     @property
     def named(self) -> str:
         """How logs name it."""
-        if self.fast_track:
-            return f"vmSettings {self.id.removeprefix('etag_')}"
-        return f"incarnation {self.id}"
+        return _named(self.id)
+
+
+class KeptGoal(NamedTuple):
+    """The goal in effect as an earlier process left it: its id and creation time."""
+
+    id: str
+    created: int
+
+    @property
+    def named(self) -> str:
+        return _named(self.id)
+
+
+def _named(goal_id: str) -> str:
+    if goal_id.startswith("etag_"):
+        return f"vmSettings {goal_id.removeprefix('etag_')}"
+    return f"incarnation {goal_id}"
+
+
+def remember_goal(memory: Memory, config_url: Optional[str], chosen: SourcedGoal) -> None:
+    """Note in `memory` (saved with it) the goal now in effect: the ExtensionsConfig URL
+    and inSvdSeqNo, and its id and creation time, for a later process to compare with."""
+    memory.config_url, memory.in_svd_seq_no = config_url, chosen.goal.in_svd_seq_no
+    memory.goal_id, memory.goal_created = chosen.id, chosen.created
+
+
+def in_effect(memory: Memory) -> Optional[KeptGoal]:
+    """The goal an earlier process left in effect, if the memory names one."""
+    return None if memory.goal_id is None else KeptGoal(memory.goal_id, memory.goal_created)
 
 
 def extensions_config_created(content: bytes) -> int:
@@ -87,19 +118,25 @@ def new_goals(
     return [wire, *found], None
 
 
-def choose(current: Optional[SourcedGoal], candidates: list[SourcedGoal]) -> Optional[SourcedGoal]:
+def choose(
+    current: Optional[SourcedGoal],
+    candidates: list[SourcedGoal],
+    kept: Optional[KeptGoal] = None,
+) -> Optional[SourcedGoal]:
     """The goal state to run of the new `candidates` (the first wins a tie), `current`
-    when there are none, or None when the newest is older than the one in effect."""
+    when there are none, or None when the newest is older than the one in effect:
+    `current`, or before this process applied any, `kept` from an earlier one."""
     if not candidates:
         return current
     newest = max(candidates, key=lambda c: c.created)
-    if current is not None and newest.created < current.created:
+    effective: Union[SourcedGoal, KeptGoal, None] = current if current is not None else kept
+    if effective is not None and newest.created < effective.created:
         log.info(
             "%s (created %d) is older than %s (created %d) in effect: not run",
             newest.named,
             newest.created,
-            current.named,
-            current.created,
+            effective.named,
+            effective.created,
         )
         return None
     return newest

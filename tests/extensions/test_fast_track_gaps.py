@@ -6,8 +6,13 @@ ExtensionsConfig goal without it."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 import azprov.extensions.fast_track as fast_track_module
-from azprov.simulator import SimulatedFabric
+from azprov.extensions.memory import MEMORY_FILE
+from azprov.simulator import Answer, SimulatedFabric
 from tests.extensions.conftest import Agent
 from tests.extensions.fast_track import publish_vm_settings, ticks
 from tests.extensions.fleet import extension_zip
@@ -19,6 +24,13 @@ SIX_HOURS = 6 * 3600.0
 
 def _publish_handler(ext: SimulatedExtensions) -> None:
     ext.publish(NAME, "1.5.0", extension_zip(NAME, "1.5.0", style="access"))
+
+
+def _created_on(ext: SimulatedExtensions, created: int) -> None:
+    """The ExtensionsConfig says when it was made (InVMGoalStateMetaData@createdOnTicks)."""
+    ext.rewrite_config = lambda text: text.replace(
+        "<InVMGoalStateMetaData ", f'<InVMGoalStateMetaData createdOnTicks="{created}" '
+    )
 
 
 def _vm_settings_statuses(fabric: SimulatedFabric) -> list[int]:
@@ -51,3 +63,39 @@ def test_a_host_that_answered_404_is_asked_again_after_hours_and_not_in_between(
 
 def test_the_404_recheck_interval_is_hours() -> None:
     assert getattr(fast_track_module, "NOT_SERVED_ASKED_AGAIN_SECONDS", None) == SIX_HOURS
+
+
+@pytest.mark.parametrize(
+    "unavailable",
+    ["withdrawn", "502"],
+    ids=["vmSettings withdrawn (404)", "vmSettings failing (502)"],
+)
+def test_an_older_extensions_config_does_not_replace_the_fast_track_goal_after_a_restart(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric, unavailable: str
+) -> None:
+    _publish_handler(ext)
+    t1, t2 = ticks() - 10**9, ticks()
+    ext.plugins = [PluginSpec(NAME, "1.5", seq_no=1)]
+    _created_on(ext, t1)
+    etag = publish_vm_settings(ext, created=t2, plugins=[PluginSpec(NAME, "1.5", seq_no=5)])
+    assert agent.once() == 0  # both new: the newer (vmSettings, T2) runs
+    assert [o["seq"] for o in agent.ops(NAME)] == ["5"]
+    # A restart that cannot read vmSettings, and a new incarnation made at T1 < T2.
+    if unavailable == "withdrawn":
+        fabric.withdraw_vm_settings()
+    else:
+        fabric.hostplugin.script([Answer(502, b"HostGAPlugin error")], "/vmSettings")
+    ext.plugins = [PluginSpec(NAME, "1.5", seq_no=2)]
+    fabric.new_incarnation()
+    assert agent.once() == 0
+    with agent.runner() as runner:  # a new runner object too
+        assert runner.round().exit_code == 0
+    assert [o["seq"] for o in agent.ops(NAME)] == ["5"]
+    saved = json.loads((agent.root / MEMORY_FILE.lstrip("/")).read_text())
+    assert (saved["goal_id"], saved["goal_created"]) == (f"etag_{etag}", t2)
+    # A newer ExtensionsConfig (T3 > T2) still runs.
+    ext.plugins = [PluginSpec(NAME, "1.5", seq_no=3)]
+    _created_on(ext, ticks() + 10**9)
+    fabric.new_incarnation()
+    assert agent.once() == 0
+    assert [o["seq"] for o in agent.ops(NAME)] == ["5", "3"]
