@@ -71,14 +71,18 @@ class Artifacts:
         max_bytes: int,
         sink: IO[bytes] | None = None,
         check: Optional[Check] = None,
+        verify_from_artifacts_blob: bool = False,
     ) -> bytes:
         """The body of `url` (empty when streamed to `sink`) that passed `check`, if given
-        (it reads the body and raises DamagedDownload); FabricError when no channel works."""
+        (it reads the body and raises DamagedDownload); FabricError when no channel works.
+        `verify_from_artifacts_blob`: for a Fast Track goal's handler (`fetch_artifact`)."""
         failures = []
         transient, refused, damaged = False, False, False
         for channel in list(self.order):
             try:
-                reply = self._fetch_from(channel, what, url, max_bytes, sink)
+                reply = self._fetch_from(
+                    channel, what, url, max_bytes, sink, verify_from_artifacts_blob
+                )
                 if check is not None:
                     _checked(check, reply.content, sink)
             except ReplyTooLarge:
@@ -111,7 +115,13 @@ class Artifacts:
         )
 
     def _fetch_from(
-        self, channel: str, what: str, url: str, max_bytes: int, sink: IO[bytes] | None
+        self,
+        channel: str,
+        what: str,
+        url: str,
+        max_bytes: int,
+        sink: IO[bytes] | None,
+        verify_from_artifacts_blob: bool = False,
     ) -> Reply:
         if channel == DIRECT:
             return self.fabric.storage.get(what, url, max_bytes=max_bytes, sink=sink)
@@ -120,7 +130,12 @@ class Artifacts:
             raise HostPluginUnusable("the HostGAPlugin is not usable")
         reply, _ = hostplugin.with_fresh_container(
             lambda goal_state: hostplugin.fetch_artifact(
-                what, url, goal_state, max_bytes=max_bytes, sink=sink
+                what,
+                url,
+                goal_state,
+                max_bytes=max_bytes,
+                sink=sink,
+                verify_from_artifacts_blob=verify_from_artifacts_blob,
             ),
             self.goal_state or self.refresh(),
             self.refresh,

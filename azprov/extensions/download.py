@@ -42,7 +42,10 @@ def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
     for url in plugin.manifest_urls:
         try:
             content = artifacts.fetch(
-                f"manifest of {plugin.name}", url, max_bytes=MANIFEST_MAX_BYTES
+                f"manifest of {plugin.name}",
+                url,
+                max_bytes=MANIFEST_MAX_BYTES,
+                verify_from_artifacts_blob=plugin.fast_track,
             )
             available = parse_version_manifest(content, plugin.name)
         except (FabricError, InvalidInput) as exc:
@@ -66,10 +69,17 @@ def resolve_version(artifacts: Artifacts, plugin: Plugin) -> PackageVersion:
 
 
 def install_package(
-    artifacts: Artifacts, name: str, package: PackageVersion, target: Path, max_bytes: int
+    artifacts: Artifacts,
+    name: str,
+    package: PackageVersion,
+    target: Path,
+    max_bytes: int,
+    *,
+    verify_from_artifacts_blob: bool = False,
 ) -> None:
     """Download `package` (trying each URI, each on every channel, until one gives a whole
-    zip) and unpack it as the folder `target`."""
+    zip) and unpack it as the folder `target`; `verify_from_artifacts_blob` for a Fast
+    Track goal's handler, as for its manifest."""
     failures = []
     transient = False
     max_unpacked = max_bytes * UNPACKED_PER_PACKED
@@ -86,6 +96,7 @@ def install_package(
                     max_bytes=max_bytes,
                     sink=download,
                     check=whole_zip,
+                    verify_from_artifacts_blob=verify_from_artifacts_blob,
                 )
             except ReplyTooLarge:
                 raise

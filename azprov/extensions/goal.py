@@ -69,6 +69,9 @@ class Plugin:
     # stay None); one that is no longer listed is to be removed.
     multi_config: bool = False
     extensions: tuple[NamedExtension, ...] = ()
+    # Asked for by vmSettings: the HostGAPlugin is told to check its manifest and package
+    # against the artifacts blob (reference §7), as the platform agent has it do.
+    fast_track: bool = False
 
     @property
     def refusal(self) -> Optional[str]:

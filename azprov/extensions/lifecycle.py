@@ -213,6 +213,7 @@ class Lifecycle:
             package,
             target.path,
             self.config.extensions.max_package_bytes,
+            verify_from_artifacts_blob=plugin.fast_track,
         )
         log.info("%s: unpacked %s into %s", plugin.name, package.version, target.path)
 

@@ -8,7 +8,12 @@ goal state again and makes the call once more, as the platform agent does for
 every HostGAPlugin call. Only reads from and reports to Azure.
 
 `fetch_vm_settings` asks for the Fast Track goal state (vmSettings) with the
-ETag of the last answer, so an unchanged one costs a 304 and no body.
+ETag of the last answer, so an unchanged one costs a 304 and no body. The
+manifests and packages of a Fast Track goal's handlers are asked for with
+`x-ms-verify-from-artifacts-blob: true`, as the platform agent asks for them
+(WALinuxAgent sends it for both since 2022): the HostGAPlugin then checks them
+against the goal's artifacts blob (reference §7). An ExtensionsConfig goal's
+are asked for without it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ _STALE_STATUS = frozenset({400, 410})
 VM_SETTINGS_MAX_BYTES = 4 * 1024 * 1024
 # An ETag names a version of a document: short printable ASCII text.
 _ETAG_MAX_CHARS = 256
+VERIFY_FROM_ARTIFACTS_BLOB = "x-ms-verify-from-artifacts-blob"
 
 
 class VmSettings(NamedTuple):
@@ -175,14 +181,19 @@ class HostPlugin:
         *,
         max_bytes: int,
         sink: IO[bytes] | None = None,
+        verify_from_artifacts_blob: bool = False,
     ) -> Reply:
-        """GET the storage `url` through the host; the body goes to `sink` if given."""
+        """GET the storage `url` through the host; the body goes to `sink` if given.
+        `verify_from_artifacts_blob`: for a Fast Track goal's handler (see above)."""
+        extra = {"x-ms-artifact-location": url}
+        if verify_from_artifacts_blob:
+            extra[VERIFY_FROM_ARTIFACTS_BLOB] = "true"
         reply: Reply = self.http.call(
             f"{what} via the HostGAPlugin",
             "GET",
             f"{self.base}/extensionArtifact",
             self.deadline(),
-            headers=self._headers(goal_state, {"x-ms-artifact-location": url}),
+            headers=self._headers(goal_state, extra),
             accept=SUCCESS_STATUS | _STALE_STATUS,
             max_bytes=max_bytes,
             sink=sink,

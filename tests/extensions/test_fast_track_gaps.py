@@ -13,12 +13,14 @@ import pytest
 import azprov.extensions.fast_track as fast_track_module
 from azprov.extensions.memory import MEMORY_FILE
 from azprov.simulator import Answer, SimulatedFabric
+from azprov.simulator.service import Request
 from tests.extensions.conftest import Agent
 from tests.extensions.fast_track import publish_vm_settings, ticks
 from tests.extensions.fleet import extension_zip
 from tests.extensions.simulated import PluginSpec, SimulatedExtensions
 
 NAME = "Fast.Access"
+VERIFY = "x-ms-verify-from-artifacts-blob"
 SIX_HOURS = 6 * 3600.0
 
 
@@ -35,6 +37,14 @@ def _created_on(ext: SimulatedExtensions, created: int) -> None:
 
 def _vm_settings_statuses(fabric: SimulatedFabric) -> list[int]:
     return [r.status for r in fabric.requests_to("hostplugin", "/vmSettings")]
+
+
+def _manifest_fetches(fabric: SimulatedFabric) -> list[Request]:
+    return [
+        r
+        for r in fabric.requests_to("hostplugin", "/extensionArtifact")
+        if "/manifests/" in r.headers.get("x-ms-artifact-location", "")
+    ]
 
 
 def test_a_host_that_answered_404_is_asked_again_after_hours_and_not_in_between(
@@ -99,3 +109,24 @@ def test_an_older_extensions_config_does_not_replace_the_fast_track_goal_after_a
     fabric.new_incarnation()
     assert agent.once() == 0
     assert [o["seq"] for o in agent.ops(NAME)] == ["5", "3"]
+
+
+def test_fast_track_manifests_and_packages_are_fetched_with_verify_from_artifacts_blob(
+    ext: SimulatedExtensions, agent: Agent, fabric: SimulatedFabric
+) -> None:
+    """The header goes with every artifact of a Fast Track goal's handler through the
+    HostGAPlugin (WALinuxAgent sends it with manifests and packages), and with none of an
+    ExtensionsConfig goal's."""
+    _publish_handler(ext)
+    ext.plugins = [PluginSpec(NAME, "1.5", seq_no=1)]
+    assert agent.once() == 0  # an ExtensionsConfig goal
+    wire = fabric.requests_to("hostplugin", "/extensionArtifact")
+    assert len(_manifest_fetches(fabric)) == 1 and len(wire) == 2  # a manifest, a package
+    assert all(VERIFY not in r.headers for r in wire)
+    ext.publish(NAME, "1.6.0", extension_zip(NAME, "1.6.0", style="access"))
+    publish_vm_settings(ext, created=ticks() + 10**9, plugins=[PluginSpec(NAME, "1.6", seq_no=2)])
+    assert agent.once() == 0  # a Fast Track goal
+    fast = fabric.requests_to("hostplugin", "/extensionArtifact")[len(wire) :]
+    assert len([r for r in fast if r in _manifest_fetches(fabric)]) == 1 and len(fast) == 2
+    assert all(r.headers.get(VERIFY) == "true" for r in fast)
+    assert agent.op_names(NAME)[-1] == "enable@1.6.0"
