@@ -31,15 +31,38 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 @pytest.fixture(autouse=True)
 def _no_real_azure(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process guard: a connect() to a real Azure address fails the test at once."""
-    real_connect = socket.socket.connect
+    """In-process guard: connect(), connect_ex(), sendto() or sendmsg() naming a real
+    Azure address fails the test at once, before a packet leaves."""
 
-    def guarded(sock: socket.socket, address: object) -> None:
+    def refuse(address: object) -> None:
         if isinstance(address, tuple) and address and address[0] in REAL_AZURE_ADDRESSES:
-            raise AssertionError(f"a test tried to connect to the real Azure endpoint {address}")
-        real_connect(sock, address)  # type: ignore[arg-type]
+            raise AssertionError(f"a test tried to reach the real Azure endpoint {address}")
 
-    monkeypatch.setattr(socket.socket, "connect", guarded)
+    real = {n: getattr(socket.socket, n) for n in ("connect", "connect_ex", "sendto", "sendmsg")}
+
+    def connect(sock: socket.socket, address: object) -> None:
+        refuse(address)
+        real["connect"](sock, address)
+
+    def connect_ex(sock: socket.socket, address: object) -> int:
+        refuse(address)
+        return int(real["connect_ex"](sock, address))
+
+    def sendto(sock: socket.socket, data: bytes, *rest: object) -> int:
+        refuse(rest[-1] if rest else None)
+        return int(real["sendto"](sock, data, *rest))
+
+    def sendmsg(sock: socket.socket, buffers: object, *rest: object) -> int:
+        refuse(rest[2] if len(rest) > 2 else None)
+        return int(real["sendmsg"](sock, buffers, *rest))
+
+    for name, guarded in (
+        ("connect", connect),
+        ("connect_ex", connect_ex),
+        ("sendto", sendto),
+        ("sendmsg", sendmsg),
+    ):
+        monkeypatch.setattr(socket.socket, name, guarded)
 
 
 @pytest.fixture
