@@ -67,6 +67,9 @@ def test_every_child_python_carries_the_real_azure_guard():
     import subprocess
     import sys
 
-    probe = "import socket; print(socket.socket.connect.__name__)"
+    probe = (
+        "import socket; "
+        "print(*(getattr(socket.socket, n).__module__ for n in ('connect', 'connect_ex', 'sendto', 'sendmsg')))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "_guarded_connect"
+    assert out.stdout.split() == ["sitecustomize"] * 4
