@@ -157,8 +157,13 @@ def imds_instance(spec: VmSpec) -> dict[str, object]:
     }
 
 
-def imds_json(spec: VmSpec) -> bytes:
-    return json.dumps(imds_instance(spec)).encode()
+def imds_json(spec: VmSpec, pps_type: Optional[str] = None) -> bytes:
+    """The instance document; with `pps_type`, the `extended` part IMDS adds when asked
+    with `&extended=true` (its `compute.ppsType`: "None" for a VM in no pool)."""
+    document = imds_instance(spec)
+    if pps_type is not None:
+        document["extended"] = {"compute": {"ppsType": pps_type}}
+    return json.dumps(document).encode()
 
 
 def ovf_env_xml(
@@ -168,8 +173,19 @@ def ovf_env_xml(
     custom_data: Optional[bytes] = None,
     disable_ssh_password_auth: bool = True,
     public_keys: tuple[tuple[str, str], ...] = (),
+    preprovisioned_vm: bool = False,
+    preprovisioned_vm_type: Optional[str] = None,
 ) -> bytes:
-    """An ovf-env.xml as the provisioning media carries it. `public_keys`: (path, value)."""
+    """An ovf-env.xml as the provisioning media carries it. `public_keys`: (path, value).
+
+    `preprovisioned_vm`/`preprovisioned_vm_type`: the PlatformSettings of a VM created
+    for a pool ("Running", "Savable" or "PreprovisionedOSDisk"), spelled as in production.
+    """
+    pool_type = (
+        f"\n      <ns1:PreprovisionedVMType>{escape(preprovisioned_vm_type)}</ns1:PreprovisionedVMType>"
+        if preprovisioned_vm_type is not None
+        else ""
+    )
     keys = "".join(
         f"<ns1:PublicKey><ns1:Fingerprint>{uuid.uuid4().hex.upper()}</ns1:Fingerprint>"
         f"<ns1:Path>{escape(path)}</ns1:Path><ns1:Value>{escape(value)}</ns1:Value></ns1:PublicKey>"
@@ -201,7 +217,7 @@ def ovf_env_xml(
       <ns1:KmsServerHostname>kms.core.windows.net</ns1:KmsServerHostname>
       <ns1:ProvisionGuestAgent>false</ns1:ProvisionGuestAgent>
       <ns1:GuestAgentPackageName xsi:nil="true" />
-      <ns1:PreprovisionedVm>false</ns1:PreprovisionedVm>
+      <ns1:PreprovisionedVm>{str(preprovisioned_vm).lower()}</ns1:PreprovisionedVm>{pool_type}
     </ns1:PlatformSettings>
   </ns1:PlatformSettingsSection>
 </ns0:Environment>

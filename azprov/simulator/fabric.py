@@ -78,6 +78,8 @@ class SimulatedFabric:
         self._machine_documents: list[tuple[str, Handler]] = []
         self._vm_settings: Optional[tuple[str, bytes]] = None  # (ETag, body); None: 404
         self._vm_settings_count = 0
+        # IMDS's extended compute.ppsType: "None" unless a pool (simulator/pool.py) says so.
+        self.pps_type = "None"
         self._install_default_routes()
 
     # -- lifecycle -----------------------------------------------------------
@@ -280,7 +282,9 @@ class SimulatedFabric:
             return Answer(400, b'{"error": "Bad request. X-Forwarded-For header is not allowed"}')
         if not request.query.get("api-version"):
             return Answer(400, b'{"error": "Bad request. api-version was not specified"}')
-        return Answer(200, imds_json(self.spec), {"Content-Type": "application/json"})
+        extended = request.query.get("extended") == ["true"]
+        document = imds_json(self.spec, self.pps_type if extended else None)
+        return Answer(200, document, {"Content-Type": "application/json"})
 
     # -- an account for people ---------------------------------------------------
     def transcript(self) -> list[str]:
