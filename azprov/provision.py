@@ -16,7 +16,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Optional
 
 from azprov.config import Config
 from azprov.errors import (
@@ -28,27 +28,19 @@ from azprov.errors import (
     ReportableError,
 )
 from azprov.fabric.client import Fabric
-from azprov.fabric.imds import InstanceMetadata
 from azprov.fabric.models import GoalState
-from azprov.fabric.ovf import OvfEnv, parse_ovf_env
 from azprov.fabric.wireserver import Health
+from azprov.gather import Gathered, background, gather
 from azprov.host import hostkeys, state, users
 from azprov.host.confined import Links
 from azprov.host.identity import read_vm_id, try_vm_id
-from azprov.host.media import read_media
 from azprov.host.root import TargetRoot
 from azprov.host.ssh import install_keys
 from azprov.host.sshd import reload_sshd, set_password_authentication
 from azprov.host.units import disable_provisioning_unit
-from azprov.host.users import (
-    Accounts,
-    ensure_user,
-    lock_password,
-    read_accounts,
-    set_password,
-    write_sudoers,
-)
+from azprov.host.users import ensure_user, lock_password, set_password, write_sudoers
 from azprov.plan import Plan, decide
+from azprov.pool_kind import pool_entry, pool_summary
 from azprov.report import open_configured_fabric, report_failure, report_success
 from azprov.run import RunRecord, publish_hostname_of_run, set_hostname_of_run, stop_on_sigterm
 from azprov.timestamps import utc_timestamp
@@ -84,27 +76,55 @@ def provision(
             if already_provisioned(root, vm_id):  # by the run that held the lock
                 return
             log.info("provisioning VM %s", vm_id)
-            if host_keys is None:
-                host_keys = hostkeys.start_host_keys(root, config.provisioning.ssh_host_key_types)
-                if host_keys is not None:
-                    cleanup.callback(host_keys.cancel)
+            host_keys = host_keys or start_host_keys(cleanup, root, config)
             with run.phase("gather"):
                 gathered = gather(fabric, root, config, run)
                 goal_state = gathered.goal_state()  # kept for the report if the rest failed
-                plan = decide(*gathered.inputs(), vm_id, config.provisioning.user_groups)
+                pooled = pool_entry(root, vm_id, gathered)
+            if pooled is not None:  # a pre-provisioned pool VM: its customer's data comes later
+                customer = wait_for_customer(fabric, root, config, run, pooled, goal_state)
+                if customer is None:
+                    return  # this boot ends in the pool (an OS-disk pool, or stopped)
+                gathered, goal_state = customer, customer.goal_state()
+            plan = decide(*gathered.inputs(), vm_id, config.provisioning.user_groups)
             publish = config.provisioning.publish_hostname
             applied = run.timed("apply", apply, root, plan, vm_id, run, publish)
+            applied.update(pool=pool_summary(pooled) if pooled else None)
             run.timed("report", fabric.wireserver.report_health, Health.ready(), goal_state)
         except Exception as exc:
             raise failed(root, fabric, goal_state, vm_id, exc, run) from None
-        # Ready is posted: from here on a failure goes to KVP and the journal only.
-        # sshd waits for this unit's exit. Under systemd the renewal that publishes the
-        # name to Azure DNS was handed to a unit of its own (see `apply`); otherwise it
-        # runs now, beside the host keys' install.
+        # Ready is posted: from here on a failure goes to KVP and the journal only. sshd
+        # waits for this unit's exit. Under systemd the DNS renewal was handed to a unit
+        # of its own (see `apply`); otherwise it runs now, beside the host keys' install.
         with background() as pool:
             publishing = pool.submit(publish_hostname_of_run, root, run) if publish else None
             finish(root, vm_id, applied, host_keys, run, publishing)
     log.info("VM %s provisioned: %s", vm_id, run.summary(root))
+
+
+def start_host_keys(
+    cleanup: contextlib.ExitStack, root: TargetRoot, config: Config
+) -> Optional[hostkeys.PendingHostKeys]:
+    """Start making the SSH host keys (when the CLI has not), cancelled if the run fails."""
+    host_keys = hostkeys.start_host_keys(root, config.provisioning.ssh_host_key_types)
+    if host_keys is not None:
+        cleanup.callback(host_keys.cancel)
+    return host_keys
+
+
+def wait_for_customer(
+    fabric: Fabric,
+    root: TargetRoot,
+    config: Config,
+    run: RunRecord,
+    pooled: dict[str, Any],
+    goal_state: GoalState,
+) -> Optional[Gathered]:
+    """A pool VM: Ready in the pool, then the customer's inputs (None: the boot ends in
+    the pool). Its code is imported only here, off the path of every other VM."""
+    from azprov.pool import wait_in_pool
+
+    return wait_in_pool(fabric, root, config, run, pooled, goal_state)
 
 
 def already_provisioned(root: TargetRoot, vm_id: str) -> bool:
@@ -143,6 +163,8 @@ def finish(
         raise error from None
     with run.phase("remember"):  # still under the lock: no second run in between
         state.mark_provisioned(root, vm_id, utc_timestamp(), **applied)
+        if applied.get("pool"):  # after the marker: a crash between the two stays provisioned
+            state.remove_pool_record(root)
         disable_provisioning_unit(root)
         line = report_success(root, vm_id)
     settle(publishing)
@@ -188,56 +210,6 @@ def failed(
     )
     run.save(root, vm_id, "error", line)
     return error
-
-
-@contextlib.contextmanager
-def background() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
-    """Threads for the parallel parts of the run; leaving waits for all of them."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="azprov") as pool:
-        yield pool
-
-
-class Gathered(NamedTuple):
-    """The three fetches, all finished; each accessor returns its value or raises its error."""
-
-    goal: concurrent.futures.Future[GoalState]
-    imds: concurrent.futures.Future[InstanceMetadata]
-    ovf: concurrent.futures.Future[Optional[OvfEnv]]
-    accounts: concurrent.futures.Future[Accounts]
-
-    def goal_state(self) -> GoalState:
-        try:
-            return self.goal.result()
-        except ReportableError as exc:
-            raise GoalStateUnavailable(exc) from exc
-
-    def metadata(self) -> InstanceMetadata:
-        return self.imds.result()
-
-    def media(self) -> Optional[OvfEnv]:
-        return self.ovf.result()
-
-    def inputs(self) -> tuple[InstanceMetadata, Optional[OvfEnv], Accounts]:
-        """What `decide` weighs: IMDS, the media and the accounts the image has."""
-        return self.metadata(), self.media(), self.accounts.result()
-
-
-def gather(fabric: Fabric, root: TargetRoot, config: Config, run: RunRecord) -> Gathered:
-    """Goal state, IMDS, the media and the accounts at the same time, all finished when
-    this returns: the disk work overlaps the network round trips."""
-    with background() as pool:
-        gathered = Gathered(
-            pool.submit(run.timed, "goal_state", fabric.wireserver.goal_state),
-            pool.submit(run.timed, "imds", fabric.imds.instance_metadata),
-            pool.submit(run.timed, "media", provisioning_media, root, config.media.path),
-            pool.submit(read_accounts, root),
-        )
-    return gathered
-
-
-def provisioning_media(root: TargetRoot, configured_path: Optional[str]) -> Optional[OvfEnv]:
-    data = read_media(root, configured_path)
-    return parse_ovf_env(data) if data is not None else None
 
 
 def apply(

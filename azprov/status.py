@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from typing import Any, Optional
 
 from azprov.host import state
 from azprov.host.identity import try_vm_id
@@ -21,7 +22,32 @@ def collect_status(root: TargetRoot) -> dict[str, Any]:
         "provisioned_at": marker.get("provisioned_at"),
         "admin_user": marker.get("admin_user"),
         "last_run": last or None,
+        "pool": pool_status(root, marker),
     }
+
+
+def pool_status(root: TargetRoot, marker: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """A pre-provisioned pool VM: the pool, its phase and how long it waited (or waits)."""
+    waiting = state.pool_record(root)
+    if waiting is not None:
+        ready = waiting.get("ready_at")
+        since = time.time() - ready if isinstance(ready, (int, float)) else None
+        return {
+            "kind": waiting.get("kind"),
+            "phase": waiting.get("phase"),
+            "ready_at": _utc(ready),
+            "waiting_seconds": round(since, 1) if since is not None else None,
+        }
+    done = marker.get("pool")
+    if isinstance(done, dict):
+        return {**done, "phase": "handed over"}
+    return None
+
+
+def _utc(seconds: object) -> Optional[str]:
+    if not isinstance(seconds, (int, float)):
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def render_status(root: TargetRoot, as_json: bool) -> str:
@@ -36,6 +62,17 @@ def render_status(root: TargetRoot, as_json: bool) -> str:
     if status["provisioned_vm_id"] and not status["provisioned"]:
         lines.append(
             f"              (the marker is for another VM: {status['provisioned_vm_id']})"
+        )
+    pool = status["pool"]
+    if pool and pool.get("phase") == "handed over":
+        lines.append(
+            f"Pool:         {pool.get('kind')}, handed over after {pool.get('waited_seconds')} s "
+            f"in the pool (its Ready at {pool.get('ready_at')})"
+        )
+    elif pool:
+        lines.append(
+            f"Pool:         {pool.get('kind')}, {pool.get('phase')} since its Ready at "
+            f"{pool.get('ready_at')} ({pool.get('waiting_seconds')} s)"
         )
     if status["admin_user"]:
         lines.append(f"Admin user:   {status['admin_user']}")

@@ -76,6 +76,7 @@ class _Request(NamedTuple):
     method: str
     url: str
     headers: Mapping[str, str] | None
+    fresh_headers: Callable[[], Mapping[str, str]] | None
     content: bytes | None
     max_bytes: int
     sink: IO[bytes] | None
@@ -87,10 +88,17 @@ class _Request(NamedTuple):
 
 
 class _Retryable(NamedTuple):
-    """Why a try did not succeed but another may; `wait` is the server's Retry-After."""
+    """Why a try did not succeed but another may; `wait` is the server's Retry-After;
+    `answered`: the server sent a reply (a status to retry, or a body to ask for again)."""
 
     description: str
     wait: float | None = None
+    answered: bool = True
+
+
+class FabricUnreachable(FabricTimeout):
+    """No usable answer within the budget, and the last try got no reply at all (no
+    route, refused, reset, timed out): a caller that can fix the network (DHCP) may."""
 
 
 _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|code|token)=[^&]*")
@@ -128,6 +136,7 @@ class FabricHttp:
         deadline: Deadline,
         *,
         headers: Mapping[str, str] | None = None,
+        fresh_headers: Callable[[], Mapping[str, str]] | None = None,
         content: bytes | None = None,
         parse: Optional[Callable[[Reply], T]] = None,
         accept: Collection[int] = SUCCESS_STATUS,
@@ -143,9 +152,18 @@ class FabricHttp:
         retried; any other fails at once. With `sink`, the body is streamed to
         it (rewound on each try) instead of kept in memory. `policy` replaces the
         client's timing for this call (e.g. one short try at a storage URL).
+        `fresh_headers` are made anew for each try (a request id that must not repeat).
         """
         request = _Request(
-            what, method, url, headers, content, max_bytes, sink, policy or self.policy
+            what,
+            method,
+            url,
+            headers,
+            fresh_headers,
+            content,
+            max_bytes,
+            sink,
+            policy or self.policy,
         )
         attempt = 0
         while True:
@@ -167,7 +185,7 @@ class FabricHttp:
         try:
             reply = self._send(request, deadline)
         except RETRYABLE_ERRORS as exc:
-            return _Retryable(_describe_transport_error(exc))
+            return _Retryable(_describe_transport_error(exc), answered=False)
         except (Unsendable, *FINAL_ERRORS) as exc:
             raise TransportError(
                 f"{request.what}: {request.method} {request.shown} failed: "
@@ -198,7 +216,7 @@ class FabricHttp:
         policy = request.policy
         delay = max(policy.backoff(attempt), why.wait or 0.0)
         if delay >= deadline.remaining() or 0 < policy.max_attempts <= attempt:
-            raise FabricTimeout(
+            raise (FabricTimeout if why.answered else FabricUnreachable)(
                 f"{request.what}: no usable answer from {request.shown} within "
                 f"{deadline.seconds:g} s ({attempt} attempt{'' if attempt == 1 else 's'}); "
                 f"last: {why.description}",
@@ -206,7 +224,8 @@ class FabricHttp:
                 attempts=attempt,
                 last_error=why.description,
             )
-        log.info(
+        log.log(
+            logging.INFO if policy.log_retries else logging.DEBUG,
             "%s: %s (attempt %d); retrying in %.1f s",
             request.what,
             why.description,
@@ -225,7 +244,10 @@ class FabricHttp:
         with self._connections.stream(
             request.method,
             request.url,
-            request.headers or {},
+            {
+                **(request.headers or {}),
+                **(request.fresh_headers() if request.fresh_headers else {}),
+            },
             request.content,
             connect_timeout=min(request.policy.connect_timeout, remaining),
             read_timeout=min(request.policy.read_timeout, remaining),

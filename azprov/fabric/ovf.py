@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
+from xml.etree.ElementTree import Element
 
 from azprov.credentials import Secret
 from azprov.errors import InvalidInput
@@ -33,6 +34,13 @@ class OvfEnv(NamedTuple):
     disable_ssh_password_auth: Optional[bool]
     public_keys: tuple[OvfPublicKey, ...]
     custom_data: Optional[bytes]
+    # PlatformSettings of a VM made for a pre-provisioned pool (None: not given).
+    preprovisioned_vm: Optional[bool] = None
+    preprovisioned_vm_type: Optional[str] = None
+
+
+# PreprovisionedVMType values (the spelling in production; XML is case-sensitive).
+PREPROVISIONED_VM_TYPES = frozenset({"None", "Running", "Savable", "PreprovisionedOSDisk"})
 
 
 def parse_ovf_env(content: bytes) -> OvfEnv:
@@ -64,7 +72,28 @@ def parse_ovf_env(content: bytes) -> OvfEnv:
         disable_ssh_password_auth=None if disable is None else disable.lower() == "true",
         public_keys=keys,
         custom_data=_decode_custom_data(text(section, "CustomData")),
+        **_platform_settings(child(root, "PlatformSettingsSection", "PlatformSettings")),
     )
+
+
+def _platform_settings(settings: Optional[Element]) -> dict[str, Any]:
+    """PreprovisionedVm ("true"/"false") and PreprovisionedVMType, strictly."""
+    if settings is None:
+        return {}
+    flag = text(settings, "PreprovisionedVm")
+    if flag is not None and flag.lower() not in ("true", "false"):
+        raise InvalidInput("ovf-env.PreprovisionedVm", flag, 'is neither "true" nor "false"')
+    kind = text(settings, "PreprovisionedVMType")
+    if kind is not None and kind not in PREPROVISIONED_VM_TYPES:
+        raise InvalidInput(
+            "ovf-env.PreprovisionedVMType",
+            kind,
+            f"is not one of {', '.join(sorted(PREPROVISIONED_VM_TYPES))}",
+        )
+    return {
+        "preprovisioned_vm": None if flag is None else flag.lower() == "true",
+        "preprovisioned_vm_type": kind,
+    }
 
 
 def _decode_custom_data(encoded: Optional[str]) -> Optional[bytes]:

@@ -17,6 +17,7 @@ class RetryPolicy(NamedTuple):
     max_delay: float = 5.0
     max_retry_after: float = 30.0
     max_attempts: int = 0  # 0: as many as the deadline allows; 1: one try, never retried
+    log_retries: bool = True  # False: a poll where "not yet" is the normal answer (debug only)
 
     def backoff(self, attempt: int) -> float:
         """Delay before try `attempt + 1`: doubling from first_delay, capped, half-jittered."""
@@ -33,6 +34,10 @@ class Deadline:
 
     def remaining(self) -> float:
         return max(0.0, self._end - time.monotonic())
+
+    def cancel(self) -> None:
+        """End the call now: its next retry gives up (a try in flight finishes)."""
+        self._end = time.monotonic()
 
 
 def retry_after(value: str | None, policy: RetryPolicy) -> float | None:

@@ -2,7 +2,8 @@
 
 Azure's internal DNS learns a VM's name from its DHCP request, so after the
 name changes the lease is renewed through whichever network manager is
-running (systemd-networkd, NetworkManager or dhclient): best effort, logged.
+running (systemd-networkd, NetworkManager or dhclient, see nic.py): best effort,
+logged.
 Under systemd that renewal runs in a unit of its own, after azprov's.
 """
 
@@ -14,6 +15,7 @@ import socket
 from typing import Sequence
 
 from azprov.errors import HostError
+from azprov.host import nic
 from azprov.host.root import TargetRoot
 from azprov.host.units import PROVISIONING_UNIT
 
@@ -67,40 +69,14 @@ def publish_hostname(root: TargetRoot) -> str:
     """Renew the DHCP lease so Azure DNS learns the new name (best effort, logged):
     returns what was done, in a line, for the run record."""
     if root.skip_live("renewing the DHCP lease to publish the host name"):
-        return "skipped: the target root is not the running system"
+        return nic.SKIPPED
     try:
-        interfaces = [name for name in sorted(os.listdir("/sys/class/net")) if name != "lo"]
-        done = _renew_lease(root, interfaces)
+        done = nic.renew_leases(root, nic.interfaces(root))
     except (HostError, OSError) as exc:
         log.warning("could not publish the host name to Azure DNS: %s", exc)
         return f"failed: {exc}"
     log.info("%s", done)
     return done
-
-
-def _renew_lease(root: TargetRoot, interfaces: list[str]) -> str:
-    named = ", ".join(interfaces)
-    if _active(root, "systemd-networkd.service"):
-        root.run(["networkctl", "renew", *interfaces], what="networkctl renew", timeout=15)
-        return f"renewed the DHCP lease through systemd-networkd ({named})"
-    if _active(root, "NetworkManager.service"):
-        for interface in interfaces:
-            root.run(
-                ["nmcli", "device", "reapply", interface],
-                what="nmcli reapply",
-                check=False,
-                timeout=15,
-            )
-        return f"asked NetworkManager to renew the DHCP lease ({named})"
-    if root.has_tool("dhclient"):
-        for interface in interfaces:
-            root.run(["dhclient", "-1", interface], what="dhclient renew", check=False, timeout=30)
-        return f"renewed the DHCP lease through dhclient ({named})"
-    return "no running DHCP client found; Azure DNS learns the name at the next renewal"
-
-
-def _active(root: TargetRoot, unit: str) -> bool:
-    return root.systemctl("is-active", "--quiet", unit, check=False).returncode == 0
 
 
 def publish_hostname_in_own_unit(root: TargetRoot, command: Sequence[str]) -> bool:

@@ -30,6 +30,10 @@ STATE_DIR = "/var/lib/azprov"
 LOCK = f"{STATE_DIR}/lock"
 MARKER = f"{STATE_DIR}/provisioned.json"
 LAST_RUN = f"{STATE_DIR}/last-run.json"
+# A pre-provisioned pool VM that reported Ready in the pool (its VM ID, the pool kind,
+# the phase it waits in): a reboot resumes waiting for the customer instead of
+# reporting Ready in the pool again. Removed once the customer's Ready is acknowledged.
+POOL_MARKER = f"{STATE_DIR}/pool.json"
 # Written when azprov is about to create the admin user (before useradd runs): a
 # re-run after a crash, even one right after useradd, must still know the user
 # was azprov's (deprovision --user relies on it). The marker confirms it.
@@ -154,8 +158,10 @@ def mark_provisioned(
     admin_user: Optional[str] = None,
     user_created: bool = False,
     sudoers_file: Optional[str] = None,
+    pool: Optional[dict[str, Any]] = None,
 ) -> None:
-    """Record that `vm_id` is provisioned (call only after Ready was acknowledged)."""
+    """Record that `vm_id` is provisioned (call only after Ready was acknowledged);
+    `pool`: how it waited in a pre-provisioned pool first."""
     _write_json(
         root,
         MARKER,
@@ -165,9 +171,26 @@ def mark_provisioned(
             "admin_user": admin_user,
             "user_created": user_created,
             "sudoers_file": sudoers_file,
+            **({"pool": pool} if pool else {}),
         },
     )
     root.remove(CREATED_USER, links=Links.REFUSE)
+
+
+def pool_record(root: TargetRoot, vm_id: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """The pool marker (for `vm_id` only, when given), or None."""
+    record = _read_json(root, POOL_MARKER)
+    if record is None or (vm_id is not None and record.get("vm_id") != vm_id):
+        return None
+    return record
+
+
+def save_pool_record(root: TargetRoot, record: dict[str, Any]) -> None:
+    _write_json(root, POOL_MARKER, record)
+
+
+def remove_pool_record(root: TargetRoot) -> None:
+    root.remove(POOL_MARKER, links=Links.REFUSE)
 
 
 def last_run(root: TargetRoot) -> Optional[dict[str, Any]]:
