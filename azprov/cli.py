@@ -153,10 +153,19 @@ def status_command(options: Options, as_json: bool) -> None:
 
 @cli.command("simulate")
 @click.option("--keep", is_flag=True, help="Keep the throwaway target root and print its path.")
+@click.option(
+    "--pool",
+    type=click.Choice(["running", "savable", "os-disk"]),
+    help="A pre-provisioned pool VM of this kind, handed over to a customer after its Ready.",
+)
 @pass_options
 @fail_cleanly
-def simulate_command(options: Options, keep: bool) -> None:
+def simulate_command(options: Options, keep: bool, pool: Optional[str]) -> None:
     """Run `provision` against a simulated fabric on loopback in a throwaway root."""
+    if pool is not None:
+        from azprov.simulate_pool import run_pool_simulation
+
+        sys.exit(run_pool_simulation(pool, keep=keep, verbose=options.verbose))
     from azprov.simulate import run_simulation
 
     sys.exit(run_simulation(keep=keep, verbose=options.verbose))
