@@ -161,17 +161,30 @@ def ready_or_unplugged(
 
 
 def _take_new_nic(root: TargetRoot, fabric: Fabric, links: LinkWatcher, known: list[str]) -> None:
-    """Bring each hot-attached NIC up with DHCP until one's lease routes to the fabric."""
+    """Bring each hot-attached NIC up with DHCP until one's lease routes to the fabric.
+
+    The kernel names a new NIC (eth1) before udev renames it (ens4): once udev has
+    settled, the NICs not seen before are the candidates, by their current names."""
     addresses = _fabric_addresses(fabric)
     seen = set(known)
     while True:
-        name = links.wait_new_link(seen)
-        seen.add(name)
-        log.info("%s", nic.bring_up_with_dhcp(root, name))
-        if nic.wait_for_route(root, name, addresses, NIC_LEASE_TIMEOUT):
-            log.info("%s routes to the fabric (%s): it is the primary NIC", name, addresses[0])
-            return
-        log.info("%s has no route to the fabric; waiting for another NIC", name)
+        first = links.wait_new_link(seen)
+        _settle_udev(root)
+        for name in [name for name in nic.interfaces(root) if name not in seen] or [first]:
+            seen.add(name)
+            log.info("%s", nic.bring_up_with_dhcp(root, name))
+            if nic.wait_for_route(root, name, addresses, NIC_LEASE_TIMEOUT):
+                log.info("%s routes to the fabric (%s): it is the primary NIC", name, addresses[0])
+                return
+            log.info("%s has no route to the fabric; waiting for another NIC", name)
+        seen.add(first)
+
+
+def _settle_udev(root: TargetRoot) -> None:
+    if root.has_tool("udevadm"):
+        root.run(
+            ["udevadm", "settle", "--timeout=10"], what="udevadm settle", check=False, timeout=15
+        )
 
 
 def poll_reprovision_data(fabric: Fabric, root: TargetRoot, entry: dict[str, Any]) -> bytes:
