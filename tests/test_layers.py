@@ -61,6 +61,7 @@ def layer(module: str) -> tuple[int, str]:
         "cli_options",
         "cli_image",
         "simulate",
+        "simulate_pool",
         "__main__",
     ):
         return 4, "cli"

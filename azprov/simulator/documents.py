@@ -181,11 +181,6 @@ def ovf_env_xml(
     `preprovisioned_vm`/`preprovisioned_vm_type`: the PlatformSettings of a VM created
     for a pool ("Running", "Savable" or "PreprovisionedOSDisk"), spelled as in production.
     """
-    pool_type = (
-        f"\n      <ns1:PreprovisionedVMType>{escape(preprovisioned_vm_type)}</ns1:PreprovisionedVMType>"
-        if preprovisioned_vm_type is not None
-        else ""
-    )
     keys = "".join(
         f"<ns1:PublicKey><ns1:Fingerprint>{uuid.uuid4().hex.upper()}</ns1:Fingerprint>"
         f"<ns1:Path>{escape(path)}</ns1:Path><ns1:Value>{escape(value)}</ns1:Value></ns1:PublicKey>"
@@ -211,14 +206,25 @@ def ovf_env_xml(
       {custom}
     </ns1:LinuxProvisioningConfigurationSet>
   </ns1:ProvisioningSection>
-  <ns1:PlatformSettingsSection>
+{_platform_settings(preprovisioned_vm, preprovisioned_vm_type)}</ns0:Environment>
+""".encode()
+
+
+def _platform_settings(preprovisioned_vm: bool, preprovisioned_vm_type: Optional[str]) -> str:
+    """The PlatformSettingsSection; a VM in no pool has PreprovisionedVMType xsi:nil."""
+    pool_type = (
+        f"<ns1:PreprovisionedVMType>{escape(preprovisioned_vm_type)}</ns1:PreprovisionedVMType>"
+        if preprovisioned_vm_type is not None
+        else '<ns1:PreprovisionedVMType xsi:nil="true" />'
+    )
+    return f"""  <ns1:PlatformSettingsSection>
     <ns1:Version>1.0</ns1:Version>
     <ns1:PlatformSettings>
       <ns1:KmsServerHostname>kms.core.windows.net</ns1:KmsServerHostname>
       <ns1:ProvisionGuestAgent>false</ns1:ProvisionGuestAgent>
       <ns1:GuestAgentPackageName xsi:nil="true" />
-      <ns1:PreprovisionedVm>{str(preprovisioned_vm).lower()}</ns1:PreprovisionedVm>{pool_type}
+      <ns1:PreprovisionedVm>{str(preprovisioned_vm).lower()}</ns1:PreprovisionedVm>
+      {pool_type}
     </ns1:PlatformSettings>
   </ns1:PlatformSettingsSection>
-</ns0:Environment>
-""".encode()
+"""
