@@ -22,6 +22,7 @@ Netlink is opened before the pool's Ready, so no link event is missed.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import threading
 import time
@@ -29,7 +30,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from azprov.config import Config
-from azprov.errors import ReportableError, Terminated
+from azprov.errors import HostError, ReportableError, Terminated
 from azprov.fabric.client import Fabric
 from azprov.fabric.http import FabricUnreachable
 from azprov.fabric.models import GoalState
@@ -119,7 +120,7 @@ def report_ready_in_pool(
             log.info("%s pool: not waiting for the network change: %s", kind.value, _why(root))
         elif kind is PoolKind.RUNNING:
             links.wait_down_then_up(primary)
-            log.info("%s", nic.renew_leases(root, [primary]))
+            renew_lease(root, [primary])
         else:
             _take_new_nic(root, fabric, links, known)
     return True
@@ -172,9 +173,13 @@ def _take_new_nic(root: TargetRoot, fabric: Fabric, links: LinkWatcher, known: l
         _settle_udev(root)
         for name in [name for name in nic.interfaces(root) if name not in seen] or [first]:
             seen.add(name)
-            log.info("%s", nic.bring_up_with_dhcp(root, name))
-            if nic.wait_for_route(root, name, addresses, NIC_LEASE_TIMEOUT):
-                log.info("%s routes to the fabric (%s): it is the primary NIC", name, addresses[0])
+            try:
+                log.info("%s", nic.bring_up_with_dhcp(root, name))
+            except HostError as exc:  # one NIC the image cannot configure: try the next
+                log.warning("%s: %s", name, exc)
+                continue
+            if not addresses or nic.wait_for_route(root, name, addresses, NIC_LEASE_TIMEOUT):
+                log.info("%s routes to the fabric (%s): it is the primary NIC", name, addresses)
                 return
             log.info("%s has no route to the fabric; waiting for another NIC", name)
         seen.add(first)
@@ -197,7 +202,7 @@ def poll_reprovision_data(fabric: Fabric, root: TargetRoot, entry: dict[str, Any
             data = fabric.imds.reprovision_data(Deadline(POLL_WINDOW))
         except FabricUnreachable as exc:
             log.warning("%s; renewing the DHCP lease", exc)
-            log.info("%s", nic.renew_leases(root, nic.interfaces(root)))
+            renew_lease(root, nic.interfaces(root))
             continue
         except ReportableError as exc:
             if exc.reason != "fabric_timeout":
@@ -205,6 +210,14 @@ def poll_reprovision_data(fabric: Fabric, root: TargetRoot, entry: dict[str, Any
             continue
         log.info("IMDS gave the customer's data (%d bytes)", len(data))
         return data
+
+
+def renew_lease(root: TargetRoot, interfaces: list[str]) -> None:
+    """Best effort: a renewal that fails leaves the next poll to tell (and retry)."""
+    try:
+        log.info("%s", nic.renew_leases(root, interfaces))
+    except HostError as exc:
+        log.warning("could not renew the DHCP lease: %s", exc)
 
 
 def wait_until_stopped(root: TargetRoot) -> None:
@@ -224,8 +237,15 @@ def advance(root: TargetRoot, entry: dict[str, Any], phase: str, **fields: Any) 
 
 
 def _fabric_addresses(fabric: Fabric) -> list[str]:
+    """The WireServer's and IMDS's addresses (a configured host name is not routable as is)."""
     hosts = [urlsplit(fabric.wireserver.base).hostname, urlsplit(fabric.imds.url).hostname]
-    return [host for host in hosts if host]
+    addresses = []
+    for host in hosts:
+        try:
+            addresses.append(str(ipaddress.ip_address(host or "")))
+        except ValueError:
+            log.info("the fabric endpoint %r is not an IP address: not used to find the NIC", host)
+    return addresses
 
 
 def _primary_interface(root: TargetRoot, fabric: Fabric) -> Optional[str]:
