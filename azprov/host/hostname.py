@@ -15,7 +15,6 @@ import socket
 from typing import Sequence
 
 from azprov.errors import HostError
-from azprov.host import nic
 from azprov.host.root import TargetRoot
 from azprov.host.units import PROVISIONING_UNIT
 
@@ -68,6 +67,10 @@ def selinux_enabled() -> bool:
 def publish_hostname(root: TargetRoot) -> str:
     """Renew the DHCP lease so Azure DNS learns the new name (best effort, logged):
     returns what was done, in a line, for the run record."""
+    # Imported here: the renewal runs after Ready (mostly in a unit of its own), and
+    # the first boot's path to Ready should not pay for loading it.
+    from azprov.host import nic
+
     if root.skip_live("renewing the DHCP lease to publish the host name"):
         return nic.SKIPPED
     try:
