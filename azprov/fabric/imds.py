@@ -117,7 +117,9 @@ def _pps_type(document: dict[str, Any]) -> Optional[str]:
     extended = document.get("extended")
     if extended is None:
         return None
-    compute = extended.get("compute") if isinstance(extended, dict) else None
+    if not isinstance(extended, dict):  # not "no pool": that would provision the placeholder
+        raise InvalidInput("imds.extended", extended, "is not an object")
+    compute = extended.get("compute")
     if compute is None:
         return None
     if not isinstance(compute, dict):

@@ -117,6 +117,13 @@ def test_an_extended_compute_that_is_no_object_names_the_field(compute: object) 
         parse_instance_metadata(pool_imds({"compute": compute}))
 
 
+@pytest.mark.parametrize("extended", ["Savable", 1, [{"compute": {"ppsType": "Savable"}}], True])
+def test_an_extended_that_is_no_object_names_the_field(extended: object) -> None:
+    # Not read as "no pool": a pool VM that took it so would provision the placeholder.
+    with pytest.raises(InvalidInput, match=r"imds\.extended="):
+        parse_instance_metadata(pool_imds(extended))
+
+
 _JSON = st.recursive(
     st.none()
     | st.booleans()
