@@ -63,7 +63,8 @@ def _from_ovf(ovf: Optional[OvfEnv]) -> Optional[PoolKind]:
         return kind
     if flag is None:
         return None
-    # A pool VM from before the type was sent: PreprovisionedVm alone means Running.
+    # A pool VM from before the type was sent: PreprovisionedVm alone means Running
+    # (unless IMDS names the kind: see pool_kind).
     return PoolKind.RUNNING if flag else PoolKind.NONE
 
 
@@ -71,6 +72,8 @@ def pool_kind(ovf: Optional[OvfEnv], imds: InstanceMetadata) -> PoolKind:
     """The pool this VM is in (PoolKind.NONE: none), or PoolKindUnclear."""
     from_ovf = _from_ovf(ovf)
     from_imds = PoolKind(imds.pps_type) if imds.pps_type is not None else None
+    if _pool_of_no_kind(ovf) and from_imds is not None and from_imds is not PoolKind.NONE:
+        return from_imds  # "a pool VM", with IMDS naming which (the platform agent's order)
     if from_ovf is not None and from_imds is not None and from_ovf is not from_imds:
         raise PoolKindUnclear(
             f"ovf-env.xml says pool {from_ovf.value!r} but IMDS extended.compute.ppsType "
@@ -93,6 +96,11 @@ def pool_entry(root: TargetRoot, vm_id: str, gathered: Gathered) -> Optional[dic
     if kind is PoolKind.NONE:
         return None
     return {"vm_id": vm_id, "kind": kind.value, "phase": "reporting_ready"}
+
+
+def _pool_of_no_kind(ovf: Optional[OvfEnv]) -> bool:
+    """PreprovisionedVm=true alone: a pool VM, not which pool (Running unless IMDS says)."""
+    return ovf is not None and ovf.preprovisioned_vm is True and ovf.preprovisioned_vm_type is None
 
 
 KINDS = frozenset(kind.value for kind in PoolKind if kind is not PoolKind.NONE)
