@@ -42,7 +42,7 @@ from azprov.host import nic, state
 from azprov.host.netlink import LinkWaitTimeout, LinkWatcher
 from azprov.host.notify import StartTimeoutKeeper
 from azprov.host.root import TargetRoot
-from azprov.pool_kind import PoolKind, pool_kind
+from azprov.pool_kind import PoolKind, PoolKindUnclear, pool_kind
 from azprov.run import RunRecord
 from azprov.timestamps import utc_timestamp
 
@@ -86,7 +86,10 @@ def wait_in_pool(
         return None
     advance(root, entry, "provisioning", data_at=time.time())
     gathered = gather(fabric, root, config, run, media=lambda: parse_ovf_env(data))
-    still = pool_kind(gathered.media(), gathered.metadata())
+    try:
+        still = pool_kind(gathered.media(), gathered.metadata())
+    except PoolKindUnclear as exc:  # sources that disagree: at least one still names a pool
+        raise StillInPool(f"after the hand-over the VM is still named a pool VM: {exc}") from None
     if still is not PoolKind.NONE:
         raise StillInPool(f"after the hand-over the VM is still in a {still.value} pool")
     return gathered

@@ -119,6 +119,27 @@ def test_os_disk_pool_ready_once_then_a_normal_first_boot(tmp_path: Path) -> Non
         assert "Pool:" not in vm.status().stdout
 
 
+def test_still_in_a_pool_after_the_hand_over_is_refused(tmp_path: Path) -> None:
+    with pool_vm(tmp_path, "Savable") as vm:
+        handing = vm.pool.hand_over
+
+        def hand_over_but_imds_still_says_savable() -> None:
+            handing()
+            vm.fabric.pps_type = "Savable"
+
+        vm.pool.hand_over = hand_over_but_imds_still_says_savable  # type: ignore[method-assign]
+        run = vm.provision()
+        assert run.returncode != 0
+        assert "Traceback" not in run.stderr
+        assert "after the hand-over the VM is still" in run.stderr
+        reports = vm.fabric.health_reports
+        assert [(r.state, r.incarnation) for r in reports] == [("Ready", "1"), ("NotReady", "2")]
+        assert reports[-1].description is not None
+        assert "reason=still_in_pool" in reports[-1].description
+        assert_nothing_of_anyone(vm, snapshot(vm.root))
+        assert vm.marker() is not None  # a later boot asks again
+
+
 def test_ovf_and_imds_naming_different_pools_is_refused(tmp_path: Path) -> None:
     with pool_vm(tmp_path, "Running", media_kind="Savable") as vm:
         run = vm.provision()
