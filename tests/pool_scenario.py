@@ -72,12 +72,30 @@ class PoolVm:
     def argv(self, *extra: str) -> list[str]:
         return ["--config", str(self.config), "--root", str(self.root), *extra, "provision"]
 
+    def command(self, window: Optional[float] = None) -> list[str]:
+        """`python -m azprov … provision`; with `window`, through a probe that shortens
+        azprov.pool.POLL_WINDOW (35 s) first, so a test sees a window end."""
+        if window is None:
+            return [sys.executable, "-m", "azprov", *self.argv()]
+        probe = self.root.parent / "short-window.py"
+        probe.write_text(
+            "import runpy, sys\n"
+            f"sys.path.insert(0, {str(REPO)!r})\n"
+            "import azprov.pool\n"
+            f"azprov.pool.POLL_WINDOW = {window!r}\n"
+            "sys.argv = ['azprov', *sys.argv[1:]]\n"
+            "runpy.run_module('azprov', run_name='__main__')\n"
+        )
+        return [sys.executable, str(probe), *self.argv()]
+
     def provision(self, env: Optional[dict[str, str]] = None) -> Run:
         return run_azprov(*self.argv(), env=env, timeout=60)
 
-    def start(self, env: Optional[dict[str, str]] = None) -> subprocess.Popen[str]:
+    def start(
+        self, env: Optional[dict[str, str]] = None, window: Optional[float] = None
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "azprov", *self.argv()],
+            self.command(window),
             cwd=REPO,
             env={**os.environ, **(env or {})},
             stdout=subprocess.DEVNULL,
