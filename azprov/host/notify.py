@@ -14,6 +14,8 @@ import socket
 import threading
 from typing import Optional
 
+from azprov.errors import Terminated
+
 log = logging.getLogger(__name__)
 
 
@@ -58,8 +60,12 @@ class StartTimeoutKeeper:
         while not self._stop.wait(self.every):
             extend_start_timeout(self.extend)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Optional[type[BaseException]], *exc: object) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._thread is None:
+            return
+        self._thread.join()
+        # Not when stopped (SIGTERM): EXTEND_TIMEOUT_USEC extends the timeout of the state
+        # the unit is in, and a unit being stopped would keep a shutdown waiting 25 minutes.
+        if exc_type is None or not issubclass(exc_type, Terminated):
             extend_start_timeout(self.after)
