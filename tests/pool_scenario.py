@@ -72,23 +72,35 @@ class PoolVm:
     def argv(self, *extra: str) -> list[str]:
         return ["--config", str(self.config), "--root", str(self.root), *extra, "provision"]
 
-    def command(self, window: Optional[float] = None) -> list[str]:
+    def command(self, window: Optional[float] = None, trigger: str = "") -> list[str]:
         """`python -m azprov … provision`; with `window`, through a probe that shortens
-        azprov.pool.POLL_WINDOW (35 s) first, so a test sees a window end."""
-        if window is None:
+        azprov.pool.POLL_WINDOW (35 s) first, so a test sees a window end; `trigger`:
+        more Python the probe runs first (patching a function to die there, say)."""
+        if window is None and not trigger:
             return [sys.executable, "-m", "azprov", *self.argv()]
-        probe = self.root.parent / "short-window.py"
+        probe = self.root.parent / "probe.py"
         probe.write_text(
-            "import runpy, sys\n"
+            "import os, runpy, signal, sys\n"
             f"sys.path.insert(0, {str(REPO)!r})\n"
             "import azprov.pool\n"
-            f"azprov.pool.POLL_WINDOW = {window!r}\n"
+            f"azprov.pool.POLL_WINDOW = {window or 35.0!r}\n"
+            f"{trigger}\n"
             "sys.argv = ['azprov', *sys.argv[1:]]\n"
             "runpy.run_module('azprov', run_name='__main__')\n"
         )
         return [sys.executable, str(probe), *self.argv()]
 
-    def provision(self, env: Optional[dict[str, str]] = None) -> Run:
+    def provision(self, env: Optional[dict[str, str]] = None, trigger: str = "") -> Run:
+        if trigger:
+            done = subprocess.run(
+                self.command(trigger=trigger),
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            return Run(done.returncode, done.stdout, done.stderr, 0.0)
         return run_azprov(*self.argv(), env=env, timeout=60)
 
     def start(

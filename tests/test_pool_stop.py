@@ -5,6 +5,7 @@ signals and a real notify socket; the simulated fabric's pool."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import signal
 import socket
@@ -96,6 +97,12 @@ def test_stopped_while_waiting_resumes_at_the_next_boot(tmp_path: Path, how: int
         marker = vm.marker()
         assert marker is not None and (marker["kind"], marker["phase"]) == ("Savable", "polling")
         assert not (vm.root / "var/lib/azprov/provisioned.json").exists()
+        status = vm.status()
+        line = next(x for x in status.stdout.splitlines() if x.startswith("Pool:"))
+        assert "Savable, polling since its Ready at" in line, status.stdout
+        shown = json.loads(vm.status("--json").stdout)["pool"]
+        assert (shown["kind"], shown["phase"]) == ("Savable", "polling")
+        assert 0 <= shown["waiting_seconds"] < 60
 
         vm.pool.hand_over()
         again = vm.provision()
