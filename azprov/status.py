@@ -29,19 +29,21 @@ def collect_status(root: TargetRoot) -> dict[str, Any]:
 def pool_status(root: TargetRoot, marker: dict[str, Any]) -> Optional[dict[str, Any]]:
     """A pre-provisioned pool VM: the pool, its phase and how long it waited (or waits)."""
     waiting = state.pool_record(root)
-    if waiting is not None:
-        ready = waiting.get("ready_at")
-        since = time.time() - ready if isinstance(ready, (int, float)) else None
-        return {
-            "kind": waiting.get("kind"),
-            "phase": waiting.get("phase"),
-            "ready_at": _utc(ready),
-            "waiting_seconds": round(since, 1) if since is not None else None,
-        }
     done = marker.get("pool")
-    if isinstance(done, dict):
+    # Both, for the same VM: a run killed between the provisioned marker and the pool
+    # record's removal. The VM is provisioned; no later boot looks at the record again.
+    if isinstance(done, dict) and (waiting is None or waiting.get("vm_id") == marker.get("vm_id")):
         return {**done, "phase": "handed over"}
-    return None
+    if waiting is None:
+        return None
+    ready = waiting.get("ready_at")
+    since = time.time() - ready if isinstance(ready, (int, float)) else None
+    return {
+        "kind": waiting.get("kind"),
+        "phase": waiting.get("phase"),
+        "ready_at": _utc(ready),
+        "waiting_seconds": round(since, 1) if since is not None else None,
+    }
 
 
 def _utc(seconds: object) -> Optional[str]:

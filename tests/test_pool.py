@@ -172,3 +172,23 @@ def test_a_vm_in_no_pool_asks_imds_extended_and_never_for_reprovision_data(
         assert "pool" not in run.stderr.replace(str(tmp_path), "TMP").lower()
         assert not (root / POOL_MARKER).exists()
         assert "pool" not in json.loads((root / PROVISIONED).read_text())
+
+
+def test_status_of_a_vm_killed_between_its_marker_and_the_pools_removal(tmp_path: Path) -> None:
+    with pool_vm(tmp_path, "Running") as vm:
+        die = (
+            "import azprov.host.state\n"
+            "azprov.host.state.remove_pool_record = "
+            "lambda root: os.kill(os.getpid(), signal.SIGKILL)"
+        )
+        run = vm.provision(trigger=die)
+        assert run.returncode == -9, run.stderr
+        assert (vm.root / PROVISIONED).exists() and vm.marker() is not None
+        again = vm.provision()
+        assert again.returncode == 0, again.stderr
+        assert "already provisioned" in again.stderr
+        assert vm.reports() == [("Ready", "1"), ("Ready", "2")]
+        # Provisioned: the pool is history, whatever an old pool.json still says.
+        line = next(x for x in vm.status().stdout.splitlines() if x.startswith("Pool:"))
+        assert "Running, handed over after" in line, line
+        assert json.loads(vm.status("--json").stdout)["pool"]["phase"] == "handed over"
