@@ -7,6 +7,8 @@ import json
 import re
 from typing import Any
 
+from hypothesis import strategies as st
+
 from azprov.fabric.ovf import OvfEnv, parse_ovf_env
 from azprov.fabric.xmldoc import escape
 from azprov.simulator import VmSpec
@@ -52,3 +54,24 @@ def pool_imds(extended: object = ABSENT) -> bytes:
 
 def ovf(flag: object = ABSENT, kind: object = ABSENT) -> OvfEnv:
     return parse_ovf_env(pool_ovf(flag, kind))
+
+
+# Any JSON value (numbers within what IMDS's parser reads at all), and `extended`
+# objects built from it down to ppsType: what a property test puts under "extended".
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**15), max_value=10**15)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.sampled_from(KINDS),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+EXTENDED = st.one_of(
+    JSON_VALUES,
+    st.builds(lambda compute: {"compute": compute}, JSON_VALUES),
+    st.builds(lambda pps: {"compute": {"ppsType": pps}}, JSON_VALUES),
+)

@@ -16,7 +16,7 @@ from azprov.errors import InvalidInput
 from azprov.fabric.imds import parse_instance_metadata, request_id
 from azprov.fabric.ovf import parse_ovf_env
 from azprov.simulator.documents import ovf_env_xml
-from tests.pool_documents import ABSENT, KINDS, NIL, ovf, pool_imds, pool_ovf
+from tests.pool_documents import ABSENT, EXTENDED, KINDS, NIL, ovf, pool_imds, pool_ovf
 
 # -- ovf-env.xml ---------------------------------------------------------------------
 
@@ -124,28 +124,8 @@ def test_an_extended_that_is_no_object_names_the_field(extended: object) -> None
         parse_instance_metadata(pool_imds(extended))
 
 
-_JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**15), max_value=10**15)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text()
-    | st.sampled_from(KINDS),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-
-
 @settings(max_examples=300, deadline=None)
-@given(
-    extended=st.one_of(
-        _JSON,
-        st.builds(lambda c: {"compute": c}, _JSON),
-        st.builds(lambda p: {"compute": {"ppsType": p}}, _JSON),
-    )
-)
+@given(extended=EXTENDED)
 def test_any_json_for_extended_is_a_pool_type_or_invalid_input(extended: object) -> None:
     try:
         parsed = parse_instance_metadata(pool_imds(extended))
