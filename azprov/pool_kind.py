@@ -108,15 +108,18 @@ KINDS = frozenset(kind.value for kind in PoolKind if kind is not PoolKind.NONE)
 
 def pool_summary(entry: dict[str, Any]) -> dict[str, Any]:
     """What the provisioned marker keeps of the wait: the kind, and seconds in the pool."""
-    ready, data = entry.get("ready_at"), entry.get("data_at")
+    ready, data, at = entry.get("ready_at"), entry.get("data_at"), _at(entry)
     waited = None
-    if isinstance(ready, (int, float)) and isinstance(data, (int, float)):
+    if at != "unknown" and isinstance(ready, (int, float)) and isinstance(data, (int, float)):
         waited = round(data - ready, 3)
-    return {"kind": entry.get("kind"), "ready_at": _at(entry), "waited_seconds": waited}
+    return {"kind": entry.get("kind"), "ready_at": at, "waited_seconds": waited}
 
 
 def _at(entry: dict[str, Any]) -> str:
     ready = entry.get("ready_at")
     if not isinstance(ready, (int, float)):
         return "unknown"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ready))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ready))
+    except (OverflowError, OSError, ValueError):  # a record's number no time_t can hold
+        return "unknown"

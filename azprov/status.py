@@ -37,11 +37,12 @@ def pool_status(root: TargetRoot, marker: dict[str, Any]) -> Optional[dict[str, 
     if waiting is None:
         return None
     ready = waiting.get("ready_at")
-    since = time.time() - ready if isinstance(ready, (int, float)) else None
+    shown = _utc(ready)
+    since = time.time() - ready if shown is not None and isinstance(ready, (int, float)) else None
     return {
         "kind": waiting.get("kind"),
         "phase": waiting.get("phase"),
-        "ready_at": _utc(ready),
+        "ready_at": shown,
         "waiting_seconds": round(since, 1) if since is not None else None,
     }
 
@@ -49,7 +50,10 @@ def pool_status(root: TargetRoot, marker: dict[str, Any]) -> Optional[dict[str, 
 def _utc(seconds: object) -> Optional[str]:
     if not isinstance(seconds, (int, float)):
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):  # a record's number no time_t can hold
+        return None
 
 
 def render_status(root: TargetRoot, as_json: bool) -> str:

@@ -1,0 +1,84 @@
+"""Attacks on the pre-provisioned pool support through what the image holds:
+/var/lib/azprov/pool.json (and provisioned.json's pool) planted by the image builder.
+
+Real processes (`azprov provision` against the simulated fabric's pool, `azprov
+status`) in throwaway roots. The bar: nothing planted makes azprov crash (exit 70),
+print a control character to a terminal, show another VM's pool as this one's, or
+tell the platform Ready in the pool and then NotReady for one bad file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from azprov.simulate import prepare_root
+from tests.conftest import needs_root, run_azprov
+from tests.pool_scenario import CUSTOMER_USER, POOL_MARKER, PROVISIONED, pool_vm
+
+pytestmark = needs_root
+
+VM_ID = "11111111-2222-4333-8444-555555555555"
+# time.gmtime() refuses these (OverflowError, OSError EOVERFLOW): a time_t cannot hold them.
+OUT_OF_RANGE = [1e300, -1e300, 10**19, -(10**18)]
+
+
+def a_root(tmp_path: Path, **files: Any) -> Path:
+    """A small image for VM_ID with azprov's state files as given (name -> JSON value)."""
+    root = tmp_path / "root"
+    prepare_root(root, VM_ID)
+    state = root / "var/lib/azprov"
+    state.mkdir(parents=True, exist_ok=True)
+    for name, value in files.items():
+        (state / f"{name}.json").write_text(json.dumps(value))
+    return root
+
+
+def status(root: Path, *extra: str) -> tuple[str, Any]:
+    """`azprov status` (text) and `azprov status --json` (parsed): both must succeed."""
+    text = run_azprov("--root", str(root), "status", *extra)
+    assert text.returncode == 0, text.stderr
+    assert "Traceback" not in text.stderr
+    as_json = run_azprov("--root", str(root), "status", "--json", *extra)
+    assert as_json.returncode == 0, as_json.stderr
+    return text.stdout, json.loads(as_json.stdout)
+
+
+# --- a Ready time no clock can show --------------------------------------------------
+
+
+@pytest.mark.parametrize("ready_at", OUT_OF_RANGE, ids=repr)
+def test_status_shows_a_pool_record_whose_ready_time_is_out_of_range(
+    tmp_path: Path, ready_at: float
+) -> None:
+    root = a_root(
+        tmp_path,
+        pool={"vm_id": VM_ID, "kind": "Savable", "phase": "polling", "ready_at": ready_at},
+    )
+    text, shown = status(root)
+    assert shown["pool"]["kind"] == "Savable" and shown["pool"]["phase"] == "polling"
+    assert shown["pool"]["ready_at"] is None  # no time to show, not a crash
+    assert "Pool:         Savable, polling" in text
+
+
+@pytest.mark.parametrize("ready_at", OUT_OF_RANGE[:2], ids=repr)
+def test_a_pool_vm_resumes_with_a_ready_time_out_of_range(tmp_path: Path, ready_at: float) -> None:
+    """The record says Ready was reported (the VM resumes); its time is only shown."""
+    with pool_vm(tmp_path, "Running", after=None) as vm:
+        vm.pool.hand_over()
+        record = {"vm_id": vm.fabric.spec.vm_id, "kind": "Running", "phase": "polling"}
+        (vm.root / POOL_MARKER).parent.mkdir(parents=True, exist_ok=True)
+        (vm.root / POOL_MARKER).write_text(json.dumps({**record, "ready_at": ready_at}))
+        run = vm.provision()
+        assert run.returncode == 0, run.stderr
+        assert "internal error" not in run.stderr and "Traceback" not in run.stderr
+        assert "resuming in the Running pool (Ready reported at unknown)" in run.stderr
+        assert vm.reports() == [("Ready", "2")]  # no second Ready in the pool
+        marker = json.loads((vm.root / PROVISIONED).read_text())
+        assert marker["admin_user"] == CUSTOMER_USER
+        assert marker["pool"]["ready_at"] == "unknown"
+        line = next(x for x in vm.status().stdout.splitlines() if x.startswith("Pool:"))
+        assert "Running, handed over" in line
