@@ -22,17 +22,22 @@ def collect_status(root: TargetRoot) -> dict[str, Any]:
         "provisioned_at": marker.get("provisioned_at"),
         "admin_user": marker.get("admin_user"),
         "last_run": last or None,
-        "pool": pool_status(root, marker),
+        "pool": pool_status(root, marker, vm_id),
     }
 
 
-def pool_status(root: TargetRoot, marker: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """A pre-provisioned pool VM: the pool, its phase and how long it waited (or waits)."""
-    waiting = state.pool_record(root)
-    done = marker.get("pool")
-    # Both, for the same VM: a run killed between the provisioned marker and the pool
-    # record's removal. The VM is provisioned; no later boot looks at the record again.
-    if isinstance(done, dict) and (waiting is None or waiting.get("vm_id") == marker.get("vm_id")):
+def pool_status(
+    root: TargetRoot, marker: dict[str, Any], vm_id: Optional[str]
+) -> Optional[dict[str, Any]]:
+    """A pre-provisioned pool VM: the pool, its phase and how long it waited (or waits).
+    Only this VM's records count: an image may carry another VM's (captured, planted)."""
+    if vm_id is None:
+        return None
+    waiting = state.pool_record(root, vm_id)
+    done = marker.get("pool") if marker.get("vm_id") == vm_id else None
+    # Both: a run killed between the provisioned marker and the pool record's removal.
+    # The VM is provisioned; no later boot looks at the record again.
+    if isinstance(done, dict):
         return {**done, "phase": "handed over"}
     if waiting is None:
         return None

@@ -82,3 +82,32 @@ def test_a_pool_vm_resumes_with_a_ready_time_out_of_range(tmp_path: Path, ready_
         assert marker["pool"]["ready_at"] == "unknown"
         line = next(x for x in vm.status().stdout.splitlines() if x.startswith("Pool:"))
         assert "Running, handed over" in line
+
+
+# --- another VM's records --------------------------------------------------------------
+
+
+def test_status_does_not_show_another_vms_pool_record(tmp_path: Path) -> None:
+    """An image captured from a pool VM (or built with a record planted) carries a
+    pool.json for another VM ID: this VM was never in that pool."""
+    record = {"vm_id": "another-vm", "kind": "Savable", "phase": "polling", "ready_at": 1}
+    text, shown = status(a_root(tmp_path, pool=record))
+    assert shown["pool"] is None
+    assert "Pool:" not in text
+
+
+def test_status_does_not_show_the_pool_of_another_vms_provisioned_marker(tmp_path: Path) -> None:
+    pool = {"kind": "Savable", "ready_at": "2024-01-01T00:00:00Z", "waited_seconds": 5.0}
+    marker = {"vm_id": "another-vm", "provisioned_at": "2024-01-01T00:00:00Z", "pool": pool}
+    text, shown = status(a_root(tmp_path, provisioned=marker))
+    assert shown["pool"] is None
+    assert "handed over" not in text
+    assert "the marker is for another VM" in text
+
+
+def test_status_still_shows_this_vms_own_pool_record(tmp_path: Path) -> None:
+    record = {"vm_id": VM_ID, "kind": "Savable", "phase": "polling", "ready_at": 1_700_000_000}
+    text, shown = status(a_root(tmp_path, pool=record))
+    assert shown["pool"]["kind"] == "Savable"
+    assert shown["pool"]["ready_at"] == "2023-11-14T22:13:20Z"
+    assert "Pool:         Savable, polling since its Ready at 2023-11-14T22:13:20Z" in text
