@@ -9,6 +9,7 @@ from typing import Any, Optional
 from azprov.host import state
 from azprov.host.identity import try_vm_id
 from azprov.host.root import TargetRoot
+from azprov.printable import quoted
 
 
 def collect_status(root: TargetRoot) -> dict[str, Any]:
@@ -74,7 +75,7 @@ def render_status(root: TargetRoot, as_json: bool) -> str:
         lines.append(
             f"              (the marker is for another VM: {status['provisioned_vm_id']})"
         )
-    pool = status["pool"]
+    pool = {key: quoted(str(value)) for key, value in (status["pool"] or {}).items()}
     if pool and pool.get("phase") == "handed over":
         lines.append(
             f"Pool:         {pool.get('kind')}, handed over after {pool.get('waited_seconds')} s "

@@ -84,6 +84,36 @@ def test_a_pool_vm_resumes_with_a_ready_time_out_of_range(tmp_path: Path, ready_
         assert "Running, handed over" in line
 
 
+# --- what status prints of a record --------------------------------------------------
+
+FORGED = {
+    "vm_id": VM_ID,
+    "kind": "Sav\x1b[31mable",
+    "phase": "polling\x1b]0;owned\x07\nAdmin user:   root\r\u202eevil",
+    "ready_at": 1_700_000_000,
+}
+
+
+def test_status_quotes_control_characters_of_a_pool_record(tmp_path: Path) -> None:
+    text, shown = status(a_root(tmp_path, pool=FORGED))
+    for bad in ("\x1b", "\x07", "\r", "\u202e"):
+        assert bad not in text, repr(bad)
+    assert not any(line.startswith("Admin user:") for line in text.splitlines())  # forged
+    pool_lines = [line for line in text.splitlines() if line.startswith("Pool:")]
+    assert len(pool_lines) == 1 and "\\x1b" in pool_lines[0] and "\\n" in pool_lines[0]
+    assert shown["pool"]["phase"] == FORGED["phase"]  # JSON carries the value as it is
+
+
+def test_status_quotes_control_characters_of_a_handed_over_pool(tmp_path: Path) -> None:
+    done = {"vm_id": VM_ID, "provisioned_at": "2024-01-01T00:00:00Z", "admin_user": "alice"}
+    pool = {"kind": "Running\x1b[2J\nProvisioned:  no", "ready_at": "x\x1b", "waited_seconds": 1}
+    text, _ = status(a_root(tmp_path, provisioned={**done, "pool": pool}))
+    assert "\x1b" not in text
+    assert [line for line in text.splitlines() if line.startswith("Provisioned:")] == [
+        "Provisioned:  yes, at 2024-01-01T00:00:00Z"
+    ]
+
+
 # --- another VM's records --------------------------------------------------------------
 
 
