@@ -105,6 +105,8 @@ def report_ready_in_pool(
 ) -> bool:
     """Post the pool's Ready and wait for the hand-over's network change; False for an
     OS-disk pool VM (its next boot provisions)."""
+    if kind is not PoolKind.OS_DISK:  # it keeps a record once Ready is acknowledged
+        state.refuse_unwritable_pool_record(root)
     watching = kind in (PoolKind.RUNNING, PoolKind.SAVABLE) and root.live
     with LinkWatcher() if watching else contextlib.nullcontext() as links:
         primary = _primary_interface(root, fabric) if watching else None

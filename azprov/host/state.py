@@ -79,10 +79,12 @@ def run_lock(root: TargetRoot) -> Iterator[None]:
         yield
 
 
-def _refuse_unwritable_files(root: TargetRoot) -> None:
+def _refuse_unwritable_files(
+    root: TargetRoot, paths: tuple[str, ...] = (CREATED_USER, MARKER)
+) -> None:
     """The files the run must write (the intent before useradd, the marker after Ready)
     are absent or regular: anything else there would fail the run halfway."""
-    for path in (CREATED_USER, MARKER):
+    for path in paths:
         found = root.lstat(path, links=Links.REFUSE)
         if found is not None and not stat.S_ISREG(found.st_mode):
             raise StateUnwritable(
@@ -183,6 +185,12 @@ def pool_record(root: TargetRoot, vm_id: Optional[str] = None) -> Optional[dict[
     if record is None or (vm_id is not None and record.get("vm_id") != vm_id):
         return None
     return record
+
+
+def refuse_unwritable_pool_record(root: TargetRoot) -> None:
+    """Before a pool VM's Ready: the record written once it is acknowledged must be
+    absent or regular, or the platform would hear Ready and then NotReady for it."""
+    _refuse_unwritable_files(root, (POOL_MARKER,))
 
 
 def save_pool_record(root: TargetRoot, record: dict[str, Any]) -> None:

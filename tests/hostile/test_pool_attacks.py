@@ -10,6 +10,7 @@ tell the platform Ready in the pool and then NotReady for one bad file.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,43 @@ def test_status_still_shows_this_vms_own_pool_record(tmp_path: Path) -> None:
     assert shown["pool"]["kind"] == "Savable"
     assert shown["pool"]["ready_at"] == "2023-11-14T22:13:20Z"
     assert "Pool:         Savable, polling since its Ready at 2023-11-14T22:13:20Z" in text
+
+
+# --- a pool.json azprov cannot write ---------------------------------------------------
+
+
+def plant_directory(path: Path) -> None:
+    path.mkdir()
+
+
+def plant_fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def plant_link(path: Path) -> None:
+    outside = path.parents[4] / "outside.json"  # beside the root, not in it
+    outside.write_text("{}")
+    path.symlink_to(outside)
+
+
+@pytest.mark.parametrize(
+    "plant", [plant_directory, plant_fifo, plant_link], ids=lambda f: f.__name__
+)
+def test_a_pool_record_that_cannot_be_written_is_refused_before_the_pools_ready(
+    tmp_path: Path, plant: Any
+) -> None:
+    """The record is what makes a reboot resume instead of reporting in the pool again:
+    a VM that cannot keep it must say so before its Ready, not after (Ready, then
+    NotReady, for the pool's one incarnation)."""
+    with pool_vm(tmp_path, "Running") as vm:
+        (vm.root / POOL_MARKER).parent.mkdir(parents=True, exist_ok=True)
+        plant(vm.root / POOL_MARKER)
+        run = vm.provision()
+        assert run.returncode != 0
+        assert "Traceback" not in run.stderr and "internal error" not in run.stderr
+        errors = [line for line in run.stderr.splitlines() if line.startswith("azprov: error:")]
+        assert len(errors) == 1 and "pool.json" in errors[0], run.stderr
+        assert vm.reports() == [("NotReady", "1")], run.stderr
+        assert not vm.pool.handed_over
+        outside = tmp_path / "outside.json"
+        assert not outside.exists() or outside.read_text() == "{}"
