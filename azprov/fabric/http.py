@@ -168,6 +168,8 @@ class FabricHttp:
         attempt = 0
         while True:
             attempt += 1
+            if deadline.cancelled:  # the caller has its answer (or gave up): send no more
+                raise FabricTimeout(f"{what}: cancelled before try {attempt}", url=request.shown)
             outcome = self._try_once(request, deadline, parse, accept, retry_status)
             if not isinstance(outcome, _Retryable):
                 return outcome

@@ -31,13 +31,17 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._end = time.monotonic() + seconds
+        self.cancelled = False
 
     def remaining(self) -> float:
         return max(0.0, self._end - time.monotonic())
 
     def cancel(self) -> None:
-        """End the call now: its next retry gives up (a try in flight finishes)."""
+        """End the call now: no try starts from here on, not even the one a sleep before
+        a retry was for, nor a call begun later with this deadline (a try in flight
+        finishes)."""
         self._end = time.monotonic()
+        self.cancelled = True
 
 
 def retry_after(value: str | None, policy: RetryPolicy) -> float | None:
