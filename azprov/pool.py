@@ -151,10 +151,11 @@ def ready_or_unplugged(
             outcome.append(exc)
 
     threading.Thread(target=post, name="azprov-pool-ready", daemon=True).start()
+    log.info("waiting for the WireServer's answer to Ready, or for %s's removal", primary)
     try:
         while not outcome:
             try:
-                links.wait_removed(primary, timeout=0.2)
+                links.wait_removed(primary, timeout=0.2, quiet=True)
             except LinkWaitTimeout:
                 continue
             log.info("%s was removed before the WireServer answered: Ready reached it", primary)

@@ -143,10 +143,15 @@ class LinkWatcher:
                 log.info("Saw link %s come up again (index %d).", name, item.ifindex)
                 return
 
-    def wait_removed(self, name: str, timeout: Optional[float] = None) -> None:
-        """Return once link `name` is removed (at once when no link has that name)."""
+    def wait_removed(
+        self, name: str, timeout: Optional[float] = None, quiet: bool = False
+    ) -> None:
+        """Return once link `name` is removed (at once when no link has that name).
+        `quiet`: a short wait of a loop that says what it waits for itself (debug only)."""
         what = f"link {name} to be removed"
-        log.info("Waiting for %s (%s).", what, _limit(timeout))
+        log.log(
+            logging.DEBUG if quiet else logging.INFO, "Waiting for %s (%s).", what, _limit(timeout)
+        )
         if all(link.name != name for link in list_links()):
             log.info("Link %s is gone already.", name)
             return

@@ -79,6 +79,16 @@ def test_no_request_leaves_after_the_nic_is_removed(answer: str) -> None:
     assert "t0 was removed before the WireServer answered" in log
 
 
+@netns_here
+def test_waiting_for_the_answer_or_the_removal_is_logged_once() -> None:
+    """The wait is a loop of short waits: each must not log a line (five a second for
+    as long as a slow WireServer takes, minutes, in the journal)."""
+    slow = 'Answer(200, b"", delay=2.5)'
+    body = READY_OR_UNPLUGGED.replace("ANSWER", slow).replace("REMOVED_AT", "2.0")
+    _, log = scenario(body, seconds=60)
+    assert log.count("to be removed") <= 1, log
+
+
 def test_a_cancelled_deadline_stops_the_calls_retries(fabric: SimulatedFabric) -> None:
     """Deadline.cancel() while the call sleeps before its next try: it gives up there,
     and a call that starts with a cancelled deadline sends nothing."""
