@@ -125,13 +125,13 @@ def route_device(output: str, address: str) -> str:
     text = output[:-1] if output.endswith("\n") else output
     if "\n" in text or "\r" in text:
         raise ValueError("more than one line")
-    # With -o iproute2 joins the answer's lines with a backslash: the route comes first.
-    tokens = [token for token in text.split("\\", 1)[0].split(" ") if token]
+    # -o joins the answer's lines with " \\ "; a NIC's name may hold a backslash, or be "dev".
+    tokens = [token for token in f"{text} ".split(" \\ ", 1)[0].split(" ") if token]
     if tokens and tokens[0] in _ROUTE_TYPES:
         tokens = tokens[1:]
     if not tokens or not _same_address(tokens[0], address):
         raise ValueError(f"not a route to {address}")
-    places = [index for index, token in enumerate(tokens) if token == "dev"]
+    places = [i for i, token in enumerate(tokens) if token == "dev" and tokens[i - 1] != "dev"]
     if len(places) != 1 or places[0] + 1 == len(tokens):
         raise ValueError("not one device")
     device = tokens[places[0] + 1]

@@ -20,6 +20,7 @@ from azprov.fabric.http import FabricHttp
 from azprov.fabric.retry import Deadline
 from azprov.fabric.wireserver import Health, WireServer
 from azprov.simulator import Answer, SimulatedFabric
+from tests.conftest import needs_root
 from tests.host.test_netlink import _netns_missing, scenario
 from tests.host.test_nic import wait_for
 
@@ -116,3 +117,46 @@ def test_a_cancelled_deadline_stops_the_calls_retries(fabric: SimulatedFabric) -
     with pytest.raises(FabricTimeout, match="cancelled"):
         wireserver.goal_state(deadline)
     assert len(fabric.requests) == before
+
+
+# --- interface names in `ip -o route get` ----------------------------------------------
+
+ROUTES = """
+    import ctypes
+    from azprov.host import nic
+    from azprov.host.root import TargetRoot
+
+    def persistent_tap(name):  # any name the kernel takes, as a udev rule may give it
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0002 | 0x1000))
+        fcntl.ioctl(fd, 0x400454CB, 1)  # TUNSETPERSIST
+        os.close(fd)
+
+    ip("link", "set", "lo", "up")
+    for name, net in (("dev", "10.8.0"), ("a\\\\b", "10.9.0"), ("src", "10.7.0")):
+        persistent_tap(name)
+        ip("link", "set", "dev", name, "up")
+        ip("addr", "add", f"{net}.2/24", "dev", name)
+    root = TargetRoot("/")
+    found = {}
+    for address in ("10.8.0.5", "10.9.0.5", "10.7.0.5"):
+        shown = subprocess.run(["ip", "-o", "route", "get", address], capture_output=True)
+        try:
+            found[address] = [nic.route_interface(root, address), shown.stdout.decode()]
+        except Exception as error:
+            found[address] = [f"{type(error).__name__}: {error}", shown.stdout.decode()]
+    result(**found)
+"""
+
+
+@needs_root
+@netns_here
+def test_the_route_names_the_nic_whatever_udev_named_it() -> None:
+    """A NIC named `dev` made the answer hold `dev` twice ("not one device": a pool VM
+    failed before its Ready, or after it while waiting for a hot-attached NIC's route);
+    one named `a\\b` was read as `a` (the text after a backslash was taken for the
+    line iproute2 -o joins), so a Savable pool VM watched a NIC that does not exist."""
+    found, _ = scenario(ROUTES, seconds=60)
+    assert found["10.8.0.5"][0] == "dev", found
+    assert found["10.9.0.5"][0] == "a\\b", found
+    assert found["10.7.0.5"][0] == "src", found
