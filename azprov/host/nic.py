@@ -51,8 +51,8 @@ _NO_ROUTE = re.compile(
 # wants them printable ASCII (they go into logs) and not starting with '-' (they go on
 # command lines, after which a tool would read them as an option).
 _INTERFACE_NAME = re.compile(r"(?!-)[!-.0-9;-~]{1,15}\Z")
-# A `networkctl list --no-legend` row (systemd 252, 257): IDX LINK TYPE OPERATIONAL SETUP.
-_NETWORKCTL_ROW = re.compile(r" *([0-9]{1,10}) +(\S+) +(\S+) +(\S+) +(\S+) *\Z")
+# `networkctl list --no-legend` (252, 257): IDX LINK TYPE OPERATIONAL SETUP; LINK may hold U+3000.
+_NETWORKCTL_ROW = re.compile(r" *([0-9]{1,10}) +([^ ]+) +(\S+) +(\S+) +(\S+) *\Z")
 NETWORKCTL_LIST_CAP = 1 << 20
 _UNDECIDED = (None, "pending", "initialized", "n/a")  # networkd has not matched the link yet
 

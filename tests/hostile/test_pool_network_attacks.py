@@ -10,8 +10,12 @@ and the simulated fabric over loopback HTTP.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +24,9 @@ from azprov.fabric.http import FabricHttp
 from azprov.fabric.retry import Deadline
 from azprov.fabric.wireserver import Health, WireServer
 from azprov.simulator import Answer, SimulatedFabric
-from tests.conftest import needs_root
+from tests.conftest import REPO, needs_root
 from tests.host.test_netlink import _netns_missing, scenario
-from tests.host.test_nic import wait_for
+from tests.host.test_nic import NETWORK_FILE, networkd_answers, networkd_here, outcome, wait_for
 
 HEALTH = "/machine?comp=health"
 netns_here = pytest.mark.skipif(bool(_netns_missing()), reason=_netns_missing() or "-")
@@ -160,3 +164,77 @@ def test_the_route_names_the_nic_whatever_udev_named_it() -> None:
     assert found["10.8.0.5"][0] == "dev", found
     assert found["10.9.0.5"][0] == "a\\b", found
     assert found["10.7.0.5"][0] == "src", found
+
+
+# --- interface names in `networkctl list` ----------------------------------------------
+
+# Names the kernel takes (no '/', ':', NUL or ASCII white space) that hold white space
+# to Python: U+3000 IDEOGRAPHIC SPACE, U+0085 NEXT LINE, U+2028 LINE SEPARATOR.
+ODD_NAMES = ("x\u3000y", "z\u0085w", "l\u2028m")
+
+
+def odd_names_sandbox() -> None:
+    """The child's side (`unshare -n -m --propagation private`): the real networkd on a
+    private bus with a .network file for managed0, beside taps with ODD_NAMES; prints
+    what bringing managed0 up with DHCP came to, as JSON."""
+
+    def run(*argv: str) -> None:
+        subprocess.run(argv, check=True, capture_output=True, timeout=10)
+
+    def die_with_this_process() -> None:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+    from azprov.host import nic
+    from azprov.host.root import TargetRoot
+
+    run("mount", "--make-rprivate", "/")
+    run("mount", "-t", "tmpfs", "tmpfs", "/run")
+    run("mount", "-t", "sysfs", "-o", "ro", "sysfs", "/sys")
+    run("ip", "link", "set", "lo", "up")
+    for name in (*ODD_NAMES, "managed0"):  # listed before it (a hot-attached NIC comes last)
+        run("ip", "tuntap", "add", name, "mode", "tap")
+    Path("/run/systemd/network").mkdir(parents=True)
+    Path("/run/systemd/network/50-managed0.network").write_text(NETWORK_FILE)
+    Path("/run/dbus").mkdir()
+    bus = ["dbus-daemon", "--system", "--nofork", "--nopidfile"]
+    started = [subprocess.Popen(bus, preexec_fn=die_with_this_process)]
+    try:
+        wait_for(lambda: Path("/run/dbus/system_bus_socket").exists())
+        networkd = "/lib/systemd/systemd-networkd"
+        started.append(subprocess.Popen([networkd], preexec_fn=die_with_this_process))
+        wait_for(networkd_answers)
+        listing = subprocess.run(
+            ["networkctl", "list", "--no-legend", "--no-pager"], capture_output=True, check=True
+        ).stdout.decode("utf-8", "replace")
+        root = TargetRoot("/")
+        done = outcome(nic.bring_up_with_dhcp, root, "managed0", manager=nic.NETWORKD, settle=1.0)
+        print(json.dumps({"listing": listing, "managed0": done}))
+    finally:
+        for process in reversed(started):
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@needs_root
+@networkd_here
+def test_a_nic_with_an_odd_name_does_not_stop_networkd_bringing_up_another() -> None:
+    """networkctl prints names as they are; one that holds a Unicode space split its row
+    into six columns, and the whole listing was refused, for every NIC: a Savable pool
+    VM could never take its hot-attached NIC while such a link existed."""
+    code = "from tests.hostile.test_pool_network_attacks import odd_names_sandbox as s; s()"
+    done = subprocess.run(
+        ["unshare", "-n", "-m", "--propagation", "private", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.splitlines()[-1])
+    assert all(name in results["listing"] for name in ODD_NAMES), results["listing"]
+    assert results["managed0"] == {
+        "done": "brought managed0 up; systemd-networkd is asking for a DHCP lease (configuring)"
+    }, results
