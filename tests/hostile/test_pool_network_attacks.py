@@ -94,6 +94,43 @@ def test_waiting_for_the_answer_or_the_removal_is_logged_once() -> None:
     assert log.count("to be removed") <= 1, log
 
 
+SIGTERM_IN_FLIGHT = """
+    from azprov.errors import Terminated
+    from azprov.fabric.client import Fabric
+    from azprov.fabric.http import FabricHttp
+    from azprov.fabric.wireserver import WireServer
+    from azprov.pool import ready_or_unplugged
+    from azprov.run import RunRecord, stop_on_sigterm
+    from azprov.simulator import Answer, SimulatedFabric
+    ip("link", "set", "lo", "up")
+    tap("t0")
+    fabric = SimulatedFabric().start()  # never stopped: that would wait for its answer
+    http = FabricHttp()
+    wireserver = WireServer(http, fabric.wireserver_endpoint, 30)
+    goal_state = wireserver.goal_state()
+    fabric.wireserver.script([Answer(200, b"", delay=30)], "/machine?comp=health")
+    stop = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    stop.daemon = True
+    started = time.monotonic()
+    stop.start()
+    with stop_on_sigterm(), LinkWatcher() as links:
+        try:
+            ready_or_unplugged(Fabric(http, wireserver), links, "t0", goal_state, RunRecord())
+        except Terminated:
+            result(stopped_after=time.monotonic() - started)
+"""
+
+
+@netns_here
+def test_sigterm_while_the_ready_is_in_flight_ends_the_wait_and_the_process() -> None:
+    """The report runs in a daemon thread: a try held up by the WireServer (or by a
+    NIC gone under it) keeps neither the wait nor the process's exit waiting."""
+    started = time.monotonic()
+    found, log = scenario(SIGTERM_IN_FLIGHT, seconds=25)
+    assert float(found["stopped_after"]) < 2, log
+    assert time.monotonic() - started < 15, log  # the exit did not wait for the answer
+
+
 def test_a_cancelled_deadline_stops_the_calls_retries(fabric: SimulatedFabric) -> None:
     """Deadline.cancel() while the call sleeps before its next try: it gives up there,
     and a call that starts with a cancelled deadline sends nothing."""
