@@ -179,12 +179,15 @@ def _take_new_nic(root: TargetRoot, fabric: Fabric, links: LinkWatcher, known: l
         _settle_udev(root)
         for name in [name for name in nic.interfaces(root) if name not in seen] or [first]:
             seen.add(name)
-            try:
+            try:  # one NIC the image cannot configure or route fails alone: try the next
                 log.info("%s", nic.bring_up_with_dhcp(root, name))
-            except HostError as exc:  # one NIC the image cannot configure: try the next
+                routed = not addresses or nic.wait_for_route(
+                    root, name, addresses, NIC_LEASE_TIMEOUT
+                )
+            except HostError as exc:
                 log.warning("%s: %s", name, exc)
                 continue
-            if not addresses or nic.wait_for_route(root, name, addresses, NIC_LEASE_TIMEOUT):
+            if routed:
                 log.info("%s routes to the fabric (%s): it is the primary NIC", name, addresses)
                 return
             log.info("%s has no route to the fabric; waiting for another NIC", name)
@@ -208,7 +211,7 @@ def poll_reprovision_data(fabric: Fabric, root: TargetRoot, entry: dict[str, Any
             data = fabric.imds.reprovision_data(Deadline(POLL_WINDOW))
         except FabricUnreachable as exc:
             log.warning("%s; renewing the DHCP lease", exc)
-            renew_lease(root, nic.interfaces(root))
+            renew_lease(root)
             continue
         except ReportableError as exc:
             if exc.reason != "fabric_timeout":
@@ -218,11 +221,15 @@ def poll_reprovision_data(fabric: Fabric, root: TargetRoot, entry: dict[str, Any
         return data
 
 
-def renew_lease(root: TargetRoot, interfaces: list[str]) -> None:
-    """Best effort: a renewal that fails leaves the next poll to tell (and retry)."""
+def renew_lease(root: TargetRoot, interfaces: Optional[list[str]] = None) -> None:
+    """Best effort (every NIC when none is named): a renewal that fails leaves the next
+    poll to tell (and retry)."""
     try:
-        log.info("%s", nic.renew_leases(root, interfaces))
-    except HostError as exc:
+        log.info(
+            "%s",
+            nic.renew_leases(root, nic.interfaces(root) if interfaces is None else interfaces),
+        )
+    except (HostError, OSError) as exc:
         log.warning("could not renew the DHCP lease: %s", exc)
 
 

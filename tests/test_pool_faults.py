@@ -148,3 +148,23 @@ def test_a_refusal_is_not_asked_again_and_is_reported(tmp_path: Path) -> None:
         assert reports[-1].description is not None and "403" in reports[-1].description
         assert machine(snapshot(vm.root)) == machine(vm.before)
         assert vm.marker() is not None  # a later boot asks again
+
+
+def test_a_refusal_whose_body_holds_a_password_never_quotes_it(tmp_path: Path) -> None:
+    """Any reprovisiondata body may be a customer's ovf-env.xml: an error quotes none of it."""
+    secret = "Pool-Handover-Secret-9"
+    # Its start, where an error message's snippet of the body would come from.
+    body = f"<Environment><UserPassword>{secret}</UserPassword>".encode()
+    with pool_vm(tmp_path, "Running", after=None) as vm:
+        vm.fabric.imds.script([Answer(400, body)], REPROVISION_DATA)
+        run = vm.provision()
+        assert run.returncode != 0 and "HTTP 400" in run.stderr
+        description = vm.fabric.health_reports[-1].description or ""
+        assert "HTTP 400" in description
+        kept = [run.stderr, description]
+        kept += [
+            p.read_text("utf-8", "replace")
+            for p in (vm.root / "var/lib").rglob("*")
+            if p.is_file()
+        ]
+        assert all(secret not in text for text in kept)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple, Optional
 
-from azprov.errors import InvalidInput
+from azprov.errors import HttpStatusError, InvalidInput
 from azprov.fabric.http import RETRYABLE_STATUS, Deadline, FabricHttp, Reply, Retry
 from azprov.fabric.retry import RetryPolicy
 from azprov.jsondoc import UnusableJson, parse_json
@@ -170,15 +170,25 @@ class Imds:
         """A pool VM's handed-over ovf-env.xml, polled until `deadline`: IMDS answers 404
         (or 410, 429, 5xx) until a customer takes the VM. FabricUnreachable when the last
         try got no reply at all (the network may have changed under the VM: renew DHCP)."""
-        reply: Reply = self.http.call(
-            "reprovision data",
-            "GET",
-            f"{self.url}/reprovisiondata?{REPROVISION_QUERY}",
-            deadline,
-            headers={"Metadata": "true"},
-            fresh_headers=lambda: {"x-ms-client-request-id": request_id()},
-            retry_status=IMDS_RETRY_STATUS,
-            max_bytes=REPROVISION_MAX_BYTES,
-            policy=REPROVISION_POLICY,
-        )
+        url = f"{self.url}/reprovisiondata?{REPROVISION_QUERY}"
+        try:
+            reply: Reply = self.http.call(
+                "reprovision data",
+                "GET",
+                url,
+                deadline,
+                headers={"Metadata": "true"},
+                fresh_headers=lambda: {"x-ms-client-request-id": request_id()},
+                retry_status=IMDS_RETRY_STATUS,
+                max_bytes=REPROVISION_MAX_BYTES,
+                policy=REPROVISION_POLICY,
+            )
+        except HttpStatusError as exc:
+            # Without the body: for this request any body may be a customer's ovf-env.xml,
+            # password included, and the error reaches the report, KVP and the journal.
+            raise HttpStatusError(
+                f"reprovision data: GET {url} answered HTTP {exc.status}",
+                status=exc.status,
+                url=url,
+            ) from None
         return reply.content
