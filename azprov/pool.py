@@ -127,7 +127,7 @@ def report_ready_in_pool(
             links.wait_down_then_up(primary)
             renew_lease(root, [primary])
         else:
-            _take_new_nic(root, fabric, links, known)
+            _take_new_nic(root, fabric, links, [name for name in known if name != primary])
     return True
 
 
@@ -158,7 +158,8 @@ def ready_or_unplugged(
                 links.wait_removed(primary, timeout=0.2, quiet=True)
             except LinkWaitTimeout:
                 continue
-            log.info("%s was removed before the WireServer answered: Ready reached it", primary)
+            answered = "after" if outcome else "before"
+            log.info("%s was removed %s the WireServer answered Ready", primary, answered)
             return
     finally:
         deadline.cancel()
@@ -167,13 +168,15 @@ def ready_or_unplugged(
     links.wait_removed(primary)
 
 
-def _take_new_nic(root: TargetRoot, fabric: Fabric, links: LinkWatcher, known: list[str]) -> None:
+def _take_new_nic(root: TargetRoot, fabric: Fabric, links: LinkWatcher, others: list[str]) -> None:
     """Bring each hot-attached NIC up with DHCP until one's lease routes to the fabric.
 
-    The kernel names a new NIC (eth1) before udev renames it (ens4): once udev has
+    `others`: the NICs the VM had beside the removed one, never candidates. The new
+    NIC may well get the removed one's name (the same slot, or Azure's eth0 again).
+    The kernel names a new NIC (eth0) before udev renames it (ens3): once udev has
     settled, the NICs not seen before are the candidates, by their current names."""
     addresses = _fabric_addresses(fabric)
-    seen = set(known)
+    seen = set(others)
     while True:
         first = links.wait_new_link(seen)
         _settle_udev(root)
