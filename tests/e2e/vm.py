@@ -3,7 +3,8 @@
 The guest reaches nothing but qemu's forwards (`restrict=on`): 10.0.2.100:80
 and :32526 go to the fabric's WireServer and HostGAPlugin, 10.0.2.101:80 to
 its IMDS, each through a socat that qemu starts per connection. The console
-(ttyS0) and the probe's port (ttyS1) are files.
+(ttyS0), the probe's port (ttyS1) and, for a guest watcher, a third port (ttyS2)
+are files. Each boot holds the machine's qemu lock (qemu_lock.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from azprov.simulator import Answer, Request, SimulatedFabric, VmSpec
 from tests.e2e.image import BootFiles
+from tests.e2e.qemu_lock import qemu_lock
 
 AZURE_ASSET_TAG = "7783-7084-3265-9085-8269-3286-77"
 BOOT_TIMEOUT = 420.0  # a TCG boot takes about 40-60 s; this is for a wedged guest
@@ -64,9 +66,13 @@ class Boot:
 
     def guest_to_host(self, guest_us: int) -> float:
         """A guest CLOCK_MONOTONIC reading (µs) as host time.monotonic()."""
+        # A fabric may serve several boots of one VM (a pool's OS disk): each boot's
+        # guest clock starts again, so only this boot's samples count.
+        ended = self.started + self.seconds
         samples = [
             r.at - int(parse_qs(urlsplit(r.path).query)["mono_us"][0]) / 1e6
             for r in self.fabric.requests_to("wireserver", "/e2e/clock")
+            if self.started <= r.at <= ended
         ]
         if not samples:
             raise AssertionError("the probe sent no clock samples:\n" + self.console_tail())
@@ -99,6 +105,125 @@ def clock_route(fabric: SimulatedFabric) -> None:
     fabric.wireserver.route("GET", "/e2e/clock", lambda request: Answer(200, b"ok\n"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """How qemu is started for one boot, besides the fabric it talks to."""
+
+    files: BootFiles
+    disk: Path
+    smbios_uuid: str
+    workdir: Path
+    name: str
+    extra_cmdline: str = ""
+    cdrom: Optional[Path] = None  # the provisioning media, as Azure attaches it
+    ssh_port: Optional[int] = None  # a host loopback port forwarded to the guest's 22
+    qmp: Optional[Path] = None  # a QMP socket for a test that acts while the guest runs
+    mac: Optional[str] = None  # the NIC's MAC (qemu's default: 52:54:00:12:34:56)
+    watch: bool = False  # a third serial port (ttyS2) into <name>.watch.log
+
+    @property
+    def console(self) -> Path:
+        return self.workdir / f"{self.name}.console.log"
+
+    @property
+    def probe(self) -> Path:
+        return self.workdir / f"{self.name}.probe.log"
+
+    @property
+    def watch_log(self) -> Path:
+        return self.workdir / f"{self.name}.watch.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.workdir / f"{self.name}.qemu.log"
+
+    def argv(self, fabric: SimulatedFabric) -> list[str]:
+        """qemu's command line: netdev `n0` and NIC `nic0` (ids QMP commands name)."""
+        ws, hp, imds = (service.port for service in fabric.services)
+
+        def forward(address: str, port: int) -> str:
+            return f"guestfwd=tcp:{address}-cmd:socat - TCP:127.0.0.1:{port}"
+
+        forwards = [
+            forward("10.0.2.100:80", ws),
+            forward("10.0.2.100:32526", hp),
+            forward("10.0.2.101:80", imds),
+        ]
+        if self.ssh_port is not None:
+            forwards.append(f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22")
+        netdev = ",".join(["user,id=n0,restrict=on", *forwards])
+        nic = "virtio-net-pci,netdev=n0,id=nic0" + (f",mac={self.mac}" if self.mac else "")
+        cmdline = (
+            f"root=/dev/vda rw console=ttyS0 quiet {CRASH_ENDS_THE_BOOT} {self.extra_cmdline}"
+        )
+        argv = [
+            "qemu-system-x86_64",
+            "-machine", "accel=tcg",
+            "-m", "1024",
+            "-smp", "2",
+            "-display", "none",
+            "-monitor", "none",
+            "-no-reboot",
+            "-kernel", str(self.files.kernel),
+            "-initrd", str(self.files.initrd),
+            "-append", cmdline.strip(),
+            "-drive", f"file={self.disk},format=raw,if=virtio",
+            "-netdev", netdev,
+            "-device", nic,
+            "-smbios", f"type=1,uuid={self.smbios_uuid}",
+            "-smbios", f"type=3,asset={AZURE_ASSET_TAG}",
+            "-serial", f"file:{self.console}",
+            "-serial", f"file:{self.probe}",
+        ]  # fmt: skip
+        if self.watch:
+            argv += ["-serial", f"file:{self.watch_log}"]
+        if self.qmp is not None:
+            argv += ["-qmp", f"unix:{self.qmp},server=on,wait=off"]
+        if self.cdrom is not None:
+            argv += ["-drive", f"file={self.cdrom},format=raw,media=cdrom,if=ide,readonly=on"]
+        return argv
+
+    def start(self, fabric: SimulatedFabric) -> subprocess.Popen[bytes]:
+        """qemu running this machine (the caller holds the qemu lock). Its stderr goes to
+        a file: a pipe nobody reads while a test acts on the guest could fill and stop it."""
+        clock_route(fabric)
+        with self.qemu_log.open("wb") as stderr:
+            return subprocess.Popen(
+                self.argv(fabric),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+
+    def wait(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        """Until qemu exits; killed, and an AssertionError, after `timeout` seconds."""
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(
+                f"{self.name}: the guest did not power off within {timeout:g} s\n"
+                + _tail(self.console)
+            ) from None
+
+    def record(
+        self, fabric: SimulatedFabric, process: subprocess.Popen[bytes], started: float
+    ) -> Boot:
+        """The Boot record of a qemu that has exited."""
+        seconds = time.monotonic() - started
+        if process.returncode != 0:
+            raise AssertionError(
+                f"{self.name}: qemu exited with {process.returncode}: "
+                + _read(self.qemu_log)[-2000:]
+            )
+        console = _read(self.console)
+        if _PANIC in console:
+            raise GuestPanicked(self.name, console)
+        report, sections = parse_probe(_read(self.probe))
+        return Boot(fabric, console, report, sections, started, seconds)
+
+
 def boot(
     files: BootFiles,
     disk: Path,
@@ -118,71 +243,15 @@ def boot(
     `ssh_port`, if given, is a host loopback port forwarded to the guest's port 22
     (the one way in: `restrict=on` leaves explicit forwards working).
     """
+    machine = Machine(files, disk, smbios_uuid, workdir, name, extra_cmdline, cdrom, ssh_port)
     fabric = SimulatedFabric(spec=spec, advertised_base="http://168.63.129.16")
-    clock_route(fabric)
-    console = workdir / f"{name}.console.log"
-    probe = workdir / f"{name}.probe.log"
-    with fabric:
-        ws, hp, imds = (service.port for service in fabric.services)
-
-        def forward(address: str, port: int) -> str:
-            return f"guestfwd=tcp:{address}-cmd:socat - TCP:127.0.0.1:{port}"
-
-        netdev = ",".join(
-            [
-                "user,id=n0,restrict=on",
-                forward("10.0.2.100:80", ws),
-                forward("10.0.2.100:32526", hp),
-                forward("10.0.2.101:80", imds),
-            ]
-            + ([f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22"] if ssh_port is not None else [])
-        )
-        argv = [
-            "qemu-system-x86_64",
-            "-machine", "accel=tcg",
-            "-m", "1024",
-            "-smp", "2",
-            "-display", "none",
-            "-monitor", "none",
-            "-no-reboot",
-            "-kernel", str(files.kernel),
-            "-initrd", str(files.initrd),
-            "-append",
-            f"root=/dev/vda rw console=ttyS0 quiet {CRASH_ENDS_THE_BOOT} {extra_cmdline}".strip(),
-            "-drive", f"file={disk},format=raw,if=virtio",
-            "-netdev", netdev,
-            "-device", "virtio-net-pci,netdev=n0",
-            "-smbios", f"type=1,uuid={smbios_uuid}",
-            "-smbios", f"type=3,asset={AZURE_ASSET_TAG}",
-            "-serial", f"file:{console}",
-            "-serial", f"file:{probe}",
-        ]  # fmt: skip
-        if cdrom is not None:  # the provisioning media, as Azure attaches it
-            argv += ["-drive", f"file={cdrom},format=raw,media=cdrom,if=ide,readonly=on"]
+    with fabric, qemu_lock():
         if prepare is not None:
             prepare(fabric)
         started = time.monotonic()
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            _, stderr = process.communicate(timeout=BOOT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise AssertionError(
-                f"{name}: the guest did not power off within {BOOT_TIMEOUT:g} s\n" + _tail(console)
-            ) from None
-        seconds = time.monotonic() - started
-    if process.returncode != 0:
-        raise AssertionError(
-            f"{name}: qemu exited with {process.returncode}: "
-            + stderr.decode("utf-8", "replace")[-2000:]
-        )
-    if _PANIC in _read(console):
-        raise GuestPanicked(name, _read(console))
-    report, sections = parse_probe(probe.read_text("utf-8", "replace"))
-    return Boot(fabric, _read(console), report, sections, started, seconds)
+        process = machine.start(fabric)
+        machine.wait(process, BOOT_TIMEOUT)
+        return machine.record(fabric, process, started)
 
 
 def free_port() -> int:
