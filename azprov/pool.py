@@ -82,7 +82,8 @@ def wait_in_pool(
                 return None
             data = run.timed("pool_wait", poll_reprovision_data, fabric, root, entry)
     except Terminated:
-        log.info("stopped while waiting in the %s pool; the next boot resumes", kind.value)
+        resumes = "resumes" if kind is not PoolKind.OS_DISK else "provisions as a first boot"
+        log.info("stopped while waiting in the %s pool; the next boot %s", kind.value, resumes)
         return None
     advance(root, entry, "provisioning", data_at=time.time())
     gathered = gather(fabric, root, config, run, media=lambda: parse_ovf_env(data))
@@ -128,6 +129,7 @@ def report_ready_in_pool(
             renew_lease(root, [primary])
         else:
             _take_new_nic(root, fabric, links, [name for name in known if name != primary])
+        fabric.http.forget_connections()  # made over the network the VM no longer has
     return True
 
 
@@ -215,6 +217,7 @@ def poll_reprovision_data(fabric: Fabric, root: TargetRoot, entry: dict[str, Any
         except FabricUnreachable as exc:
             log.warning("%s; renewing the DHCP lease", exc)
             renew_lease(root)
+            fabric.http.forget_connections()
             continue
         except ReportableError as exc:
             if exc.reason != "fabric_timeout":

@@ -122,6 +122,13 @@ class FabricHttp:
     def close(self) -> None:
         self._connections.close()
 
+    def forget_connections(self) -> None:
+        """Drop every kept-alive connection: after the VM's network changed under it (a
+        pool VM's new NIC or lease), a connection made before goes nowhere, and a request
+        sent on one waits out its read timeout."""
+        stale, self._connections = self._connections, Connections()
+        stale.close()
+
     def __enter__(self) -> FabricHttp:
         return self
 

@@ -167,7 +167,11 @@ class LinkWatcher:
         """The name of the next link (not loopback) that appears or changes whose name
         is not in `known`."""
         known = frozenset(known)
-        what = f"a network link other than {', '.join(sorted(known)) or 'none'}"
+        what = (
+            f"a network link other than {', '.join(sorted(known))}"
+            if known
+            else "a new network link"
+        )
         log.info("Waiting for %s (%s).", what, _limit(timeout))
         for item in self._events(what, timeout):
             found = item.links if isinstance(item, _Resync) else [item]
