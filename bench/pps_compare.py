@@ -15,8 +15,10 @@ Ready, the NIC's link off and on through QMP, the hand-over, then from
     host through a forward to the guest's port 22 (bench/pps_login.py): the
     arrival of sshd's banner in the first round whose `ssh customer@... id -un`
     then works (user, key and sshd all in place). Shown beside it: sshd's first
-    "Server listening" in the guest's journal, on the host's clock (sshd's
-    banner comes about 0.7 s after it under TCG);
+    "Server listening" in the guest's journal, on the host's clock, and when the
+    banner's connection was opened (a refused connection is followed by the next
+    0.1 s later, so that is soon after sshd listens; from there to the banner,
+    0.7 s or more under TCG, is sshd's own time to answer);
 (b) the final Ready: the fabric's arrival time of the first Ready after the
     hand-over.
 cloud-init posts its final Ready before its later stages create the user and
@@ -52,7 +54,6 @@ from tests.e2e.image import BootFiles, build_image  # noqa: E402
 
 AZPROV, CLOUD_INIT = "azprov", "cloud-init"
 AGENTS = {"both": (AZPROV, CLOUD_INIT), AZPROV: (AZPROV,), CLOUD_INIT: (CLOUD_INIT,)}
-SMBIOS_UUIDS = tuple(f"7c2d3e4f-5061-4b2c-9d3e-4f5a6b7c8d{n:02x}" for n in range(16))
 LOGIN_RATIO_GOAL = 0.5  # azprov's served -> login-ready <= half of cloud-init's
 READY_AFTER_LOGIN_GOAL = 1.0  # azprov's final Ready within 1 s of its login-ready
 
@@ -64,7 +65,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--keep-logs",
         metavar="DIR",
         type=Path,
-        help="copy each boot's console, probe log and fabric transcript here",
+        help="copy each boot's console, probe log, qemu's stderr and fabric transcript here",
     )
     parser.add_argument("--agent", choices=sorted(AGENTS), default="both")
     parser.add_argument(
@@ -74,8 +75,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         " files included)",
     )
     args = parser.parse_args(argv)
-    if not 1 <= args.runs <= len(SMBIOS_UUIDS):
-        parser.error(f"--runs must be between 1 and {len(SMBIOS_UUIDS)}")
+    if args.runs < 1:
+        parser.error("--runs must be 1 or more")
     return args
 
 
@@ -111,9 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 directory = work / agent
                 disk = images[agent].copy_disk(directory / f"run{run}.img")
                 name = f"{agent}-run{run}"
-                outcome = run_pool_vm(
-                    agent, images[agent], disk, SMBIOS_UUIDS[run], directory, key, name
-                )
+                outcome = run_pool_vm(agent, images[agent], disk, directory, key, name)
                 disk.unlink()
                 outcomes[agent].append(outcome)
                 for line in describe(outcome, run):
@@ -127,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 def keep(outcome: Outcome, directory: Path, name: str, into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
-    for suffix in ("console.log", "probe.log"):
+    for suffix in ("console.log", "probe.log", "qemu.log"):
         source = directory / f"{name}.{suffix}"
         if source.exists():
             shutil.copy2(source, into / source.name)
@@ -155,8 +154,9 @@ def describe(outcome: Outcome, run: int) -> list[str]:
         f"{said} from qemu start: pool Ready {at(outcome.pool_ready)} s, hand-over"
         f" {at(outcome.handed_over)} s, served {at(outcome.served)} s, sshd answers"
         f" {at(login.banner_at)} s, final Ready {at(outcome.final_ready)} s, login-ready"
-        f" {at(login.login_ready)} s (its ssh {at(login.login_started)}-{at(login.login_done)} s,"
-        f" {login.attempts} ssh run(s)); in the guest: sshd listening"
+        f" {at(login.login_ready)} s (its connection opened {at(login.login_asked)} s, its ssh"
+        f" {at(login.login_started)}-{at(login.login_done)} s,"
+        f" {login.attempts} ssh run(s), {login.rounds} connection(s)); in the guest: sshd listening"
         f" {at(outcome.sshd_listening)} s",
         f"{said} hand-over -> served {_s(waited)} s;"
         f" served -> login-ready {_s(outcome.since_served(login.login_ready))} s,"

@@ -1,5 +1,13 @@
 """One Running pre-provisioned pool VM, from boot to the customer's login (bench/pps_compare.py).
 
+The VM, its fabric and its media are the emulated-boot tests' Running pool VM
+(tests/e2e/pool_scenarios.py: the placeholder's spec and media, the customer's
+spec and ovf-env.xml), booted with tests/e2e/live.py (qemu under the qemu lock,
+a QMP session, a forward from a host port to the guest's port 22). The test's
+steps are not the bench's: the bench has no guest watcher, flips the link as
+soon as the pool's Ready is in and hands over without the late 404s, so what it
+times is the agents' own path.
+
 Boot with the pool's placeholder media (PreprovisionedVm true, type Running);
 wait for the pool's Ready; flip the NIC's link off and on through QMP (the
 switch to the customer's network the agent waits for); hand the VM over
@@ -13,37 +21,46 @@ time.monotonic():
 The probe's GET /e2e/login is held until the login loop ends, so the guest
 powers off only afterwards; its records (and cloud-init's log) come back on ttyS1,
 among them sshd's first "Server listening" journal line, mapped to host time
-through the probe's clock samples: the guest's own account of login-ready.
+through the probe's clock samples (Boot.guest_to_host): the guest's own account
+of login-ready.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from azprov.simulator import Answer, Request, SimulatedFabric, VmSpec  # noqa: E402
-from azprov.simulator.documents import PublicKey, ovf_env_xml  # noqa: E402
+from azprov.simulator import Answer, Request, SimulatedFabric  # noqa: E402
 from azprov.simulator.pool import REPROVISION_DATA, Pool, park_in_pool  # noqa: E402
 from bench.pps_login import LoginLoop, LoginResult  # noqa: E402
-from bench.pps_vm import RunningVm, qemu_argv, running  # noqa: E402
 from tests.e2e.image import BootFiles  # noqa: E402
-from tests.e2e.vm import clock_route, free_port, parse_probe, vm_id_for  # noqa: E402
+from tests.e2e.live import LiveVm, live_boot  # noqa: E402
+from tests.e2e.pool_scenarios import (  # noqa: E402
+    CUSTOMER_USER,
+    RUNNING,
+    SMBIOS,
+    customer_ovf,
+    customer_spec,
+    pool_media,
+    pool_spec,
+)
+from tests.e2e.vm import Boot, Machine, free_port  # noqa: E402
 
-CUSTOMER = "customer"
 POOL_READY_TIMEOUT = 420.0  # boot to the pool's Ready, under TCG
 LINK_DOWN_SECONDS = 1.0
 HANDED_OVER_TIMEOUT = 300.0  # hand-over to login and final Ready
 POWER_OFF_TIMEOUT = 240.0
+# "[   40.071234] host sshd[512]: Server listening on 0.0.0.0 port 22." (short-monotonic)
+_JOURNAL_TIME = re.compile(r"\[\s*(\d+)\.(\d{6})\]")
 
 
 @dataclasses.dataclass
@@ -68,63 +85,6 @@ class Outcome:
         return at - self.served if at is not None and self.served is not None else None
 
 
-def placeholder_spec(smbios_uuid: str) -> VmSpec:
-    return VmSpec(
-        vm_id=vm_id_for(smbios_uuid),
-        name="pps-pool",
-        computer_name="pps-pool",
-        role_name="_pps-pool",
-        admin_username="pooladmin",
-        public_keys=[],
-    )
-
-
-def customer_spec(smbios_uuid: str, public_key: str) -> VmSpec:
-    path = f"/home/{CUSTOMER}/.ssh/authorized_keys"
-    return VmSpec(
-        vm_id=vm_id_for(smbios_uuid),
-        name="pps-customer",
-        computer_name="pps-customer",
-        admin_username=CUSTOMER,
-        public_keys=[PublicKey(public_key, path)],
-    )
-
-
-def customer_ovf(spec: VmSpec) -> bytes:
-    keys = tuple((key.path, key.key_data) for key in spec.public_keys)
-    return ovf_env_xml(hostname=spec.computer_name, username=CUSTOMER, public_keys=keys)
-
-
-def placeholder_media(directory: Path) -> Path:
-    """The pool's ovf-env.xml on a UDF/ISO 9660 image, as Azure attaches it."""
-    content = directory / "media"
-    content.mkdir(exist_ok=True)
-    (content / "ovf-env.xml").write_bytes(
-        ovf_env_xml(
-            hostname="pps-pool",
-            username="pooladmin",
-            preprovisioned_vm=True,
-            preprovisioned_vm_type="Running",
-        )
-    )
-    iso = directory / "pool-ovf.iso"
-    subprocess.run(
-        ["genisoimage", "-quiet", "-udf", "-V", "rd_rdfe_stable", "-o", str(iso), str(content)],
-        check=True,
-    )
-    return iso
-
-
-def _wait_until(condition: Callable[[], bool], vm: RunningVm, timeout: float) -> bool:
-    """Poll `condition()` every 50 ms while qemu runs; False on timeout or qemu's exit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and vm.alive():
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
-
-
 def _ready_after(fabric: SimulatedFabric, since: float) -> Optional[float]:
     return next(
         (r.at for r in fabric.health_reports if r.state == "Ready" and r.at >= since), None
@@ -137,22 +97,14 @@ def _served(fabric: SimulatedFabric) -> Optional[float]:
 
 
 def run_pool_vm(
-    agent: str,
-    files: BootFiles,
-    disk: Path,
-    smbios_uuid: str,
-    directory: Path,
-    key: Path,
-    name: str,
+    agent: str, files: BootFiles, disk: Path, directory: Path, key: Path, name: str
 ) -> Outcome:
     """Boot `disk` as a Running pool VM, hand it over, measure; see the module's docstring."""
     public_key = Path(f"{key}.pub").read_text().strip()
-    customer = customer_spec(smbios_uuid, public_key)
-    fabric = SimulatedFabric(
-        spec=placeholder_spec(smbios_uuid), advertised_base="http://168.63.129.16"
+    fabric = SimulatedFabric(spec=pool_spec(RUNNING), advertised_base="http://168.63.129.16")
+    pool = park_in_pool(
+        fabric, RUNNING, customer_spec(RUNNING, public_key), customer_ovf(public_key)
     )
-    clock_route(fabric)
-    pool: Pool = park_in_pool(fabric, "Running", customer, customer_ovf(customer))
     released = threading.Event()  # the probe's GET /e2e/login waits for the login loop
 
     def hold_probe(request: Request) -> Answer:
@@ -160,82 +112,63 @@ def run_pool_vm(
         return Answer(200, b"ok\n")
 
     fabric.wireserver.route("GET", "/e2e/login", hold_probe)
-    ssh_port = free_port()
-    console, probe = directory / f"{name}.console.log", directory / f"{name}.probe.log"
-    qmp_path = directory / f"{name}.qmp"
-    media = placeholder_media(directory)
-    with fabric:
-        argv = qemu_argv(
-            files, disk, fabric, smbios_uuid, console, probe, qmp_path,
-            ssh_port=ssh_port, extra_cmdline="e2e.login", cdrom=media,
-        )  # fmt: skip
-        with running(argv, qmp_path, console) as vm:
-            outcome = Outcome(agent, vm.started)
-            try:
-                _scenario(vm, fabric, pool, outcome, ssh_port, key)
-            finally:
-                released.set()
-            outcome.powered_off = vm.wait(POWER_OFF_TIMEOUT)
-            if not outcome.powered_off:
-                outcome.problems.append(f"no power-off within {POWER_OFF_TIMEOUT:g} s")
-                outcome.problems.append("console tail:\n" + vm.console_tail())
+    machine = Machine(
+        files, disk, SMBIOS[RUNNING], directory, name, "e2e.login",
+        cdrom=pool_media(directory, RUNNING), ssh_port=free_port(),
+    )  # fmt: skip
+    with fabric, live_boot(machine, fabric) as vm:
+        outcome = Outcome(agent, vm.started)
+        try:
+            _scenario(vm, pool, outcome, key)
+        except AssertionError as failure:  # a failed wait, with the fabric's and guest's story
+            outcome.problems.append(str(failure))
+        finally:
+            released.set()
+        try:
+            _records(vm.powered_off(POWER_OFF_TIMEOUT), outcome)
+        except AssertionError as failure:  # no power-off, qemu's error or a guest panic
+            outcome.problems.append(str(failure))
         outcome.transcript = fabric.transcript()
-    if probe.exists():
-        outcome.probe, outcome.sections = parse_probe(probe.read_text("utf-8", "replace"))
-    outcome.sshd_listening = _sshd_listening(fabric, outcome.sections)
     return outcome
 
 
-def _sshd_listening(fabric: SimulatedFabric, sections: dict[str, str]) -> Optional[float]:
-    """sshd's first "Server listening" journal line (short-monotonic) as host
-    time.monotonic(), through the probe's clock samples (the sample with the least
-    transit gives the offset), as tests/e2e/vm.py does."""
-    match = re.match(r"\[\s*(\d+\.\d+)\]", sections.get("sshd-listening", "").strip())
-    offsets = [
-        r.at - int(r.query["mono_us"][0]) / 1e6
-        for r in fabric.requests_to("wireserver", "/e2e/clock")
-        if r.query.get("mono_us", [""])[0].isdigit()
-    ]
-    if match is None or not offsets:
-        return None
-    return float(match.group(1)) + min(offsets)
+def _records(boot: Boot, outcome: Outcome) -> None:
+    outcome.powered_off = True
+    outcome.probe, outcome.sections = boot.probe, boot.sections
+    journal = _JOURNAL_TIME.match(boot.sections.get("sshd-listening", "").strip())
+    if journal is not None:
+        outcome.sshd_listening = boot.guest_to_host(int(journal.group(1) + journal.group(2)))
 
 
-def _scenario(
-    vm: RunningVm, fabric: SimulatedFabric, pool: Pool, outcome: Outcome, port: int, key: Path
-) -> None:
-    if not _wait_until(lambda: _ready_after(fabric, 0.0) is not None, vm, POOL_READY_TIMEOUT):
-        outcome.problems.append("no pool Ready:\n" + vm.console_tail())
-        return
-    outcome.pool_ready = _ready_after(fabric, 0.0)
-    vm.qmp.set_link(False)
+def _scenario(vm: LiveVm, pool: Pool, outcome: Outcome, key: Path) -> None:
+    fabric = vm.fabric
+    outcome.pool_ready = vm.wait_until(
+        "the pool's Ready", lambda: _ready_after(fabric, 0.0), POOL_READY_TIMEOUT
+    )
+    vm.qmp.execute("set_link", name="n0", up=False)
     time.sleep(LINK_DOWN_SECONDS)
-    vm.qmp.set_link(True)
+    vm.qmp.execute("set_link", name="n0", up=True)
     pool.hand_over()
     handed_over = pool.handed_over_at
     assert handed_over is not None
     outcome.handed_over = handed_over
+    assert vm.machine.ssh_port is not None
     loop = LoginLoop(
-        port,
+        vm.machine.ssh_port,
         key,
-        CUSTOMER,
+        CUSTOMER_USER,
         deadline=handed_over + HANDED_OVER_TIMEOUT,
         agent_done=lambda: _ready_after(fabric, handed_over) is not None,
     )
     loop.start()
     try:
-        finished = _wait_until(
+        vm.wait_until(
+            "both a login and the final Ready",
             lambda: loop.done.is_set() and _ready_after(fabric, handed_over) is not None,
-            vm,
             HANDED_OVER_TIMEOUT,
         )
     finally:
         loop.stop()
-    outcome.login = loop.result
-    outcome.served = _served(fabric)
-    outcome.final_ready = _ready_after(fabric, handed_over)
-    if not finished:
-        outcome.problems.append(
-            "not both login and final Ready within"
-            f" {HANDED_OVER_TIMEOUT:g} s of the hand-over:\n" + vm.console_tail()
-        )
+        outcome.login = loop.result
+        outcome.served = _served(fabric)
+        outcome.final_ready = _ready_after(fabric, handed_over)
