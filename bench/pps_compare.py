@@ -47,9 +47,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.boot_compare import commit_of, package_of  # noqa: E402
-from bench.pps_image import build_cloud_init_image, install_bench_plumbing  # noqa: E402
-from bench.pps_scenario import Outcome, run_pool_vm  # noqa: E402
+from boot_compare import commit_of, package_of  # noqa: E402
+from pps_image import build_cloud_init_image, install_bench_plumbing  # noqa: E402
+from pps_scenario import Outcome, run_pool_vm  # noqa: E402
+
 from tests.e2e.image import BootFiles, build_image  # noqa: E402
 
 AZPROV, CLOUD_INIT = "azprov", "cloud-init"

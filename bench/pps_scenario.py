@@ -39,9 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pps_login import LoginLoop, LoginResult  # noqa: E402
+
 from azprov.simulator import Answer, Request, SimulatedFabric  # noqa: E402
 from azprov.simulator.pool import REPROVISION_DATA, Pool, park_in_pool  # noqa: E402
-from bench.pps_login import LoginLoop, LoginResult  # noqa: E402
 from tests.e2e.image import BootFiles  # noqa: E402
 from tests.e2e.live import LiveVm, live_boot  # noqa: E402
 from tests.e2e.pool_scenarios import (  # noqa: E402

@@ -41,7 +41,7 @@ OVF_SAYS = {
     (ABSENT, ABSENT): SILENT,
     (ABSENT, NIL): SILENT,
 }
-NO_PPS_TYPE = {"compute": {}}
+NO_PPS_TYPE: dict[str, dict[str, str]] = {"compute": {}}
 IMDS_STATES = [*KINDS, NO_PPS_TYPE, ABSENT]  # a value, extended without it, no extended
 
 

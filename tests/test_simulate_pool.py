@@ -27,7 +27,9 @@ def test_simulate_pool_shows_two_ready_reports_and_nothing_of_anyone_before_the_
     by_hand_over = _section(run.stdout, "What changed in the target root by the hand-over")
     # Only azprov's own state (and, for a VM still running, host keys being made in its
     # private work directory): no user, key, host name, sshd policy or installed host key.
-    assert all(line == "nothing" or line[2:].startswith("/var/lib/azprov") for line in by_hand_over)
+    assert all(
+        line == "nothing" or line[2:].startswith("/var/lib/azprov") for line in by_hand_over
+    )
     after = " ".join(_section(run.stdout, "What changed after it"))
     for path in ("/home/contoso/.ssh/authorized_keys", "/etc/hostname", "/etc/ssh/sshd_config.d"):
         assert path in after

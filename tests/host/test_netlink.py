@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,7 @@ def result(**values):
 '''
 
 
-def scenario(body: str, seconds: float = 60) -> tuple[dict[str, object], str]:
+def scenario(body: str, seconds: float = 60) -> tuple[dict[str, Any], str]:
     """Run `body` (after PRELUDE) in a fresh network namespace: its last printed
     JSON line and its log."""
     code = PRELUDE + textwrap.dedent(body)
@@ -114,7 +115,7 @@ def test_a_bounce_during_the_wait_is_seen(how: str) -> None:
             watcher.wait_down_then_up("t0", timeout=20)
             result(waited=time.monotonic() - started)
     """)
-    assert 0.3 <= float(found["waited"]) < 20  # type: ignore[arg-type]
+    assert 0.3 <= float(found["waited"]) < 20
     assert "Waiting for link t0 to go down and up again (up to 20 s)." in log
     assert "Saw link t0 go down" in log and "Saw link t0 come up again" in log
 
@@ -129,7 +130,7 @@ def test_a_bounce_between_opening_and_waiting_counts(how: str) -> None:
             watcher.wait_down_then_up("t0", timeout=10)
             result(waited=time.monotonic() - started)
     """)
-    assert float(found["waited"]) < 2  # type: ignore[arg-type]  # queued: no waiting
+    assert float(found["waited"]) < 2  # queued: no waiting
 
 
 def test_a_bounce_before_the_watcher_opened_does_not_count_and_the_wait_times_out() -> None:
@@ -146,7 +147,7 @@ def test_a_bounce_before_the_watcher_opened_does_not_count_and_the_wait_times_ou
     """)
     assert found["error"] == "timed out after 0.5 s waiting for link t0 to go down and up again"
     assert found["reason"] == "link_wait_timeout"
-    assert 0.5 <= float(found["waited"]) < 3  # type: ignore[arg-type]
+    assert 0.5 <= float(found["waited"]) < 3
     assert "Saw link t0" not in log
 
 
@@ -177,8 +178,8 @@ def test_removal_is_seen_whether_it_comes_before_or_during_the_wait() -> None:
             watcher.wait_removed("t0", timeout=20)
             result(queued=queued, waited=time.monotonic() - before)
     """)
-    assert float(found["queued"]) < 2  # type: ignore[arg-type]
-    assert 0.3 <= float(found["waited"]) < 20  # type: ignore[arg-type]
+    assert float(found["queued"]) < 2
+    assert 0.3 <= float(found["waited"]) < 20
     assert "Saw link t0 removed" in log
     assert "Waiting for link t0 to be removed (up to 20 s)." in log
 
