@@ -97,7 +97,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("azprov/host/kvp.py", "_boot_time", "open"): (
         "/proc/stat of the running kernel: the boot time that KVP records are stamped with"
     ),
-    ("azprov/host/hostname.py", "publish_hostname", "os.listdir"): (
+    ("azprov/host/nic.py", "interfaces", "os.listdir"): (
         "/sys/class/net of the running kernel, listed only when the root is the live system"
     ),
     ("azprov/host/media.py", "_cd_devices", "glob.glob"): (
@@ -140,6 +140,15 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ),
     ("azprov/simulate.py", "_demo_media", ".write_bytes"): (
         "the simulator's own provisioning media, in the temporary directory it made"
+    ),
+    ("azprov/simulate_pool.py", "run_pool_simulation", ".write_text"): (
+        "the pool simulation's own config file, in the temporary directory it made"
+    ),
+    ("azprov/simulate_pool.py", "write_media", ".write_bytes"): (
+        "the pool simulation's placeholder media, in the temporary directory it made"
+    ),
+    ("azprov/simulate_pool.py", "_boots", ".write_bytes"): (
+        "the customer's media for the OS-disk pool's next boot, in the simulation's own directory"
     ),
 }
 

@@ -1,14 +1,14 @@
 """The one HTTP layer every fabric call goes through: one client, one retry policy.
 
 Why these rules:
-- Never a proxy from the environment, never a redirect, never a URL rewritten
-  on the way out (transport.py: httpx, set up for the fabric).
-- Retry connection errors (refused, ENETUNREACH early in boot, reset),
-  timeouts, 408, 429 and 5xx with capped exponential backoff and jitter,
-  honouring Retry-After, until the logical call's deadline. The cap is a few
-  seconds so a fabric that comes back (p90 maintenance ≈ 3 min) is used at once.
-- Every other 4xx fails fast: retrying a request the server understood and
-  refused only hides the reason for 20 minutes.
+- Never a proxy from the environment, never a redirect, never a URL rewritten on the
+  way out (transport.py: httpx, set up for the fabric).
+- Retry connection errors (refused, ENETUNREACH early in boot, reset), timeouts, 408,
+  429 and 5xx with capped exponential backoff and jitter, honouring Retry-After, until
+  the logical call's deadline. The cap is a few seconds so a fabric that comes back
+  (p90 maintenance ≈ 3 min) is used at once.
+- Every other 4xx fails fast: retrying a request the server understood and refused
+  only hides the reason for 20 minutes.
 """
 
 from __future__ import annotations
@@ -88,8 +88,7 @@ class _Request(NamedTuple):
 
 
 class _Retryable(NamedTuple):
-    """Why a try did not succeed but another may; `wait` is the server's Retry-After;
-    `answered`: the server sent a reply (a status to retry, or a body to ask for again)."""
+    """Why a try failed but another may: `wait` is Retry-After; `answered`: a reply came."""
 
     description: str
     wait: float | None = None
@@ -97,8 +96,7 @@ class _Retryable(NamedTuple):
 
 
 class FabricUnreachable(FabricTimeout):
-    """No usable answer within the budget, and the last try got no reply at all (no
-    route, refused, reset, timed out): a caller that can fix the network (DHCP) may."""
+    """No usable answer in time, the last try no reply at all: fixing the network may help."""
 
 
 _SECRET_QUERY = re.compile(r"(?i)\b(sig|signature|code|token)=[^&]*")
@@ -123,9 +121,8 @@ class FabricHttp:
         self._connections.close()
 
     def forget_connections(self) -> None:
-        """Drop every kept-alive connection: after the VM's network changed under it (a
-        pool VM's new NIC or lease), a connection made before goes nowhere, and a request
-        sent on one waits out its read timeout."""
+        """Drop every kept-alive connection: once the VM's network changed (a pool VM's new
+        NIC or lease), one made before goes nowhere and a request on it waits 30 s."""
         stale, self._connections = self._connections, Connections()
         stale.close()
 
@@ -298,7 +295,6 @@ def _describe_transport_error(exc: Exception) -> str:
 
 
 def _snippet(content: bytes, limit: int = 200) -> str:
-    # redact_url: an error page may quote the request, a SAS URL the HostGAPlugin was
-    # given, say; the error reaches the journal and the status document.
+    # redact_url: an error page may quote a SAS URL the HostGAPlugin was given, say.
     text = redact_url(one_line(content[:limit].decode("utf-8", errors="replace")))
     return text or "(empty body)"
