@@ -39,6 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+# The tests' guard, in this host process too: a connect, connect_ex, sendto or sendmsg
+# to the real WireServer or IMDS address stops the bench before a packet leaves (the
+# fabric's documents name 168.63.129.16 for the guest, which reaches it through qemu).
+import guard_real_azure  # noqa: E402,F401
 from pps_login import LoginLoop, LoginResult  # noqa: E402
 
 from azprov.simulator import Answer, Request, SimulatedFabric  # noqa: E402
