@@ -56,6 +56,8 @@ from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import guard_real_azure  # noqa: E402,F401  (no socket call to the real Azure endpoints)
+
 from azprov.simulator import VmSpec  # noqa: E402
 from tests.e2e.image import BootFiles, build_image, systemctl  # noqa: E402
 from tests.e2e.tools import built_package  # noqa: E402
